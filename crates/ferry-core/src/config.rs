@@ -1,0 +1,794 @@
+//! The configuration model (CONFIG.md) and its loading from TOML text plus environment
+//! overrides.
+//!
+//! Loading is all-or-nothing: every problem found is reported at once, each with the
+//! file, the line and the key, and nothing is applied unless the whole file is valid.
+//! Reading the file and the environment is the caller's job; this module only parses.
+
+use crate::duration::parse_duration;
+use crate::retry::{Backoff, MAX_ATTEMPTS_LIMIT, MAX_INTERVAL, RetryPolicy};
+use crate::ConfigId;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+use toml::Spanned;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_STORAGE_URL: &str = "sqlite://ferry.db";
+pub const DEFAULT_BATCH_SIZE: u32 = 100;
+pub const MAX_BATCH_SIZE: u32 = 10_000;
+/// Prefix of environment overrides: `FERRY_SERVER__LISTEN` sets `server.listen`.
+pub const ENV_PREFIX: &str = "FERRY_";
+
+/// A validated installation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub retention: RetentionConfig,
+    pub entity_schemas: Vec<EntitySchema>,
+    pub incoming: Vec<Incoming>,
+    pub outgoing: Vec<Outgoing>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: DEFAULT_LISTEN.into(),
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub url: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            url: DEFAULT_STORAGE_URL.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionConfig {
+    pub max_age: Duration,
+    pub max_tasks: Option<u64>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            max_age: Duration::from_secs(30 * 86_400),
+            max_tasks: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntitySchema {
+    pub id: ConfigId,
+    pub identifier_path: Vec<String>,
+}
+
+/// Where a piece of configuration was written, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub key: String,
+    pub line: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransformerKind {
+    /// A jq filter over the entity: an error fails, an empty output drops.
+    Jq { filter: String },
+    /// A jq condition: false or null drops the entity.
+    Filter { condition: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transformer {
+    pub kind: TransformerKind,
+    pub at: Location,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Subscriber {
+    Webhook {
+        #[serde(default)]
+        secret: Option<String>,
+    },
+    File {
+        path: String,
+        #[serde(default = "default_format")]
+        format: FileFormat,
+    },
+    Http {
+        url: String,
+        #[serde(default)]
+        items: Option<String>,
+    },
+}
+
+fn default_format() -> FileFormat {
+    FileFormat::Ndjson
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    Ndjson,
+    Json,
+    Csv,
+}
+
+impl Subscriber {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Subscriber::Webhook { .. } => "webhook",
+            Subscriber::File { .. } => "file",
+            Subscriber::Http { .. } => "http",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Publisher {
+    /// Appends one JSON line per task to `path`.
+    File { path: String },
+    Http {
+        #[serde(default = "default_method")]
+        method: String,
+        url: String,
+        #[serde(default)]
+        headers: std::collections::BTreeMap<String, String>,
+        #[serde(default)]
+        timeout: Option<String>,
+    },
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
+
+impl Publisher {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Publisher::File { .. } => "file",
+            Publisher::Http { .. } => "http",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incoming {
+    pub id: ConfigId,
+    pub entity_schema: ConfigId,
+    pub subscriber: Subscriber,
+    pub transformers: Vec<Transformer>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub id: ConfigId,
+    pub transformers: Vec<Transformer>,
+    pub publisher: Publisher,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Schedule {
+    pub incoming: Option<String>,
+    pub outgoing: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub id: ConfigId,
+    pub name: String,
+    pub incoming: Vec<ConfigId>,
+    pub outgoing: ConfigId,
+    pub transformers: Vec<Transformer>,
+    pub batch_size: u32,
+    pub realtime: bool,
+    pub disabled: bool,
+    pub schedule: Schedule,
+    pub retry: RetryPolicy,
+}
+
+impl Config {
+    pub fn route(&self, id: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.id.as_str() == id)
+    }
+
+    pub fn incoming(&self, id: &str) -> Option<&Incoming> {
+        self.incoming.iter().find(|i| i.id.as_str() == id)
+    }
+
+    pub fn outgoing(&self, id: &str) -> Option<&Outgoing> {
+        self.outgoing.iter().find(|o| o.id.as_str() == id)
+    }
+
+    pub fn entity_schema(&self, id: &str) -> Option<&EntitySchema> {
+        self.entity_schemas.iter().find(|s| s.id.as_str() == id)
+    }
+
+    /// The routes that take entities from this incoming configuration.
+    pub fn routes_using(&self, incoming: &str) -> impl Iterator<Item = &Route> {
+        self.routes
+            .iter()
+            .filter(move |r| r.incoming.iter().any(|i| i.as_str() == incoming))
+    }
+}
+
+/// One thing wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<usize>,
+    /// The key as a path (`routes[0].outgoing`) or the environment variable.
+    pub key: String,
+    pub message: String,
+}
+
+/// Everything wrong with a configuration file, reported at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "{} is not a valid ferry configuration ({n} problem{}):",
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            match p.line {
+                Some(line) => write!(f, "\n  {}:{line}: {}: {}", self.file, p.key, p.message)?,
+                None => write!(f, "\n  {}: {}: {}", self.file, p.key, p.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// ---------------------------------------------------------------- raw file shape
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: ServerConfig,
+    #[serde(default)]
+    storage: StorageConfig,
+    #[serde(default)]
+    retention: RawRetention,
+    #[serde(default)]
+    entity_schemas: Vec<Spanned<RawSchema>>,
+    #[serde(default)]
+    incoming: Vec<Spanned<RawIncoming>>,
+    #[serde(default)]
+    outgoing: Vec<Spanned<RawOutgoing>>,
+    #[serde(default)]
+    routes: Vec<Spanned<RawRoute>>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_age: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_tasks: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchema {
+    id: Spanned<String>,
+    #[serde(default)]
+    identifier_path: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIncoming {
+    id: Spanned<String>,
+    entity_schema: Spanned<String>,
+    subscriber: Subscriber,
+    #[serde(default)]
+    transformers: Vec<Spanned<RawTransformer>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutgoing {
+    id: Spanned<String>,
+    #[serde(default)]
+    transformers: Vec<Spanned<RawTransformer>>,
+    publisher: Publisher,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+enum RawTransformer {
+    Jq { filter: String },
+    Filter { condition: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    id: Spanned<String>,
+    name: Option<String>,
+    incoming: Vec<Spanned<String>>,
+    outgoing: Spanned<String>,
+    #[serde(default)]
+    transformers: Vec<Spanned<RawTransformer>>,
+    batch_size: Option<Spanned<u32>>,
+    #[serde(default)]
+    realtime: bool,
+    #[serde(default)]
+    disabled: bool,
+    #[serde(default)]
+    schedule: RawSchedule,
+    retry: Option<Spanned<RawRetry>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    incoming: Option<String>,
+    outgoing: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    enabled: Option<bool>,
+    max_attempts: Option<u32>,
+    interval: Option<String>,
+    backoff: Option<String>,
+    #[serde(default)]
+    on_http_status: Vec<u16>,
+    #[serde(default)]
+    on_message: Vec<String>,
+}
+
+// ---------------------------------------------------------------- loading
+
+/// Parses and validates `text` (read from `file`), then applies the `FERRY_…`
+/// variables among `env`. Every problem is collected before failing.
+pub fn load(
+    file: &str,
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let fail = |problems| ConfigError {
+        file: file.to_owned(),
+        problems,
+    };
+    let mut raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        fail(vec![Problem {
+            line,
+            key: "toml".into(),
+            message: e.message().trim().to_owned(),
+        }])
+    })?;
+    let mut v = Validator {
+        text,
+        problems: Vec::new(),
+    };
+    apply_env(&mut raw, env, &mut v.problems);
+    let config = v.config(raw);
+    if v.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(fail(v.problems))
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).unwrap_or(text).matches('\n').count() + 1
+}
+
+/// Overrides `server`, `storage` and `retention` settings from `FERRY_SECTION__KEY`.
+fn apply_env(
+    raw: &mut RawConfig,
+    env: impl IntoIterator<Item = (String, String)>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
+        .collect();
+    vars.sort();
+    for (name, value) in vars {
+        let rest = &name[ENV_PREFIX.len()..];
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
+        let (section, key) = (section.to_lowercase(), key.to_lowercase());
+        let result = match section.as_str() {
+            "server" => override_section(&mut raw.server, &key, &value),
+            "storage" => override_section(&mut raw.storage, &key, &value),
+            "retention" => override_section(&mut raw.retention, &key, &value),
+            _ => Err(format!(
+                "no section '{section}' can be set from the environment; use FERRY_SERVER__…, FERRY_STORAGE__… or FERRY_RETENTION__…"
+            )),
+        };
+        if let Err(message) = result {
+            problems.push(Problem {
+                line: None,
+                key: format!("environment variable {name}"),
+                message,
+            });
+        }
+    }
+}
+
+fn override_section<T>(section: &mut T, key: &str, value: &str) -> Result<(), String>
+where
+    T: Serialize + for<'de> Deserialize<'de>,
+{
+    let mut table = toml::Table::try_from(&*section).map_err(|e| e.to_string())?;
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    table.insert(key.to_owned(), parsed);
+    *section = T::deserialize(toml::Value::Table(table)).map_err(|e| e.message().to_owned())?;
+    Ok(())
+}
+
+struct Validator<'t> {
+    text: &'t str,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, offset: Option<usize>, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            line: offset.map(|o| line_of(self.text, o)),
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn id(&mut self, raw: &Spanned<String>, key: &str) -> ConfigId {
+        match ConfigId::parse(raw.get_ref()) {
+            Ok(id) => id,
+            Err(e) => {
+                self.problem(Some(raw.span().start), key, e.to_string());
+                ConfigId::parse("invalid").expect("a valid placeholder")
+            }
+        }
+    }
+
+    fn unique(&mut self, ids: &[(ConfigId, usize)], what: &str, section: &str) {
+        let mut seen = HashSet::new();
+        for (i, (id, offset)) in ids.iter().enumerate() {
+            if !seen.insert(id.as_str()) {
+                self.problem(
+                    Some(*offset),
+                    format!("{section}[{i}].id"),
+                    format!("the {what} '{id}' is defined twice; identifiers must be unique"),
+                );
+            }
+        }
+    }
+
+    fn reference(
+        &mut self,
+        raw: &Spanned<String>,
+        key: &str,
+        what: &str,
+        known: &[(ConfigId, usize)],
+    ) -> ConfigId {
+        let id = self.id(raw, key);
+        if !known.iter().any(|(k, _)| *k == id) {
+            let names: Vec<&str> = known.iter().map(|(k, _)| k.as_str()).collect();
+            let defined = if names.is_empty() {
+                "none is defined".to_owned()
+            } else {
+                format!("defined are: {}", names.join(", "))
+            };
+            self.problem(
+                Some(raw.span().start),
+                key,
+                format!("unknown {what} '{}'; {defined}", raw.get_ref()),
+            );
+        }
+        id
+    }
+
+    fn transformers(&mut self, raw: Vec<Spanned<RawTransformer>>, key: &str) -> Vec<Transformer> {
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let at = Location {
+                    key: format!("{key}[{i}]"),
+                    line: Some(line_of(self.text, t.span().start)),
+                };
+                let kind = match t.into_inner() {
+                    RawTransformer::Jq { filter } => TransformerKind::Jq { filter },
+                    RawTransformer::Filter { condition } => TransformerKind::Filter { condition },
+                };
+                Transformer { kind, at }
+            })
+            .collect()
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Config {
+        let retention = self.retention(raw.retention);
+        if raw.storage.url.trim().is_empty() {
+            self.problem(None, "storage.url", "is empty; use sqlite://ferry.db or postgres://…");
+        }
+
+        let schemas: Vec<EntitySchema> = raw
+            .entity_schemas
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let s = s.get_ref();
+                EntitySchema {
+                    id: self.id(&s.id, &format!("entity_schemas[{i}].id")),
+                    identifier_path: s.identifier_path.clone(),
+                }
+            })
+            .collect();
+        let schema_ids: Vec<(ConfigId, usize)> = schemas
+            .iter()
+            .zip(&raw.entity_schemas)
+            .map(|(s, r)| (s.id.clone(), r.get_ref().id.span().start))
+            .collect();
+        self.unique(&schema_ids, "entity schema", "entity_schemas");
+
+        let incoming_ids: Vec<(ConfigId, usize)> = raw
+            .incoming
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let r = r.get_ref();
+                (self.id(&r.id, &format!("incoming[{i}].id")), r.id.span().start)
+            })
+            .collect();
+        self.unique(&incoming_ids, "incoming configuration", "incoming");
+        let outgoing_ids: Vec<(ConfigId, usize)> = raw
+            .outgoing
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let r = r.get_ref();
+                (self.id(&r.id, &format!("outgoing[{i}].id")), r.id.span().start)
+            })
+            .collect();
+        self.unique(&outgoing_ids, "outgoing configuration", "outgoing");
+
+        let incoming = raw
+            .incoming
+            .into_iter()
+            .zip(&incoming_ids)
+            .enumerate()
+            .map(|(i, (r, (id, _)))| {
+                let r = r.into_inner();
+                let key = format!("incoming[{i}].entity_schema");
+                let entity_schema = self.reference(&r.entity_schema, &key, "entity schema", &schema_ids);
+                Incoming {
+                    id: id.clone(),
+                    entity_schema,
+                    subscriber: r.subscriber,
+                    transformers: self.transformers(r.transformers, &format!("incoming[{i}].transformers")),
+                }
+            })
+            .collect();
+        let outgoing = raw
+            .outgoing
+            .into_iter()
+            .zip(&outgoing_ids)
+            .enumerate()
+            .map(|(i, (r, (id, _)))| {
+                let r = r.into_inner();
+                if let Publisher::Http { timeout: Some(t), .. } = &r.publisher
+                    && let Err(e) = parse_duration(t)
+                {
+                    self.problem(None, format!("outgoing[{i}].publisher.timeout"), e);
+                }
+                Outgoing {
+                    id: id.clone(),
+                    transformers: self.transformers(r.transformers, &format!("outgoing[{i}].transformers")),
+                    publisher: r.publisher,
+                }
+            })
+            .collect();
+
+        let mut route_ids = Vec::new();
+        let mut routes = Vec::new();
+        for (i, r) in raw.routes.into_iter().enumerate() {
+            let r = r.into_inner();
+            let id = self.id(&r.id, &format!("routes[{i}].id"));
+            route_ids.push((id.clone(), r.id.span().start));
+            routes.push(self.route(i, id, r, &incoming_ids, &outgoing_ids));
+        }
+        self.unique(&route_ids, "route", "routes");
+
+        Config {
+            server: raw.server,
+            storage: raw.storage,
+            retention,
+            entity_schemas: schemas,
+            incoming,
+            outgoing,
+            routes,
+        }
+    }
+
+    fn retention(&mut self, raw: RawRetention) -> RetentionConfig {
+        let mut r = RetentionConfig {
+            max_tasks: raw.max_tasks,
+            ..RetentionConfig::default()
+        };
+        if let Some(age) = raw.max_age {
+            match parse_duration(&age) {
+                Ok(d) if !d.is_zero() => r.max_age = d,
+                Ok(_) => self.problem(None, "retention.max_age", "must be longer than zero"),
+                Err(e) => self.problem(None, "retention.max_age", e),
+            }
+        }
+        if raw.max_tasks == Some(0) {
+            self.problem(None, "retention.max_tasks", "must be at least 1; leave it out for no limit");
+        }
+        r
+    }
+
+    fn route(
+        &mut self,
+        i: usize,
+        id: ConfigId,
+        r: RawRoute,
+        incoming_ids: &[(ConfigId, usize)],
+        outgoing_ids: &[(ConfigId, usize)],
+    ) -> Route {
+        let key = |k: &str| format!("routes[{i}].{k}");
+        if r.incoming.is_empty() {
+            self.problem(Some(r.id.span().start), key("incoming"), "names no incoming configuration; list at least one");
+        }
+        let incoming = r
+            .incoming
+            .iter()
+            .enumerate()
+            .map(|(j, inc)| {
+                self.reference(inc, &format!("routes[{i}].incoming[{j}]"), "incoming configuration", incoming_ids)
+            })
+            .collect();
+        let outgoing = self.reference(&r.outgoing, &key("outgoing"), "outgoing configuration", outgoing_ids);
+        let batch_size = match r.batch_size {
+            None => DEFAULT_BATCH_SIZE,
+            Some(b) => {
+                let n = *b.get_ref();
+                if n == 0 || n > MAX_BATCH_SIZE {
+                    self.problem(
+                        Some(b.span().start),
+                        key("batch_size"),
+                        format!("{n} is out of range; use 1 to {MAX_BATCH_SIZE}"),
+                    );
+                }
+                n
+            }
+        };
+        for (side, expr) in [("incoming", &r.schedule.incoming), ("outgoing", &r.schedule.outgoing)] {
+            if let Some(expr) = expr
+                && let Err(e) = check_cron(expr)
+            {
+                self.problem(Some(r.id.span().start), key(&format!("schedule.{side}")), e);
+            }
+        }
+        let retry = match r.retry {
+            None => RetryPolicy::default(),
+            Some(raw) => {
+                let offset = raw.span().start;
+                self.retry(raw.into_inner(), offset, &key("retry"))
+            }
+        };
+        Route {
+            name: r.name.unwrap_or_else(|| id.to_string()),
+            id,
+            incoming,
+            outgoing,
+            transformers: self.transformers(r.transformers, &key("transformers")),
+            batch_size,
+            realtime: r.realtime,
+            disabled: r.disabled,
+            schedule: Schedule {
+                incoming: r.schedule.incoming,
+                outgoing: r.schedule.outgoing,
+            },
+            retry,
+        }
+    }
+
+    fn retry(&mut self, raw: RawRetry, offset: usize, key: &str) -> RetryPolicy {
+        let mut p = RetryPolicy {
+            enabled: raw.enabled.unwrap_or(true),
+            on_http_status: raw.on_http_status,
+            on_message: raw.on_message,
+            ..RetryPolicy::default()
+        };
+        if let Some(n) = raw.max_attempts {
+            if !(1..=MAX_ATTEMPTS_LIMIT).contains(&n) {
+                self.problem(
+                    Some(offset),
+                    format!("{key}.max_attempts"),
+                    format!("{n} is out of range; use 1 to {MAX_ATTEMPTS_LIMIT} (the first try counts)"),
+                );
+            }
+            p.max_attempts = n;
+        }
+        if let Some(i) = raw.interval {
+            match parse_duration(&i) {
+                Ok(d) if d.is_zero() || d > MAX_INTERVAL => self.problem(
+                    Some(offset),
+                    format!("{key}.interval"),
+                    format!("'{i}' is out of range; use more than zero and at most 6h"),
+                ),
+                Ok(d) => p.interval = d,
+                Err(e) => self.problem(Some(offset), format!("{key}.interval"), e),
+            }
+        }
+        match raw.backoff.as_deref() {
+            None | Some("fixed") => p.backoff = Backoff::Fixed,
+            Some("exponential") => p.backoff = Backoff::Exponential,
+            Some(other) => self.problem(
+                Some(offset),
+                format!("{key}.backoff"),
+                format!("'{other}' is not a backoff; use fixed or exponential"),
+            ),
+        }
+        for s in &p.on_http_status {
+            if !(100..=599).contains(s) {
+                self.problem(Some(offset), format!("{key}.on_http_status"), format!("{s} is not an HTTP status code"));
+            }
+        }
+        p
+    }
+}
+
+/// A light check of a cron expression: five fields (minute hour day month weekday),
+/// or six with seconds, each made of the usual characters.
+fn check_cron(expr: &str) -> Result<(), String> {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let chars_ok = fields
+        .iter()
+        .all(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || "*/,-?LW#".contains(c)));
+    if !(5..=6).contains(&fields.len()) || !chars_ok {
+        return Err(format!(
+            "'{expr}' is not a cron expression; write five fields: minute hour day-of-month month day-of-week, like \"*/5 * * * *\""
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
