@@ -1,1 +1,29 @@
+//! ferry's task store: the [`Store`] trait every backend implements, the SQLite backend
+//! (the embedded default), per-backend migrations and the [`conformance`] suite every
+//! backend must pass.
+//!
+//! Depends on `ferry-core` only; never on the engine or the web crates. Filters are built
+//! once with sea-query in [`query`] and rendered per backend, every value bound.
+#![forbid(unsafe_code)]
 
+pub mod conformance;
+mod query;
+pub mod sqlite;
+mod store;
+
+pub use store::*;
+
+/// Opens the store named by a storage URL (`sqlite://…`), applying migrations.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Err(StoreError::Unsupported(
+            "the PostgreSQL store is not built yet; use storage.url = \"sqlite://ferry.db\"".into(),
+        ))
+    } else {
+        Err(StoreError::Unsupported(format!(
+            "storage.url '{url}' names no known database; use sqlite://PATH (or postgres://… once available)"
+        )))
+    }
+}

@@ -1,0 +1,580 @@
+//! The conformance suite: the behaviour every [`Store`] backend must show.
+//!
+//! Each case is a public async function over a fresh, empty store. A backend's test file
+//! runs them all with [`conformance_suite!`](crate::conformance_suite), giving it a
+//! function that opens a fresh store (its own file, database or schema).
+
+use crate::store::*;
+use ferry_core::filter::{Accept, TaskQuery};
+use ferry_core::task::{Level, Message, NewTask, Phase, Task, TaskSummary};
+use ferry_core::{Action, ConfigId, Status, TaskFilter, TaskId, Timestamp};
+use serde_json::json;
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A store under test and whatever keeps it alive (a temp dir, a database to drop).
+pub struct Fixture {
+    pub store: Arc<dyn Store>,
+    pub guard: Box<dyn Any + Send>,
+}
+
+/// Generates one `#[tokio::test]` per case, each with its own store from `$make`
+/// (an async function returning a [`Fixture`]).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:path) => {
+        $crate::conformance_suite!(@cases $make;
+            inserted_tasks_are_read_back_with_their_import_messages,
+            the_list_is_newest_first_and_pages_with_a_total,
+            sorting_by_updated_at_ascending_breaks_ties_by_identifier,
+            every_filter_agrees_with_the_in_memory_semantics,
+            contains_is_case_sensitive_and_wildcards_are_literal,
+            counts_by_status_follow_the_filter,
+            counts_by_route_cover_every_route,
+            each_action_from_each_status_follows_the_rules,
+            retry_resets_attempts_and_clears_the_next_attempt,
+            a_refused_action_changes_nothing,
+            bulk_by_identifiers_reports_matched_changed_ineligible_and_not_found,
+            bulk_by_filter_changes_only_the_eligible_matching_tasks,
+            actions_are_recorded_with_actor_reason_and_tasks,
+            claims_take_new_and_due_retry_tasks_oldest_first_up_to_the_limit,
+            a_claimed_task_is_not_claimed_again,
+            completions_record_outcome_attempt_and_export_messages,
+            a_late_completion_of_a_recovered_task_is_ignored,
+            expired_leases_return_tasks_to_new_with_a_message,
+            messages_of_an_unknown_task_are_none
+        );
+    };
+    (@cases $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let fixture = $make().await;
+                $crate::conformance::$case(&*fixture.store).await;
+                drop(fixture);
+            }
+        )*
+    };
+}
+
+const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+fn at(offset_ms: i64) -> Timestamp {
+    Timestamp::from_millis(T0 + offset_ms)
+}
+
+/// A new task on `route`, created at `T0 + offset` ms.
+pub fn new_task(route: &str, schema: &str, entity: &str, offset_ms: i64) -> NewTask {
+    NewTask {
+        id: TaskId::generate(at(offset_ms)),
+        route: ConfigId::parse(route).expect("valid route id"),
+        entity_schema: ConfigId::parse(schema).expect("valid schema id"),
+        entity_identifier: entity.to_owned(),
+        entity_data: json!({ "sku": entity, "price": 10 }),
+        created_at: at(offset_ms),
+        import_messages: vec![Message::new(at(offset_ms), Level::Info, "received by webhook")],
+    }
+}
+
+fn request(action: Action, at_ms: i64) -> ActionRequest {
+    ActionRequest {
+        action,
+        actor: "conformance".into(),
+        reason: None,
+        at: at(at_ms),
+    }
+}
+
+async fn claim_all(store: &dyn Store, route: &str, now_ms: i64) -> Vec<Task> {
+    store
+        .claim(&ClaimRequest {
+            route,
+            limit: 10_000,
+            now: at(now_ms),
+            lease: Duration::from_secs(60),
+            worker: "w1",
+        })
+        .await
+        .expect("claim")
+}
+
+fn completion(task: &Task, outcome: Outcome, now_ms: i64) -> Completion {
+    Completion {
+        id: task.summary.id.clone(),
+        attempt: task.summary.attempts,
+        started_at: at(now_ms),
+        ended_at: at(now_ms),
+        outcome,
+        messages: vec![Message::new(at(now_ms), Level::Info, "published")],
+    }
+}
+
+/// Inserts a task on `route` and drives it to `status` through the store's own
+/// operations; answers its identifier.
+pub async fn seed(store: &dyn Store, route: &str, status: Status, offset_ms: i64) -> TaskId {
+    let task = new_task(route, "product", &format!("SKU-{offset_ms}"), offset_ms);
+    let id = task.id.clone();
+    store.insert_tasks(&[task]).await.expect("insert");
+    if status == Status::New {
+        return id;
+    }
+    let claimed = store
+        .claim(&ClaimRequest {
+            route,
+            limit: 1_000_000,
+            now: at(offset_ms + 1),
+            lease: Duration::ZERO,
+            worker: "seeder",
+        })
+        .await
+        .expect("claim");
+    let outcome_for = |t: &Task| -> Option<Outcome> {
+        if t.summary.id != id {
+            return None;
+        }
+        match status {
+            Status::Finished => Some(Outcome::Finished),
+            Status::Skipped => Some(Outcome::Skipped),
+            Status::Failed => Some(Outcome::Failed {
+                error: "HTTP 500 from target".into(),
+            }),
+            Status::Retry => Some(Outcome::Retry {
+                at: at(offset_ms + 60_000),
+                error: "HTTP 503 from target".into(),
+            }),
+            _ => None,
+        }
+    };
+    let completions: Vec<Completion> = claimed
+        .iter()
+        .filter_map(|t| outcome_for(t).map(|o| completion(t, o, offset_ms + 2)))
+        .collect();
+    store.complete(&completions).await.expect("complete");
+    // Other tasks of the route claimed on the way go back to `new` as their lease ends.
+    store.recover_expired(at(offset_ms + 2)).await.expect("recover");
+    id
+}
+
+async fn status_of(store: &dyn Store, id: &TaskId) -> Status {
+    store.get_task(id).await.unwrap().expect("task exists").summary.status
+}
+
+fn query(pairs: &[(&str, &str)]) -> TaskQuery {
+    TaskQuery::parse(pairs.iter().copied(), Accept::All).expect("valid query")
+}
+
+async fn all_tasks(store: &dyn Store) -> Vec<TaskSummary> {
+    store
+        .list_tasks(&query(&[("per_page", "500"), ("order", "asc")]))
+        .await
+        .unwrap()
+        .items
+}
+
+// ------------------------------------------------------------------ cases
+
+pub async fn inserted_tasks_are_read_back_with_their_import_messages(store: &dyn Store) {
+    let t = new_task("shop-to-erp", "product", "SKU-1", 0);
+    store.insert_tasks(std::slice::from_ref(&t)).await.unwrap();
+    let got = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(got.summary.status, Status::New);
+    assert_eq!(got.summary.route, "shop-to-erp");
+    assert_eq!(got.summary.entity_identifier, "SKU-1");
+    assert_eq!(got.summary.attempts, 0);
+    assert_eq!(got.summary.created_at, t.created_at);
+    assert_eq!(got.entity_data, t.entity_data);
+    assert_eq!(got.last_error, None);
+    let import = store.messages(&t.id, Phase::Import).await.unwrap().unwrap();
+    assert_eq!(import, t.import_messages);
+    assert_eq!(store.messages(&t.id, Phase::Export).await.unwrap(), Some(vec![]));
+}
+
+pub async fn the_list_is_newest_first_and_pages_with_a_total(store: &dyn Store) {
+    let tasks: Vec<NewTask> = (0..7).map(|i| new_task("r", "product", "e", i * 10)).collect();
+    store.insert_tasks(&tasks).await.unwrap();
+    let page1 = store.list_tasks(&query(&[("per_page", "3")])).await.unwrap();
+    assert_eq!(page1.total, 7);
+    let ids: Vec<&TaskId> = page1.items.iter().map(|t| &t.id).collect();
+    assert_eq!(ids, [&tasks[6].id, &tasks[5].id, &tasks[4].id]);
+    let page3 = store
+        .list_tasks(&query(&[("per_page", "3"), ("page", "3")]))
+        .await
+        .unwrap();
+    assert_eq!(page3.items.len(), 1);
+    assert_eq!(page3.items[0].id, tasks[0].id);
+    let beyond = store
+        .list_tasks(&query(&[("per_page", "3"), ("page", "4")]))
+        .await
+        .unwrap();
+    assert!(beyond.items.is_empty());
+    assert_eq!(beyond.total, 7);
+}
+
+pub async fn sorting_by_updated_at_ascending_breaks_ties_by_identifier(store: &dyn Store) {
+    // Three tasks created in the same millisecond; one of them updated later.
+    let tasks: Vec<NewTask> = (0..3).map(|_| new_task("r", "product", "e", 0)).collect();
+    store.insert_tasks(&tasks).await.unwrap();
+    store
+        .act_on_task(&tasks[0].id, &request(Action::Skip, 500))
+        .await
+        .unwrap();
+    let got = store
+        .list_tasks(&query(&[("sort", "updated_at"), ("order", "asc")]))
+        .await
+        .unwrap();
+    let ids: Vec<&TaskId> = got.items.iter().map(|t| &t.id).collect();
+    assert_eq!(ids, [&tasks[1].id, &tasks[2].id, &tasks[0].id]);
+    let got = store
+        .list_tasks(&query(&[("sort", "created_at"), ("order", "desc")]))
+        .await
+        .unwrap();
+    let ids: Vec<&TaskId> = got.items.iter().map(|t| &t.id).collect();
+    assert_eq!(ids, [&tasks[2].id, &tasks[1].id, &tasks[0].id]);
+}
+
+/// A small varied data set: two routes, two schemas, every status.
+pub async fn varied_data(store: &dyn Store) {
+    let mut offset = 0;
+    for route in ["alpha", "beta"] {
+        for status in Status::ALL {
+            if status == Status::Processing {
+                continue;
+            }
+            seed(store, route, status, offset).await;
+            offset += 1_000;
+        }
+    }
+    let mut extra = vec![
+        new_task("alpha", "order", "ORD-100%", offset),
+        new_task("beta", "order", "ord_7", offset + 1_000),
+        new_task("gamma", "customer", "Cust-A", offset + 2_000),
+    ];
+    extra[0].entity_data = json!({"id": "ORD-100%"});
+    store.insert_tasks(&extra).await.unwrap();
+    // One processing task, left claimed.
+    claim_all(store, "gamma", offset + 3_000).await;
+}
+
+pub async fn every_filter_agrees_with_the_in_memory_semantics(store: &dyn Store) {
+    varied_data(store).await;
+    let all = all_tasks(store).await;
+    assert_eq!(all.len(), 13);
+    let some_id = all[3].id.as_str().to_owned();
+    let id_part = some_id[20..].to_owned();
+    let mid = all[5].created_at.to_rfc3339();
+    let later = all[9].created_at.to_rfc3339();
+    let upd = all[4].updated_at.to_rfc3339();
+    let cases: Vec<Vec<(&str, &str)>> = vec![
+        vec![],
+        vec![("route", "alpha")],
+        vec![("route", "alpha"), ("route", "gamma")],
+        vec![("status", "failed")],
+        vec![("status", "new"), ("status", "retry")],
+        vec![("status", "processing")],
+        vec![("created_from", &mid)],
+        vec![("created_to", &mid)],
+        vec![("created_from", &mid), ("created_to", &later)],
+        vec![("updated_from", &upd)],
+        vec![("updated_to", &upd)],
+        vec![("identifier", &id_part)],
+        vec![("identifier", &some_id), ("identifier_match", "equals")],
+        vec![("entity_schema", "ord")],
+        vec![("entity_schema", "order"), ("entity_schema_match", "equals")],
+        vec![("entity_identifier", "SKU-1")],
+        vec![("entity_identifier", "ORD-100%"), ("entity_identifier_match", "equals")],
+        vec![("route", "beta"), ("status", "failed"), ("status", "finished"), ("created_from", &mid)],
+        vec![("route", "alpha"), ("entity_schema", "product"), ("entity_identifier", "00")],
+    ];
+    for pairs in cases {
+        let q = query(&pairs);
+        let expected: Vec<&TaskId> = all
+            .iter()
+            .rev()
+            .filter(|t| q.filter.matches(t))
+            .map(|t| &t.id)
+            .collect();
+        let mut q500 = q.clone();
+        q500.page.per_page = 500;
+        let got = store.list_tasks(&q500).await.unwrap();
+        let got_ids: Vec<&TaskId> = got.items.iter().map(|t| &t.id).collect();
+        assert_eq!(got_ids, expected, "filter {pairs:?}");
+        assert_eq!(got.total, expected.len() as u64, "total for {pairs:?}");
+        let counts = store.count_tasks(&q.filter).await.unwrap();
+        assert_eq!(counts.total(), expected.len() as u64, "counts for {pairs:?}");
+    }
+}
+
+pub async fn contains_is_case_sensitive_and_wildcards_are_literal(store: &dyn Store) {
+    varied_data(store).await;
+    let count = |pairs: Vec<(&'static str, &'static str)>| async move {
+        store.list_tasks(&query(&pairs)).await.unwrap().total
+    };
+    assert_eq!(count(vec![("entity_identifier", "ORD")]).await, 1);
+    assert_eq!(count(vec![("entity_identifier", "ord")]).await, 1);
+    assert_eq!(count(vec![("entity_identifier", "%")]).await, 1);
+    assert_eq!(count(vec![("entity_identifier", "_")]).await, 1);
+    assert_eq!(count(vec![("entity_identifier", "ord_")]).await, 1);
+    assert_eq!(count(vec![("entity_identifier", "SKU_")]).await, 0);
+    assert_eq!(count(vec![("entity_identifier", "sku")]).await, 0);
+    assert_eq!(count(vec![("entity_schema", "PRODUCT")]).await, 0);
+}
+
+pub async fn counts_by_status_follow_the_filter(store: &dyn Store) {
+    varied_data(store).await;
+    let all = store.count_tasks(&TaskFilter::default()).await.unwrap();
+    assert_eq!(all.total(), 13);
+    assert_eq!(all.get(Status::Processing), 1);
+    assert_eq!(all.get(Status::New), 4);
+    assert_eq!(all.get(Status::Failed), 2);
+    let alpha = store.count_tasks(&query(&[("route", "alpha")]).filter).await.unwrap();
+    assert_eq!(alpha.total(), 6);
+    assert_eq!(alpha.get(Status::Processing), 0);
+    assert_eq!(alpha.0.len(), Status::ALL.len(), "every status is present");
+}
+
+pub async fn counts_by_route_cover_every_route(store: &dyn Store) {
+    varied_data(store).await;
+    let by_route = store.counts_by_route().await.unwrap();
+    let routes: Vec<&String> = by_route.keys().collect();
+    assert_eq!(routes, ["alpha", "beta", "gamma"]);
+    assert_eq!(by_route["gamma"].get(Status::Processing), 1);
+    assert_eq!(by_route["beta"].get(Status::Finished), 1);
+}
+
+pub async fn each_action_from_each_status_follows_the_rules(store: &dyn Store) {
+    let mut offset = 0;
+    for action in [Action::Skip, Action::Retry] {
+        for status in Status::ALL {
+            let id = if status == Status::Processing {
+                let t = new_task("p", "product", "x", offset);
+                store.insert_tasks(std::slice::from_ref(&t)).await.unwrap();
+                claim_all(store, "p", offset + 1).await;
+                t.id
+            } else {
+                seed(store, "r", status, offset).await
+            };
+            assert_eq!(status_of(store, &id).await, status);
+            let result = store.act_on_task(&id, &request(action, offset + 5)).await;
+            match action.apply(status) {
+                Ok(target) => {
+                    let task = result.unwrap_or_else(|e| panic!("{action} from {status}: {e}"));
+                    assert_eq!(task.summary.status, target, "{action} from {status}");
+                    assert_eq!(task.summary.updated_at, at(offset + 5));
+                }
+                Err(_) => {
+                    let err = result.expect_err("refused");
+                    assert!(matches!(err, ActionError::NotEligible { .. }), "{action} from {status}");
+                    assert_eq!(status_of(store, &id).await, status);
+                }
+            }
+            offset += 1_000;
+        }
+    }
+    let unknown = TaskId::generate(at(0));
+    let err = store.act_on_task(&unknown, &request(Action::Skip, 0)).await.unwrap_err();
+    assert!(matches!(err, ActionError::NotFound(_)));
+}
+
+pub async fn retry_resets_attempts_and_clears_the_next_attempt(store: &dyn Store) {
+    let id = seed(store, "r", Status::Failed, 0).await;
+    let failed = store.get_task(&id).await.unwrap().unwrap();
+    assert_eq!(failed.summary.attempts, 1);
+    assert_eq!(failed.last_error.as_deref(), Some("HTTP 500 from target"));
+    let task = store.act_on_task(&id, &request(Action::Retry, 10)).await.unwrap();
+    assert_eq!(task.summary.status, Status::New);
+    assert_eq!(task.summary.attempts, 0);
+    let retrying = seed(store, "r", Status::Retry, 100).await;
+    let t = store.get_task(&retrying).await.unwrap().unwrap();
+    assert!(t.next_attempt_at.is_some());
+    let t = store.act_on_task(&retrying, &request(Action::Skip, 200)).await.unwrap();
+    assert_eq!(t.next_attempt_at, None);
+}
+
+pub async fn a_refused_action_changes_nothing(store: &dyn Store) {
+    let id = seed(store, "r", Status::Finished, 0).await;
+    let before = store.get_task(&id).await.unwrap().unwrap();
+    let before_log = store.messages(&id, Phase::Export).await.unwrap();
+    store.act_on_task(&id, &request(Action::Skip, 50)).await.unwrap_err();
+    assert_eq!(store.get_task(&id).await.unwrap().unwrap(), before);
+    assert_eq!(store.messages(&id, Phase::Export).await.unwrap(), before_log);
+    assert!(store.task_actions(&id).await.unwrap().is_empty());
+}
+
+pub async fn bulk_by_identifiers_reports_matched_changed_ineligible_and_not_found(
+    store: &dyn Store,
+) {
+    let a = seed(store, "r", Status::New, 0).await;
+    let b = seed(store, "r", Status::Retry, 1_000).await;
+    let c = seed(store, "r", Status::Finished, 2_000).await;
+    let missing = TaskId::generate(at(5));
+    let ids = vec![a.clone(), b.clone(), c.clone(), missing, a.clone()];
+    let o = store.act_on_ids(&ids, &request(Action::Skip, 3_000)).await.unwrap();
+    assert_eq!(
+        o,
+        BulkOutcome {
+            matched: 3,
+            changed: 2,
+            ineligible: 1,
+            not_found: 1
+        }
+    );
+    assert_eq!(status_of(store, &a).await, Status::Skipped);
+    assert_eq!(status_of(store, &b).await, Status::Skipped);
+    assert_eq!(status_of(store, &c).await, Status::Finished);
+}
+
+pub async fn bulk_by_filter_changes_only_the_eligible_matching_tasks(store: &dyn Store) {
+    varied_data(store).await;
+    let before = all_tasks(store).await;
+    let filter = query(&[("route", "beta")]).filter;
+    let o = store.act_on_filter(&filter, &request(Action::Retry, 99_000)).await.unwrap();
+    let matching: Vec<&TaskSummary> = before.iter().filter(|t| filter.matches(t)).collect();
+    let eligible = matching
+        .iter()
+        .filter(|t| Action::Retry.is_allowed_from(t.status))
+        .count() as u64;
+    assert_eq!(o.matched, matching.len() as u64);
+    assert_eq!(o.changed, eligible);
+    assert_eq!(o.ineligible, o.matched - o.changed);
+    let after = all_tasks(store).await;
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(a.id, b.id);
+        let expected = if filter.matches(b) && Action::Retry.is_allowed_from(b.status) {
+            Status::New
+        } else {
+            b.status
+        };
+        assert_eq!(a.status, expected, "{} {}", b.route, b.status);
+    }
+    // A filter whose statuses leave nothing eligible changes nothing.
+    let finished = query(&[("status", "finished")]).filter;
+    let o = store.act_on_filter(&finished, &request(Action::Skip, 99_500)).await.unwrap();
+    assert_eq!((o.matched, o.changed, o.ineligible), (1, 0, 1));
+    // The empty filter means every task.
+    let o = store
+        .act_on_filter(&TaskFilter::default(), &request(Action::Skip, 99_900))
+        .await
+        .unwrap();
+    assert_eq!(o.matched, 13);
+}
+
+pub async fn actions_are_recorded_with_actor_reason_and_tasks(store: &dyn Store) {
+    let id = seed(store, "r", Status::Failed, 0).await;
+    let mut req = request(Action::Retry, 10);
+    req.actor = "alice".into();
+    req.reason = Some("target fixed".into());
+    store.act_on_task(&id, &req).await.unwrap();
+    let actions = store.task_actions(&id).await.unwrap();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].actor, "alice");
+    assert_eq!(actions[0].action, "retry");
+    assert_eq!(actions[0].reason.as_deref(), Some("target fixed"));
+    assert_eq!(actions[0].outcome.changed, 1);
+    let log = store.messages(&id, Phase::Export).await.unwrap().unwrap();
+    let last = log.last().unwrap();
+    assert!(last.message.contains("alice") && last.message.contains("target fixed"), "{last:?}");
+    let filter = query(&[("route", "r")]).filter;
+    store.act_on_filter(&filter, &request(Action::Skip, 20)).await.unwrap();
+    let actions = store.task_actions(&id).await.unwrap();
+    assert_eq!(actions.len(), 2);
+    assert_eq!(actions[1].target["filter"]["route"], json!(["r"]));
+}
+
+pub async fn claims_take_new_and_due_retry_tasks_oldest_first_up_to_the_limit(
+    store: &dyn Store,
+) {
+    let retry = seed(store, "r", Status::Retry, 0).await; // due at 60_000
+    let tasks: Vec<NewTask> = (1..=4).map(|i| new_task("r", "product", "e", i * 1_000)).collect();
+    store.insert_tasks(&tasks).await.unwrap();
+    store.insert_tasks(&[new_task("other", "product", "e", 500)]).await.unwrap();
+    let req = |now_ms, limit| ClaimRequest {
+        route: "r",
+        limit,
+        now: at(now_ms),
+        lease: Duration::from_secs(60),
+        worker: "w",
+    };
+    // Before the retry is due: only new tasks, oldest first, up to the limit.
+    let got = store.claim(&req(10_000, 2)).await.unwrap();
+    let ids: Vec<&TaskId> = got.iter().map(|t| &t.summary.id).collect();
+    assert_eq!(ids, [&tasks[0].id, &tasks[1].id]);
+    assert!(got.iter().all(|t| t.summary.status == Status::Processing && t.summary.attempts == 1));
+    // Once due, the retry task comes first: it is the oldest.
+    let got = store.claim(&req(60_000, 10)).await.unwrap();
+    let ids: Vec<&TaskId> = got.iter().map(|t| &t.summary.id).collect();
+    assert_eq!(ids, [&retry, &tasks[2].id, &tasks[3].id]);
+    assert_eq!(got[0].summary.attempts, 2);
+}
+
+pub async fn a_claimed_task_is_not_claimed_again(store: &dyn Store) {
+    let tasks: Vec<NewTask> = (0..5).map(|i| new_task("r", "product", "e", i)).collect();
+    store.insert_tasks(&tasks).await.unwrap();
+    let first = claim_all(store, "r", 10).await;
+    let second = claim_all(store, "r", 20).await;
+    assert_eq!(first.len(), 5);
+    assert!(second.is_empty());
+}
+
+pub async fn completions_record_outcome_attempt_and_export_messages(store: &dyn Store) {
+    let tasks: Vec<NewTask> = (0..4).map(|i| new_task("r", "product", "e", i)).collect();
+    store.insert_tasks(&tasks).await.unwrap();
+    let claimed = claim_all(store, "r", 10).await;
+    let outcomes = [
+        Outcome::Finished,
+        Outcome::Skipped,
+        Outcome::Failed { error: "boom".into() },
+        Outcome::Retry { at: at(70_000), error: "busy".into() },
+    ];
+    let completions: Vec<Completion> = claimed
+        .iter()
+        .zip(outcomes)
+        .map(|(t, o)| completion(t, o, 20))
+        .collect();
+    store.complete(&completions).await.unwrap();
+    let expected = [Status::Finished, Status::Skipped, Status::Failed, Status::Retry];
+    for (t, s) in tasks.iter().zip(expected) {
+        let got = store.get_task(&t.id).await.unwrap().unwrap();
+        assert_eq!(got.summary.status, s);
+        assert_eq!(got.summary.updated_at, at(20));
+        let attempts = store.attempts(&t.id).await.unwrap();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].outcome, s);
+        let log = store.messages(&t.id, Phase::Export).await.unwrap().unwrap();
+        assert_eq!(log[0].message, "published");
+    }
+    let failed = store.get_task(&tasks[2].id).await.unwrap().unwrap();
+    assert_eq!(failed.last_error.as_deref(), Some("boom"));
+    let retry = store.get_task(&tasks[3].id).await.unwrap().unwrap();
+    assert_eq!(retry.next_attempt_at, Some(at(70_000)));
+}
+
+pub async fn a_late_completion_of_a_recovered_task_is_ignored(store: &dyn Store) {
+    let t = new_task("r", "product", "e", 0);
+    store.insert_tasks(std::slice::from_ref(&t)).await.unwrap();
+    let claimed = claim_all(store, "r", 10).await;
+    assert_eq!(store.recover_expired(at(10 + 61_000)).await.unwrap(), 1);
+    store.complete(&[completion(&claimed[0], Outcome::Finished, 80_000)]).await.unwrap();
+    assert_eq!(status_of(store, &t.id).await, Status::New);
+}
+
+pub async fn expired_leases_return_tasks_to_new_with_a_message(store: &dyn Store) {
+    let tasks: Vec<NewTask> = (0..3).map(|i| new_task("r", "product", "e", i)).collect();
+    store.insert_tasks(&tasks).await.unwrap();
+    claim_all(store, "r", 10).await;
+    assert_eq!(store.recover_expired(at(30_000)).await.unwrap(), 0, "lease still valid");
+    assert_eq!(store.recover_expired(at(70_000)).await.unwrap(), 3);
+    for t in &tasks {
+        assert_eq!(status_of(store, &t.id).await, Status::New);
+        let log = store.messages(&t.id, Phase::Export).await.unwrap().unwrap();
+        assert!(log[0].message.contains("lease"), "{log:?}");
+        assert_eq!(log[0].level, Level::Warn);
+    }
+    assert_eq!(claim_all(store, "r", 80_000).await.len(), 3);
+}
+
+pub async fn messages_of_an_unknown_task_are_none(store: &dyn Store) {
+    let id = TaskId::generate(at(0));
+    assert_eq!(store.messages(&id, Phase::Import).await.unwrap(), None);
+    assert_eq!(store.get_task(&id).await.unwrap(), None);
+}

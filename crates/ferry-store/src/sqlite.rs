@@ -1,0 +1,668 @@
+//! The SQLite store: the embedded default.
+//!
+//! One writer connection (SQLite has one writer at a time; a single connection avoids
+//! busy loops inside the process) in WAL mode, and a pool of readers that never block
+//! on it. Write transactions start with `BEGIN IMMEDIATE`, so a second process sharing
+//! the file waits on the busy timeout instead of failing half-way.
+
+use crate::query::{self, DETAIL_COLUMNS, Dialect, TASKS};
+use crate::store::*;
+use async_trait::async_trait;
+use ferry_core::task::{Level, Message, NewTask, Phase, Task, TaskSummary};
+use ferry_core::{Status, TaskFilter, TaskId, TaskQuery, Timestamp};
+use sea_query::{Expr, ExprTrait, Query, SqliteQueryBuilder};
+use sea_query_sqlx::SqlxBinder;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
+use std::collections::{BTreeMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+const D: Dialect = Dialect::Sqlite;
+/// Rows per multi-row statement, well under SQLite's bound-variable limit.
+const CHUNK: usize = 500;
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_tasks.sql"))];
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+type Tx = Transaction<'static, Sqlite>;
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` and applies pending migrations.
+    pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        migrate(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { writer, reader })
+    }
+
+    async fn write(&self) -> Result<Tx, StoreError> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS ferry_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    for &(version, sql) in MIGRATIONS {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM ferry_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if done.is_some() {
+            continue;
+        }
+        sqlx::raw_sql(sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(|source| StoreError::Migration { version, source })?;
+        sqlx::query("INSERT INTO ferry_migrations (version, applied_at) VALUES (?, ?)")
+            .bind(version)
+            .bind(Timestamp::now().millis())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(version, "applied SQLite migration");
+    }
+    Ok(())
+}
+
+/// Runs a sea-query statement on `executor`.
+macro_rules! bound {
+    ($stmt:expr) => {{
+        let (sql, values) = $stmt.build_sqlx(SqliteQueryBuilder);
+        sqlx::query_with(AssertSqlSafe(sql), values)
+    }};
+}
+
+fn summary(row: &SqliteRow) -> Result<TaskSummary, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(TaskSummary {
+        id: TaskId::from_stored(row.try_get("id")?),
+        route: row.try_get("route")?,
+        entity_schema: row.try_get("entity_schema")?,
+        entity_identifier: row.try_get("entity_identifier")?,
+        status: Status::parse(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+    })
+}
+
+fn detail(row: &SqliteRow) -> Result<Task, StoreError> {
+    let data: String = row.try_get("entity_data")?;
+    Ok(Task {
+        summary: summary(row)?,
+        entity_data: serde_json::from_str(&data)
+            .map_err(|e| StoreError::Corrupt(format!("entity data: {e}")))?,
+        last_error: row.try_get("last_error")?,
+        next_attempt_at: row
+            .try_get::<Option<i64>, _>("next_attempt_at")?
+            .map(Timestamp::from_millis),
+    })
+}
+
+fn detail_select() -> sea_query::SelectStatement {
+    Query::select().columns(DETAIL_COLUMNS).from(TASKS).to_owned()
+}
+
+async fn fetch_task<'e, E>(executor: E, id: &TaskId) -> Result<Option<Task>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = Sqlite>,
+{
+    let stmt = detail_select()
+        .and_where(Expr::col("id").eq(id.as_str()))
+        .to_owned();
+    bound!(stmt)
+        .fetch_optional(executor)
+        .await?
+        .as_ref()
+        .map(detail)
+        .transpose()
+}
+
+async fn insert_messages(
+    tx: &mut Tx,
+    rows: &[(&str, Phase, &Message)],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(CHUNK) {
+        let mut stmt = Query::insert()
+            .into_table("task_messages")
+            .columns(["task_id", "phase", "at", "level", "message"])
+            .to_owned();
+        for (id, phase, m) in chunk {
+            stmt.values_panic([
+                (*id).into(),
+                phase.as_str().into(),
+                m.at.millis().into(),
+                m.level.as_str().into(),
+                m.message.clone().into(),
+            ]);
+        }
+        bound!(stmt).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The columns an action sets, beyond the status.
+fn action_update(request: &ActionRequest) -> sea_query::UpdateStatement {
+    let mut stmt = Query::update()
+        .table(TASKS)
+        .value("status", request.action.target().as_str())
+        .value("updated_at", request.at.millis())
+        .value("next_attempt_at", Option::<i64>::None)
+        .to_owned();
+    if request.action == ferry_core::Action::Retry {
+        stmt.value("attempts", 0i64)
+            .value("lease_owner", Option::<String>::None)
+            .value("lease_until", Option::<i64>::None);
+    }
+    stmt
+}
+
+fn action_message(request: &ActionRequest) -> String {
+    let verb = match request.action {
+        ferry_core::Action::Skip => "Skipped",
+        ferry_core::Action::Retry => "Retried (attempts reset)",
+    };
+    match &request.reason {
+        Some(r) => format!("{verb} by {}: {r}", request.actor),
+        None => format!("{verb} by {}", request.actor),
+    }
+}
+
+async fn record_action(
+    tx: &mut Tx,
+    request: &ActionRequest,
+    target: &serde_json::Value,
+) -> Result<i64, StoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO operator_actions (at, actor, action, reason, target, matched, changed, ineligible, not_found)
+         VALUES (?, ?, ?, ?, ?, 0, 0, 0, 0) RETURNING id",
+    )
+    .bind(request.at.millis())
+    .bind(&request.actor)
+    .bind(request.action.as_str())
+    .bind(&request.reason)
+    .bind(target.to_string())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+async fn finish_action(tx: &mut Tx, id: i64, o: &BulkOutcome) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE operator_actions SET matched = ?, changed = ?, ineligible = ?, not_found = ? WHERE id = ?",
+    )
+    .bind(o.matched as i64)
+    .bind(o.changed as i64)
+    .bind(o.ineligible as i64)
+    .bind(o.not_found as i64)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Links, logs and changes the tasks matching `eligible` (a filter already restricted
+/// to the statuses the action allows); answers how many changed.
+async fn apply_to_eligible(
+    tx: &mut Tx,
+    eligible: sea_query::Cond,
+    action_id: i64,
+    request: &ActionRequest,
+) -> Result<u64, StoreError> {
+    let select_ids = |extra: Vec<Expr>| {
+        let mut s = Query::select().column("id").from(TASKS).to_owned();
+        for e in extra {
+            s.expr(e);
+        }
+        s.cond_where(eligible.clone()).to_owned()
+    };
+    let link = Query::insert()
+        .into_table("task_actions")
+        .columns(["task_id", "action_id"])
+        .select_from(select_ids(vec![Expr::val(action_id)]))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        .to_owned();
+    bound!(link).execute(&mut **tx).await?;
+    let log = Query::insert()
+        .into_table("task_messages")
+        .columns(["task_id", "phase", "at", "level", "message"])
+        .select_from(select_ids(vec![
+            Expr::val(Phase::Export.as_str()),
+            Expr::val(request.at.millis()),
+            Expr::val(Level::Info.as_str()),
+            Expr::val(action_message(request)),
+        ]))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        .to_owned();
+    bound!(log).execute(&mut **tx).await?;
+    let update = action_update(request).cond_where(eligible).to_owned();
+    Ok(bound!(update).execute(&mut **tx).await?.rows_affected())
+}
+
+fn allowed_condition(request: &ActionRequest) -> Expr {
+    Expr::col("status").is_in(query::statuses(request.action.allowed_from()))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_tasks(&self, tasks: &[NewTask]) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        for chunk in tasks.chunks(CHUNK) {
+            let mut stmt = Query::insert()
+                .into_table(TASKS)
+                .columns([
+                    "id",
+                    "route",
+                    "entity_schema",
+                    "entity_identifier",
+                    "entity_data",
+                    "status",
+                    "attempts",
+                    "created_at",
+                    "updated_at",
+                ])
+                .to_owned();
+            for t in chunk {
+                stmt.values_panic([
+                    t.id.as_str().into(),
+                    t.route.as_str().into(),
+                    t.entity_schema.as_str().into(),
+                    t.entity_identifier.clone().into(),
+                    t.entity_data.to_string().into(),
+                    Status::New.as_str().into(),
+                    0i64.into(),
+                    t.created_at.millis().into(),
+                    t.created_at.millis().into(),
+                ]);
+            }
+            bound!(stmt).execute(&mut *tx).await?;
+        }
+        let messages: Vec<(&str, Phase, &Message)> = tasks
+            .iter()
+            .flat_map(|t| {
+                t.import_messages
+                    .iter()
+                    .map(move |m| (t.id.as_str(), Phase::Import, m))
+            })
+            .collect();
+        insert_messages(&mut tx, &messages).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_tasks(&self, q: &TaskQuery) -> Result<TaskPage, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        let rows = bound!(query::list(D, q)).fetch_all(&mut *conn).await?;
+        let items = rows.iter().map(summary).collect::<Result<Vec<_>, _>>()?;
+        let total: i64 = bound!(query::count(D, &q.filter))
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        Ok(TaskPage {
+            items,
+            total: total as u64,
+        })
+    }
+
+    async fn count_tasks(&self, filter: &TaskFilter) -> Result<StatusCounts, StoreError> {
+        let rows = bound!(query::count_by_status(D, filter))
+            .fetch_all(&self.reader)
+            .await?;
+        let mut counts = StatusCounts::default();
+        for row in rows {
+            let status: String = row.try_get(0)?;
+            let n: i64 = row.try_get(1)?;
+            let s = Status::parse(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            counts.0.insert(s, n as u64);
+        }
+        Ok(counts)
+    }
+
+    async fn counts_by_route(&self) -> Result<BTreeMap<String, StatusCounts>, StoreError> {
+        let rows = sqlx::query("SELECT route, status, COUNT(*) FROM tasks GROUP BY route, status")
+            .fetch_all(&self.reader)
+            .await?;
+        let mut out: BTreeMap<String, StatusCounts> = BTreeMap::new();
+        for row in rows {
+            let route: String = row.try_get(0)?;
+            let status: String = row.try_get(1)?;
+            let n: i64 = row.try_get(2)?;
+            let s = Status::parse(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            out.entry(route).or_default().0.insert(s, n as u64);
+        }
+        Ok(out)
+    }
+
+    async fn get_task(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
+        fetch_task(&self.reader, id).await
+    }
+
+    async fn messages(
+        &self,
+        id: &TaskId,
+        phase: Phase,
+    ) -> Result<Option<Vec<Message>>, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM tasks WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT at, level, message FROM task_messages WHERE task_id = ? AND phase = ? ORDER BY id",
+        )
+        .bind(id.as_str())
+        .bind(phase.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let level: String = r.try_get(1)?;
+                Ok(Message {
+                    at: Timestamp::from_millis(r.try_get(0)?),
+                    level: Level::parse(&level)
+                        .ok_or_else(|| StoreError::Corrupt(format!("message level {level}")))?,
+                    message: r.try_get(2)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()
+            .map(Some)
+    }
+
+    async fn attempts(&self, id: &TaskId) -> Result<Vec<Attempt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT attempt, started_at, ended_at, outcome, error FROM task_attempts WHERE task_id = ? ORDER BY id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let outcome: String = r.try_get(3)?;
+                Ok(Attempt {
+                    attempt: u32::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0),
+                    started_at: Timestamp::from_millis(r.try_get(1)?),
+                    ended_at: Timestamp::from_millis(r.try_get(2)?),
+                    outcome: Status::parse(&outcome)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    error: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn task_actions(&self, id: &TaskId) -> Result<Vec<ActionRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.at, a.actor, a.action, a.reason, a.target, a.matched, a.changed, a.ineligible, a.not_found
+             FROM task_actions t JOIN operator_actions a ON a.id = t.action_id
+             WHERE t.task_id = ? ORDER BY a.id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let target: String = r.try_get(5)?;
+                Ok(ActionRecord {
+                    id: r.try_get(0)?,
+                    at: Timestamp::from_millis(r.try_get(1)?),
+                    actor: r.try_get(2)?,
+                    action: r.try_get(3)?,
+                    reason: r.try_get(4)?,
+                    target: serde_json::from_str(&target).unwrap_or(serde_json::Value::Null),
+                    outcome: BulkOutcome {
+                        matched: r.try_get::<i64, _>(6)? as u64,
+                        changed: r.try_get::<i64, _>(7)? as u64,
+                        ineligible: r.try_get::<i64, _>(8)? as u64,
+                        not_found: r.try_get::<i64, _>(9)? as u64,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn act_on_task(&self, id: &TaskId, request: &ActionRequest) -> Result<Task, ActionError> {
+        let mut tx = self.write().await?;
+        let Some(task) = fetch_task(&mut *tx, id).await? else {
+            return Err(ActionError::NotFound(id.clone()));
+        };
+        if let Err(reason) = request.action.apply(task.summary.status) {
+            return Err(ActionError::NotEligible {
+                id: id.clone(),
+                reason,
+            });
+        }
+        let target = serde_json::json!({ "identifiers": [id.as_str()] });
+        let action_id = record_action(&mut tx, request, &target).await?;
+        let cond = sea_query::Cond::all()
+            .add(Expr::col("id").eq(id.as_str()))
+            .add(allowed_condition(request));
+        let changed = apply_to_eligible(&mut tx, cond, action_id, request).await?;
+        let outcome = BulkOutcome {
+            matched: 1,
+            changed,
+            ineligible: 1 - changed,
+            not_found: 0,
+        };
+        finish_action(&mut tx, action_id, &outcome).await?;
+        let task = fetch_task(&mut *tx, id)
+            .await?
+            .ok_or_else(|| ActionError::NotFound(id.clone()))?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(task)
+    }
+
+    async fn act_on_ids(
+        &self,
+        ids: &[TaskId],
+        request: &ActionRequest,
+    ) -> Result<BulkOutcome, StoreError> {
+        let mut seen = HashSet::new();
+        let unique: Vec<&str> = ids
+            .iter()
+            .map(TaskId::as_str)
+            .filter(|id| seen.insert(*id))
+            .collect();
+        let mut tx = self.write().await?;
+        let target = serde_json::json!({ "identifiers": unique });
+        let action_id = record_action(&mut tx, request, &target).await?;
+        let mut outcome = BulkOutcome::default();
+        for chunk in unique.chunks(CHUNK) {
+            let found = bound!(
+                Query::select()
+                    .expr(sea_query::Func::count(Expr::col(sea_query::Asterisk)))
+                    .from(TASKS)
+                    .and_where(Expr::col("id").is_in(chunk.iter().copied()))
+                    .to_owned()
+            )
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get::<i64, _>(0)? as u64;
+            let cond = sea_query::Cond::all()
+                .add(Expr::col("id").is_in(chunk.iter().copied()))
+                .add(allowed_condition(request));
+            let changed = apply_to_eligible(&mut tx, cond, action_id, request).await?;
+            outcome.matched += found;
+            outcome.changed += changed;
+            outcome.not_found += chunk.len() as u64 - found;
+        }
+        outcome.ineligible = outcome.matched - outcome.changed;
+        finish_action(&mut tx, action_id, &outcome).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn act_on_filter(
+        &self,
+        filter: &TaskFilter,
+        request: &ActionRequest,
+    ) -> Result<BulkOutcome, StoreError> {
+        let mut tx = self.write().await?;
+        let target = serde_json::json!({ "filter": filter_json(filter) });
+        let action_id = record_action(&mut tx, request, &target).await?;
+        let matched: i64 = bound!(query::count(D, filter))
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let changed = match filter.with_statuses_within(request.action.allowed_from()) {
+            Some(eligible) => {
+                apply_to_eligible(&mut tx, query::condition(D, &eligible), action_id, request)
+                    .await?
+            }
+            None => 0,
+        };
+        let outcome = BulkOutcome {
+            matched: matched as u64,
+            changed,
+            ineligible: matched as u64 - changed,
+            not_found: 0,
+        };
+        finish_action(&mut tx, action_id, &outcome).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn claim(&self, r: &ClaimRequest<'_>) -> Result<Vec<Task>, StoreError> {
+        let lease_until = r.now.plus_millis(r.lease.as_millis() as i64);
+        let mut tx = self.write().await?;
+        let rows = sqlx::query(
+            "UPDATE tasks SET status = 'processing', attempts = attempts + 1, updated_at = ?1,
+                    lease_owner = ?2, lease_until = ?3
+             WHERE id IN (
+                 SELECT id FROM tasks
+                 WHERE route = ?4 AND (status = 'new' OR (status = 'retry' AND next_attempt_at <= ?1))
+                 ORDER BY created_at, id LIMIT ?5)
+             RETURNING id, route, entity_schema, entity_identifier, status, attempts, created_at,
+                       updated_at, entity_data, last_error, next_attempt_at",
+        )
+        .bind(r.now.millis())
+        .bind(r.worker)
+        .bind(lease_until.millis())
+        .bind(r.route)
+        .bind(i64::from(r.limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut tasks = rows.iter().map(detail).collect::<Result<Vec<_>, _>>()?;
+        tasks.sort_by(|a, b| {
+            (a.summary.created_at, &a.summary.id).cmp(&(b.summary.created_at, &b.summary.id))
+        });
+        Ok(tasks)
+    }
+
+    async fn complete(&self, completions: &[Completion]) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        let mut messages: Vec<(&str, Phase, &Message)> = Vec::new();
+        for c in completions {
+            let next_attempt = match &c.outcome {
+                Outcome::Retry { at, .. } => Some(at.millis()),
+                _ => None,
+            };
+            let updated = sqlx::query(
+                "UPDATE tasks SET status = ?, updated_at = ?, last_error = ?, next_attempt_at = ?,
+                        lease_owner = NULL, lease_until = NULL
+                 WHERE id = ? AND status = 'processing'",
+            )
+            .bind(c.outcome.status().as_str())
+            .bind(c.ended_at.millis())
+            .bind(c.outcome.error())
+            .bind(next_attempt)
+            .bind(c.id.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 0 {
+                tracing::warn!(task = %c.id, "completion ignored: the task is no longer processing");
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO task_attempts (task_id, attempt, started_at, ended_at, outcome, error)
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(c.id.as_str())
+            .bind(i64::from(c.attempt))
+            .bind(c.started_at.millis())
+            .bind(c.ended_at.millis())
+            .bind(c.outcome.status().as_str())
+            .bind(c.outcome.error())
+            .execute(&mut *tx)
+            .await?;
+            messages.extend(c.messages.iter().map(|m| (c.id.as_str(), Phase::Export, m)));
+        }
+        insert_messages(&mut tx, &messages).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn recover_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO task_messages (task_id, phase, at, level, message)
+             SELECT id, 'export', ?1, 'warn',
+                    'returned to new: the lease of worker ' || COALESCE(lease_owner, '?') || ' expired before it finished'
+             FROM tasks WHERE status = 'processing' AND lease_until < ?1",
+        )
+        .bind(now.millis())
+        .execute(&mut *tx)
+        .await?;
+        let n = sqlx::query(
+            "UPDATE tasks SET status = 'new', updated_at = ?1, lease_owner = NULL, lease_until = NULL
+             WHERE status = 'processing' AND lease_until < ?1",
+        )
+        .bind(now.millis())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+}
+
+/// A filter as recorded in the audit trail: parameter name → values.
+fn filter_json(filter: &TaskFilter) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (k, v) in filter.to_pairs() {
+        match map.get_mut(k) {
+            Some(serde_json::Value::Array(a)) => a.push(v.into()),
+            _ => {
+                let value = if k == "route" || k == "status" {
+                    serde_json::Value::Array(vec![v.into()])
+                } else {
+                    v.into()
+                };
+                map.insert(k.to_owned(), value);
+            }
+        }
+    }
+    serde_json::Value::Object(map)
+}

@@ -1,0 +1,206 @@
+use async_trait::async_trait;
+use ferry_core::task::{Message, NewTask, Phase, Task, TaskSummary};
+use ferry_core::{Action, NotEligible, Status, TaskFilter, TaskId, TaskQuery, Timestamp};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration {version} failed: {source}")]
+    Migration {
+        version: i64,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Why a single-task action did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("no task has the identifier {0}")]
+    NotFound(TaskId),
+    #[error("task {id}: {reason}")]
+    NotEligible { id: TaskId, reason: NotEligible },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One page of the list with the total of matching tasks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskPage {
+    pub items: Vec<TaskSummary>,
+    pub total: u64,
+}
+
+/// Tasks per status; statuses without tasks are present with 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCounts(pub BTreeMap<Status, u64>);
+
+impl Default for StatusCounts {
+    fn default() -> Self {
+        StatusCounts(Status::ALL.into_iter().map(|s| (s, 0)).collect())
+    }
+}
+
+impl StatusCounts {
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+    pub fn get(&self, s: Status) -> u64 {
+        self.0.get(&s).copied().unwrap_or(0)
+    }
+}
+
+/// Who did an operator action, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionRequest {
+    pub action: Action,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub at: Timestamp,
+}
+
+/// Result of a bulk action: `matched = changed + ineligible`; unknown identifiers are
+/// counted apart in `not_found`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BulkOutcome {
+    pub matched: u64,
+    pub changed: u64,
+    pub ineligible: u64,
+    pub not_found: u64,
+}
+
+/// How one processing attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Finished,
+    Skipped,
+    Retry { at: Timestamp, error: String },
+    Failed { error: String },
+}
+
+impl Outcome {
+    pub fn status(&self) -> Status {
+        match self {
+            Outcome::Finished => Status::Finished,
+            Outcome::Skipped => Status::Skipped,
+            Outcome::Retry { .. } => Status::Retry,
+            Outcome::Failed { .. } => Status::Failed,
+        }
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Outcome::Retry { error, .. } | Outcome::Failed { error } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// The end of one attempt on a claimed task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub id: TaskId,
+    pub attempt: u32,
+    pub started_at: Timestamp,
+    pub ended_at: Timestamp,
+    pub outcome: Outcome,
+    /// Export messages of this attempt, in order.
+    pub messages: Vec<Message>,
+}
+
+/// A past processing attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub started_at: Timestamp,
+    pub ended_at: Timestamp,
+    pub outcome: Status,
+    pub error: Option<String>,
+}
+
+/// A recorded operator action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionRecord {
+    pub id: i64,
+    pub at: Timestamp,
+    pub actor: String,
+    pub action: String,
+    pub reason: Option<String>,
+    pub target: serde_json::Value,
+    pub outcome: BulkOutcome,
+}
+
+/// A claim on a route's due tasks for a while.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest<'a> {
+    pub route: &'a str,
+    pub limit: u32,
+    pub now: Timestamp,
+    pub lease: Duration,
+    pub worker: &'a str,
+}
+
+/// The task store. Every backend passes the [`crate::conformance`] suite.
+///
+/// Contract: writes are atomic; a task is never deleted by an action; a claimed task is
+/// held by one worker until completed or its lease expires.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates tasks (status `new`) with their import messages, all or none.
+    async fn insert_tasks(&self, tasks: &[NewTask]) -> Result<(), StoreError>;
+
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage, StoreError>;
+
+    async fn count_tasks(&self, filter: &TaskFilter) -> Result<StatusCounts, StoreError>;
+
+    /// Status counts of every route that has tasks.
+    async fn counts_by_route(&self) -> Result<BTreeMap<String, StatusCounts>, StoreError>;
+
+    async fn get_task(&self, id: &TaskId) -> Result<Option<Task>, StoreError>;
+
+    /// A task's messages of one phase, oldest first; `None` when the task is unknown.
+    async fn messages(&self, id: &TaskId, phase: Phase)
+    -> Result<Option<Vec<Message>>, StoreError>;
+
+    /// A task's processing attempts, oldest first.
+    async fn attempts(&self, id: &TaskId) -> Result<Vec<Attempt>, StoreError>;
+
+    /// The operator actions that changed a task, oldest first.
+    async fn task_actions(&self, id: &TaskId) -> Result<Vec<ActionRecord>, StoreError>;
+
+    /// Skip or retry one task; refused when its status does not allow it.
+    async fn act_on_task(&self, id: &TaskId, request: &ActionRequest) -> Result<Task, ActionError>;
+
+    /// Skip or retry the listed tasks (duplicates count once).
+    async fn act_on_ids(
+        &self,
+        ids: &[TaskId],
+        request: &ActionRequest,
+    ) -> Result<BulkOutcome, StoreError>;
+
+    /// Skip or retry every task that matches, however many, in bounded memory.
+    async fn act_on_filter(
+        &self,
+        filter: &TaskFilter,
+        request: &ActionRequest,
+    ) -> Result<BulkOutcome, StoreError>;
+
+    /// Claims the route's `new` tasks and due `retry` tasks, oldest first, sets them
+    /// `processing` with one more attempt, and returns them in creation order.
+    async fn claim(&self, request: &ClaimRequest<'_>) -> Result<Vec<Task>, StoreError>;
+
+    /// Records the end of attempts on claimed tasks. A completion for a task that is no
+    /// longer `processing` (its lease expired and it was recovered) is ignored.
+    async fn complete(&self, completions: &[Completion]) -> Result<(), StoreError>;
+
+    /// Returns `processing` tasks whose lease expired before `now` to `new`, with a
+    /// message; answers how many.
+    async fn recover_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
+}
