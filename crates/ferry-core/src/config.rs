@@ -5,9 +5,9 @@
 //! file, the line and the key, and nothing is applied unless the whole file is valid.
 //! Reading the file and the environment is the caller's job; this module only parses.
 
+use crate::ConfigId;
 use crate::duration::parse_duration;
 use crate::retry::{Backoff, MAX_ATTEMPTS_LIMIT, MAX_INTERVAL, RetryPolicy};
-use crate::ConfigId;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt;
@@ -469,7 +469,12 @@ struct Validator<'t> {
 }
 
 impl Validator<'_> {
-    fn problem(&mut self, offset: Option<usize>, key: impl Into<String>, message: impl Into<String>) {
+    fn problem(
+        &mut self,
+        offset: Option<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.problems.push(Problem {
             line: offset.map(|o| line_of(self.text, o)),
             key: key.into(),
@@ -544,7 +549,11 @@ impl Validator<'_> {
     fn config(&mut self, raw: RawConfig) -> Config {
         let retention = self.retention(raw.retention);
         if raw.storage.url.trim().is_empty() {
-            self.problem(None, "storage.url", "is empty; use sqlite://ferry.db or postgres://…");
+            self.problem(
+                None,
+                "storage.url",
+                "is empty; use sqlite://ferry.db or postgres://…",
+            );
         }
 
         let schemas: Vec<EntitySchema> = raw
@@ -572,7 +581,10 @@ impl Validator<'_> {
             .enumerate()
             .map(|(i, r)| {
                 let r = r.get_ref();
-                (self.id(&r.id, &format!("incoming[{i}].id")), r.id.span().start)
+                (
+                    self.id(&r.id, &format!("incoming[{i}].id")),
+                    r.id.span().start,
+                )
             })
             .collect();
         self.unique(&incoming_ids, "incoming configuration", "incoming");
@@ -582,7 +594,10 @@ impl Validator<'_> {
             .enumerate()
             .map(|(i, r)| {
                 let r = r.get_ref();
-                (self.id(&r.id, &format!("outgoing[{i}].id")), r.id.span().start)
+                (
+                    self.id(&r.id, &format!("outgoing[{i}].id")),
+                    r.id.span().start,
+                )
             })
             .collect();
         self.unique(&outgoing_ids, "outgoing configuration", "outgoing");
@@ -595,12 +610,14 @@ impl Validator<'_> {
             .map(|(i, (r, (id, _)))| {
                 let r = r.into_inner();
                 let key = format!("incoming[{i}].entity_schema");
-                let entity_schema = self.reference(&r.entity_schema, &key, "entity schema", &schema_ids);
+                let entity_schema =
+                    self.reference(&r.entity_schema, &key, "entity schema", &schema_ids);
                 Incoming {
                     id: id.clone(),
                     entity_schema,
                     subscriber: r.subscriber,
-                    transformers: self.transformers(r.transformers, &format!("incoming[{i}].transformers")),
+                    transformers: self
+                        .transformers(r.transformers, &format!("incoming[{i}].transformers")),
                 }
             })
             .collect();
@@ -611,14 +628,17 @@ impl Validator<'_> {
             .enumerate()
             .map(|(i, (r, (id, _)))| {
                 let r = r.into_inner();
-                if let Publisher::Http { timeout: Some(t), .. } = &r.publisher
+                if let Publisher::Http {
+                    timeout: Some(t), ..
+                } = &r.publisher
                     && let Err(e) = parse_duration(t)
                 {
                     self.problem(None, format!("outgoing[{i}].publisher.timeout"), e);
                 }
                 Outgoing {
                     id: id.clone(),
-                    transformers: self.transformers(r.transformers, &format!("outgoing[{i}].transformers")),
+                    transformers: self
+                        .transformers(r.transformers, &format!("outgoing[{i}].transformers")),
                     publisher: r.publisher,
                 }
             })
@@ -658,7 +678,11 @@ impl Validator<'_> {
             }
         }
         if raw.max_tasks == Some(0) {
-            self.problem(None, "retention.max_tasks", "must be at least 1; leave it out for no limit");
+            self.problem(
+                None,
+                "retention.max_tasks",
+                "must be at least 1; leave it out for no limit",
+            );
         }
         r
     }
@@ -673,17 +697,31 @@ impl Validator<'_> {
     ) -> Route {
         let key = |k: &str| format!("routes[{i}].{k}");
         if r.incoming.is_empty() {
-            self.problem(Some(r.id.span().start), key("incoming"), "names no incoming configuration; list at least one");
+            self.problem(
+                Some(r.id.span().start),
+                key("incoming"),
+                "names no incoming configuration; list at least one",
+            );
         }
         let incoming = r
             .incoming
             .iter()
             .enumerate()
             .map(|(j, inc)| {
-                self.reference(inc, &format!("routes[{i}].incoming[{j}]"), "incoming configuration", incoming_ids)
+                self.reference(
+                    inc,
+                    &format!("routes[{i}].incoming[{j}]"),
+                    "incoming configuration",
+                    incoming_ids,
+                )
             })
             .collect();
-        let outgoing = self.reference(&r.outgoing, &key("outgoing"), "outgoing configuration", outgoing_ids);
+        let outgoing = self.reference(
+            &r.outgoing,
+            &key("outgoing"),
+            "outgoing configuration",
+            outgoing_ids,
+        );
         let batch_size = match r.batch_size {
             None => DEFAULT_BATCH_SIZE,
             Some(b) => {
@@ -698,7 +736,10 @@ impl Validator<'_> {
                 n
             }
         };
-        for (side, expr) in [("incoming", &r.schedule.incoming), ("outgoing", &r.schedule.outgoing)] {
+        for (side, expr) in [
+            ("incoming", &r.schedule.incoming),
+            ("outgoing", &r.schedule.outgoing),
+        ] {
             if let Some(expr) = expr
                 && let Err(e) = check_cron(expr)
             {
@@ -741,7 +782,9 @@ impl Validator<'_> {
                 self.problem(
                     Some(offset),
                     format!("{key}.max_attempts"),
-                    format!("{n} is out of range; use 1 to {MAX_ATTEMPTS_LIMIT} (the first try counts)"),
+                    format!(
+                        "{n} is out of range; use 1 to {MAX_ATTEMPTS_LIMIT} (the first try counts)"
+                    ),
                 );
             }
             p.max_attempts = n;
@@ -768,7 +811,11 @@ impl Validator<'_> {
         }
         for s in &p.on_http_status {
             if !(100..=599).contains(s) {
-                self.problem(Some(offset), format!("{key}.on_http_status"), format!("{s} is not an HTTP status code"));
+                self.problem(
+                    Some(offset),
+                    format!("{key}.on_http_status"),
+                    format!("{s} is not an HTTP status code"),
+                );
             }
         }
         p
@@ -779,9 +826,10 @@ impl Validator<'_> {
 /// or six with seconds, each made of the usual characters.
 fn check_cron(expr: &str) -> Result<(), String> {
     let fields: Vec<&str> = expr.split_whitespace().collect();
-    let chars_ok = fields
-        .iter()
-        .all(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || "*/,-?LW#".contains(c)));
+    let chars_ok = fields.iter().all(|f| {
+        f.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "*/,-?LW#".contains(c))
+    });
     if !(5..=6).contains(&fields.len()) || !chars_ok {
         return Err(format!(
             "'{expr}' is not a cron expression; write five fields: minute hour day-of-month month day-of-week, like \"*/5 * * * *\""

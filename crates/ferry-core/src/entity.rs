@@ -92,7 +92,10 @@ mod tests {
     #[test]
     fn a_dotted_path_element_reads_a_nested_field() {
         let data = json!({"meta": {"code": "X"}});
-        assert_eq!(entity_identifier(&data, &path(&["meta.code"])).unwrap(), "X");
+        assert_eq!(
+            entity_identifier(&data, &path(&["meta.code"])).unwrap(),
+            "X"
+        );
     }
 
     #[test]

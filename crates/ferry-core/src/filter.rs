@@ -294,7 +294,10 @@ impl TaskQuery {
                         "desc" => SortOrder::Desc,
                         "asc" => SortOrder::Asc,
                         _ => {
-                            return Err(bad(key, format!("'{value}' is not an order; use desc or asc")));
+                            return Err(bad(
+                                key,
+                                format!("'{value}' is not an order; use desc or asc"),
+                            ));
                         }
                     }
                 }
@@ -346,7 +349,10 @@ fn unknown(key: &str) -> FilterError {
 
 fn push_limited<T>(list: &mut Vec<T>, value: T, key: &str) -> Result<(), FilterError> {
     if list.len() >= MAX_REPEATS {
-        return Err(bad(key, format!("at most {MAX_REPEATS} values are accepted")));
+        return Err(bad(
+            key,
+            format!("at most {MAX_REPEATS} values are accepted"),
+        ));
     }
     list.push(value);
     Ok(())
@@ -360,7 +366,10 @@ fn mode(key: &str, value: &str) -> Result<MatchMode, FilterError> {
     match value {
         "contains" => Ok(MatchMode::Contains),
         "equals" => Ok(MatchMode::Equals),
-        _ => Err(bad(key, format!("'{value}' is not a match mode; use contains or equals"))),
+        _ => Err(bad(
+            key,
+            format!("'{value}' is not a match mode; use contains or equals"),
+        )),
     }
 }
 
@@ -404,13 +413,24 @@ mod tests {
         let q = parse(&[]).unwrap();
         assert_eq!(q.filter, TaskFilter::default());
         assert_eq!((q.sort, q.order), (SortField::CreatedAt, SortOrder::Desc));
-        assert_eq!(q.page, Page { page: 1, per_page: 50 });
+        assert_eq!(
+            q.page,
+            Page {
+                page: 1,
+                per_page: 50
+            }
+        );
     }
 
     #[test]
     fn repeated_routes_and_statuses_are_all_kept() {
-        let q = parse(&[("route", "a"), ("route", "b"), ("status", "new"), ("status", "failed")])
-            .unwrap();
+        let q = parse(&[
+            ("route", "a"),
+            ("route", "b"),
+            ("status", "new"),
+            ("status", "failed"),
+        ])
+        .unwrap();
         assert_eq!(q.filter.routes, ["a", "b"]);
         assert_eq!(q.filter.statuses, [Status::New, Status::Failed]);
     }
@@ -423,9 +443,16 @@ mod tests {
 
     #[test]
     fn text_filters_contain_by_default_and_may_equal() {
-        let q = parse(&[("entity_identifier", "SKU"), ("identifier", "01"), ("identifier_match", "equals")])
-            .unwrap();
-        assert_eq!(q.filter.entity_identifier.unwrap().mode, MatchMode::Contains);
+        let q = parse(&[
+            ("entity_identifier", "SKU"),
+            ("identifier", "01"),
+            ("identifier_match", "equals"),
+        ])
+        .unwrap();
+        assert_eq!(
+            q.filter.entity_identifier.unwrap().mode,
+            MatchMode::Contains
+        );
         assert_eq!(q.filter.identifier.unwrap().mode, MatchMode::Equals);
     }
 
@@ -452,8 +479,11 @@ mod tests {
 
     #[test]
     fn a_range_that_ends_before_it_starts_is_refused() {
-        let err = parse(&[("created_from", "2026-02-01T00:00:00Z"), ("created_to", "2026-01-01T00:00:00Z")])
-            .unwrap_err();
+        let err = parse(&[
+            ("created_from", "2026-02-01T00:00:00Z"),
+            ("created_to", "2026-01-01T00:00:00Z"),
+        ])
+        .unwrap_err();
         assert_eq!(err.parameter, "created_from");
     }
 
@@ -471,8 +501,11 @@ mod tests {
 
     #[test]
     fn time_ranges_are_inclusive() {
-        let q = parse(&[("created_from", "1970-01-01T00:00:01Z"), ("created_to", "1970-01-01T00:00:02Z")])
-            .unwrap();
+        let q = parse(&[
+            ("created_from", "1970-01-01T00:00:01Z"),
+            ("created_to", "1970-01-01T00:00:02Z"),
+        ])
+        .unwrap();
         assert!(q.filter.matches(&task("a", Status::New, 1_000)));
         assert!(q.filter.matches(&task("a", Status::New, 2_000)));
         assert!(!q.filter.matches(&task("a", Status::New, 2_001)));
@@ -480,21 +513,35 @@ mod tests {
 
     #[test]
     fn contains_is_case_sensitive_and_treats_wildcards_literally() {
-        let m = TextMatch { value: "a%".into(), mode: MatchMode::Contains };
+        let m = TextMatch {
+            value: "a%".into(),
+            mode: MatchMode::Contains,
+        };
         assert!(m.matches("xa%y"));
         assert!(!m.matches("xaby"));
-        let m = TextMatch { value: "sku".into(), mode: MatchMode::Contains };
+        let m = TextMatch {
+            value: "sku".into(),
+            mode: MatchMode::Contains,
+        };
         assert!(!m.matches("SKU-1"));
     }
 
     #[test]
     fn restricting_statuses_keeps_only_the_allowed_ones() {
-        let f = TaskFilter { statuses: vec![Status::New, Status::Finished], ..Default::default() };
-        let r = f.with_statuses_within(&[Status::New, Status::Retry]).unwrap();
+        let f = TaskFilter {
+            statuses: vec![Status::New, Status::Finished],
+            ..Default::default()
+        };
+        let r = f
+            .with_statuses_within(&[Status::New, Status::Retry])
+            .unwrap();
         assert_eq!(r.statuses, [Status::New]);
         let all = TaskFilter::default().with_statuses_within(&[Status::New, Status::Retry]);
         assert_eq!(all.unwrap().statuses, [Status::New, Status::Retry]);
-        let none = TaskFilter { statuses: vec![Status::Finished], ..Default::default() };
+        let none = TaskFilter {
+            statuses: vec![Status::Finished],
+            ..Default::default()
+        };
         assert_eq!(none.with_statuses_within(&[Status::New]), None);
     }
 
@@ -510,8 +557,11 @@ mod tests {
         ])
         .unwrap();
         let pairs = q.filter.to_pairs();
-        let back = TaskQuery::parse(pairs.iter().map(|(k, v)| (*k, v.as_str())), Accept::FiltersOnly)
-            .unwrap();
+        let back = TaskQuery::parse(
+            pairs.iter().map(|(k, v)| (*k, v.as_str())),
+            Accept::FiltersOnly,
+        )
+        .unwrap();
         assert_eq!(back.filter, q.filter);
     }
 }

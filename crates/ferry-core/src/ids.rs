@@ -50,7 +50,9 @@ impl fmt::Display for TaskId {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("'{0}' is not a task identifier; task identifiers are 26-character ULIDs like 01JDQ8M5V3W3K1C7Y2P6Z0A9BX")]
+#[error(
+    "'{0}' is not a task identifier; task identifiers are 26-character ULIDs like 01JDQ8M5V3W3K1C7Y2P6Z0A9BX"
+)]
 pub struct BadTaskId(pub String);
 
 /// The identifier of a configuration (entity schema, incoming, outgoing) or a route:

@@ -116,7 +116,10 @@ mod tests {
     fn a_disabled_policy_fails_at_once() {
         let p = RetryPolicy::default();
         let now = Timestamp::from_millis(0);
-        assert_eq!(p.after_failure(1, &failure("x", None), now), AfterFailure::Fail);
+        assert_eq!(
+            p.after_failure(1, &failure("x", None), now),
+            AfterFailure::Fail
+        );
     }
 
     #[test]
@@ -124,8 +127,14 @@ mod tests {
         let p = policy();
         let now = Timestamp::from_millis(0);
         let f = failure("boom", None);
-        assert!(matches!(p.after_failure(1, &f, now), AfterFailure::Retry { .. }));
-        assert!(matches!(p.after_failure(2, &f, now), AfterFailure::Retry { .. }));
+        assert!(matches!(
+            p.after_failure(1, &f, now),
+            AfterFailure::Retry { .. }
+        ));
+        assert!(matches!(
+            p.after_failure(2, &f, now),
+            AfterFailure::Retry { .. }
+        ));
         assert_eq!(p.after_failure(3, &f, now), AfterFailure::Fail);
     }
 
@@ -133,7 +142,12 @@ mod tests {
     fn the_next_attempt_is_one_interval_later() {
         let p = policy();
         let at = p.after_failure(1, &failure("x", None), Timestamp::from_millis(1_000));
-        assert_eq!(at, AfterFailure::Retry { at: Timestamp::from_millis(601_000) });
+        assert_eq!(
+            at,
+            AfterFailure::Retry {
+                at: Timestamp::from_millis(601_000)
+            }
+        );
     }
 
     #[test]

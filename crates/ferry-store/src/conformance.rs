@@ -73,7 +73,11 @@ pub fn new_task(route: &str, schema: &str, entity: &str, offset_ms: i64) -> NewT
         entity_identifier: entity.to_owned(),
         entity_data: json!({ "sku": entity, "price": 10 }),
         created_at: at(offset_ms),
-        import_messages: vec![Message::new(at(offset_ms), Level::Info, "received by webhook")],
+        import_messages: vec![Message::new(
+            at(offset_ms),
+            Level::Info,
+            "received by webhook",
+        )],
     }
 }
 
@@ -152,12 +156,21 @@ pub async fn seed(store: &dyn Store, route: &str, status: Status, offset_ms: i64
         .collect();
     store.complete(&completions).await.expect("complete");
     // Other tasks of the route claimed on the way go back to `new` as their lease ends.
-    store.recover_expired(at(offset_ms + 2)).await.expect("recover");
+    store
+        .recover_expired(at(offset_ms + 2))
+        .await
+        .expect("recover");
     id
 }
 
 async fn status_of(store: &dyn Store, id: &TaskId) -> Status {
-    store.get_task(id).await.unwrap().expect("task exists").summary.status
+    store
+        .get_task(id)
+        .await
+        .unwrap()
+        .expect("task exists")
+        .summary
+        .status
 }
 
 fn query(pairs: &[(&str, &str)]) -> TaskQuery {
@@ -187,13 +200,21 @@ pub async fn inserted_tasks_are_read_back_with_their_import_messages(store: &dyn
     assert_eq!(got.last_error, None);
     let import = store.messages(&t.id, Phase::Import).await.unwrap().unwrap();
     assert_eq!(import, t.import_messages);
-    assert_eq!(store.messages(&t.id, Phase::Export).await.unwrap(), Some(vec![]));
+    assert_eq!(
+        store.messages(&t.id, Phase::Export).await.unwrap(),
+        Some(vec![])
+    );
 }
 
 pub async fn the_list_is_newest_first_and_pages_with_a_total(store: &dyn Store) {
-    let tasks: Vec<NewTask> = (0..7).map(|i| new_task("r", "product", "e", i * 10)).collect();
+    let tasks: Vec<NewTask> = (0..7)
+        .map(|i| new_task("r", "product", "e", i * 10))
+        .collect();
     store.insert_tasks(&tasks).await.unwrap();
-    let page1 = store.list_tasks(&query(&[("per_page", "3")])).await.unwrap();
+    let page1 = store
+        .list_tasks(&query(&[("per_page", "3")]))
+        .await
+        .unwrap();
     assert_eq!(page1.total, 7);
     let ids: Vec<&TaskId> = page1.items.iter().map(|t| &t.id).collect();
     assert_eq!(ids, [&tasks[6].id, &tasks[5].id, &tasks[4].id]);
@@ -280,11 +301,26 @@ pub async fn every_filter_agrees_with_the_in_memory_semantics(store: &dyn Store)
         vec![("identifier", &id_part)],
         vec![("identifier", &some_id), ("identifier_match", "equals")],
         vec![("entity_schema", "ord")],
-        vec![("entity_schema", "order"), ("entity_schema_match", "equals")],
+        vec![
+            ("entity_schema", "order"),
+            ("entity_schema_match", "equals"),
+        ],
         vec![("entity_identifier", "SKU-1")],
-        vec![("entity_identifier", "ORD-100%"), ("entity_identifier_match", "equals")],
-        vec![("route", "beta"), ("status", "failed"), ("status", "finished"), ("created_from", &mid)],
-        vec![("route", "alpha"), ("entity_schema", "product"), ("entity_identifier", "00")],
+        vec![
+            ("entity_identifier", "ORD-100%"),
+            ("entity_identifier_match", "equals"),
+        ],
+        vec![
+            ("route", "beta"),
+            ("status", "failed"),
+            ("status", "finished"),
+            ("created_from", &mid),
+        ],
+        vec![
+            ("route", "alpha"),
+            ("entity_schema", "product"),
+            ("entity_identifier", "00"),
+        ],
     ];
     for pairs in cases {
         let q = query(&pairs);
@@ -301,7 +337,11 @@ pub async fn every_filter_agrees_with_the_in_memory_semantics(store: &dyn Store)
         assert_eq!(got_ids, expected, "filter {pairs:?}");
         assert_eq!(got.total, expected.len() as u64, "total for {pairs:?}");
         let counts = store.count_tasks(&q.filter).await.unwrap();
-        assert_eq!(counts.total(), expected.len() as u64, "counts for {pairs:?}");
+        assert_eq!(
+            counts.total(),
+            expected.len() as u64,
+            "counts for {pairs:?}"
+        );
     }
 }
 
@@ -327,7 +367,10 @@ pub async fn counts_by_status_follow_the_filter(store: &dyn Store) {
     assert_eq!(all.get(Status::Processing), 1);
     assert_eq!(all.get(Status::New), 4);
     assert_eq!(all.get(Status::Failed), 2);
-    let alpha = store.count_tasks(&query(&[("route", "alpha")]).filter).await.unwrap();
+    let alpha = store
+        .count_tasks(&query(&[("route", "alpha")]).filter)
+        .await
+        .unwrap();
     assert_eq!(alpha.total(), 6);
     assert_eq!(alpha.get(Status::Processing), 0);
     assert_eq!(alpha.0.len(), Status::ALL.len(), "every status is present");
@@ -364,7 +407,10 @@ pub async fn each_action_from_each_status_follows_the_rules(store: &dyn Store) {
                 }
                 Err(_) => {
                     let err = result.expect_err("refused");
-                    assert!(matches!(err, ActionError::NotEligible { .. }), "{action} from {status}");
+                    assert!(
+                        matches!(err, ActionError::NotEligible { .. }),
+                        "{action} from {status}"
+                    );
                     assert_eq!(status_of(store, &id).await, status);
                 }
             }
@@ -372,7 +418,10 @@ pub async fn each_action_from_each_status_follows_the_rules(store: &dyn Store) {
         }
     }
     let unknown = TaskId::generate(at(0));
-    let err = store.act_on_task(&unknown, &request(Action::Skip, 0)).await.unwrap_err();
+    let err = store
+        .act_on_task(&unknown, &request(Action::Skip, 0))
+        .await
+        .unwrap_err();
     assert!(matches!(err, ActionError::NotFound(_)));
 }
 
@@ -381,13 +430,19 @@ pub async fn retry_resets_attempts_and_clears_the_next_attempt(store: &dyn Store
     let failed = store.get_task(&id).await.unwrap().unwrap();
     assert_eq!(failed.summary.attempts, 1);
     assert_eq!(failed.last_error.as_deref(), Some("HTTP 500 from target"));
-    let task = store.act_on_task(&id, &request(Action::Retry, 10)).await.unwrap();
+    let task = store
+        .act_on_task(&id, &request(Action::Retry, 10))
+        .await
+        .unwrap();
     assert_eq!(task.summary.status, Status::New);
     assert_eq!(task.summary.attempts, 0);
     let retrying = seed(store, "r", Status::Retry, 100).await;
     let t = store.get_task(&retrying).await.unwrap().unwrap();
     assert!(t.next_attempt_at.is_some());
-    let t = store.act_on_task(&retrying, &request(Action::Skip, 200)).await.unwrap();
+    let t = store
+        .act_on_task(&retrying, &request(Action::Skip, 200))
+        .await
+        .unwrap();
     assert_eq!(t.next_attempt_at, None);
 }
 
@@ -395,9 +450,15 @@ pub async fn a_refused_action_changes_nothing(store: &dyn Store) {
     let id = seed(store, "r", Status::Finished, 0).await;
     let before = store.get_task(&id).await.unwrap().unwrap();
     let before_log = store.messages(&id, Phase::Export).await.unwrap();
-    store.act_on_task(&id, &request(Action::Skip, 50)).await.unwrap_err();
+    store
+        .act_on_task(&id, &request(Action::Skip, 50))
+        .await
+        .unwrap_err();
     assert_eq!(store.get_task(&id).await.unwrap().unwrap(), before);
-    assert_eq!(store.messages(&id, Phase::Export).await.unwrap(), before_log);
+    assert_eq!(
+        store.messages(&id, Phase::Export).await.unwrap(),
+        before_log
+    );
     assert!(store.task_actions(&id).await.unwrap().is_empty());
 }
 
@@ -409,7 +470,10 @@ pub async fn bulk_by_identifiers_reports_matched_changed_ineligible_and_not_foun
     let c = seed(store, "r", Status::Finished, 2_000).await;
     let missing = TaskId::generate(at(5));
     let ids = vec![a.clone(), b.clone(), c.clone(), missing, a.clone()];
-    let o = store.act_on_ids(&ids, &request(Action::Skip, 3_000)).await.unwrap();
+    let o = store
+        .act_on_ids(&ids, &request(Action::Skip, 3_000))
+        .await
+        .unwrap();
     assert_eq!(
         o,
         BulkOutcome {
@@ -428,7 +492,10 @@ pub async fn bulk_by_filter_changes_only_the_eligible_matching_tasks(store: &dyn
     varied_data(store).await;
     let before = all_tasks(store).await;
     let filter = query(&[("route", "beta")]).filter;
-    let o = store.act_on_filter(&filter, &request(Action::Retry, 99_000)).await.unwrap();
+    let o = store
+        .act_on_filter(&filter, &request(Action::Retry, 99_000))
+        .await
+        .unwrap();
     let matching: Vec<&TaskSummary> = before.iter().filter(|t| filter.matches(t)).collect();
     let eligible = matching
         .iter()
@@ -449,7 +516,10 @@ pub async fn bulk_by_filter_changes_only_the_eligible_matching_tasks(store: &dyn
     }
     // A filter whose statuses leave nothing eligible changes nothing.
     let finished = query(&[("status", "finished")]).filter;
-    let o = store.act_on_filter(&finished, &request(Action::Skip, 99_500)).await.unwrap();
+    let o = store
+        .act_on_filter(&finished, &request(Action::Skip, 99_500))
+        .await
+        .unwrap();
     assert_eq!((o.matched, o.changed, o.ineligible), (1, 0, 1));
     // The empty filter means every task.
     let o = store
@@ -473,21 +543,30 @@ pub async fn actions_are_recorded_with_actor_reason_and_tasks(store: &dyn Store)
     assert_eq!(actions[0].outcome.changed, 1);
     let log = store.messages(&id, Phase::Export).await.unwrap().unwrap();
     let last = log.last().unwrap();
-    assert!(last.message.contains("alice") && last.message.contains("target fixed"), "{last:?}");
+    assert!(
+        last.message.contains("alice") && last.message.contains("target fixed"),
+        "{last:?}"
+    );
     let filter = query(&[("route", "r")]).filter;
-    store.act_on_filter(&filter, &request(Action::Skip, 20)).await.unwrap();
+    store
+        .act_on_filter(&filter, &request(Action::Skip, 20))
+        .await
+        .unwrap();
     let actions = store.task_actions(&id).await.unwrap();
     assert_eq!(actions.len(), 2);
     assert_eq!(actions[1].target["filter"]["route"], json!(["r"]));
 }
 
-pub async fn claims_take_new_and_due_retry_tasks_oldest_first_up_to_the_limit(
-    store: &dyn Store,
-) {
+pub async fn claims_take_new_and_due_retry_tasks_oldest_first_up_to_the_limit(store: &dyn Store) {
     let retry = seed(store, "r", Status::Retry, 0).await; // due at 60_000
-    let tasks: Vec<NewTask> = (1..=4).map(|i| new_task("r", "product", "e", i * 1_000)).collect();
+    let tasks: Vec<NewTask> = (1..=4)
+        .map(|i| new_task("r", "product", "e", i * 1_000))
+        .collect();
     store.insert_tasks(&tasks).await.unwrap();
-    store.insert_tasks(&[new_task("other", "product", "e", 500)]).await.unwrap();
+    store
+        .insert_tasks(&[new_task("other", "product", "e", 500)])
+        .await
+        .unwrap();
     let req = |now_ms, limit| ClaimRequest {
         route: "r",
         limit,
@@ -499,7 +578,10 @@ pub async fn claims_take_new_and_due_retry_tasks_oldest_first_up_to_the_limit(
     let got = store.claim(&req(10_000, 2)).await.unwrap();
     let ids: Vec<&TaskId> = got.iter().map(|t| &t.summary.id).collect();
     assert_eq!(ids, [&tasks[0].id, &tasks[1].id]);
-    assert!(got.iter().all(|t| t.summary.status == Status::Processing && t.summary.attempts == 1));
+    assert!(
+        got.iter()
+            .all(|t| t.summary.status == Status::Processing && t.summary.attempts == 1)
+    );
     // Once due, the retry task comes first: it is the oldest.
     let got = store.claim(&req(60_000, 10)).await.unwrap();
     let ids: Vec<&TaskId> = got.iter().map(|t| &t.summary.id).collect();
@@ -523,8 +605,13 @@ pub async fn completions_record_outcome_attempt_and_export_messages(store: &dyn 
     let outcomes = [
         Outcome::Finished,
         Outcome::Skipped,
-        Outcome::Failed { error: "boom".into() },
-        Outcome::Retry { at: at(70_000), error: "busy".into() },
+        Outcome::Failed {
+            error: "boom".into(),
+        },
+        Outcome::Retry {
+            at: at(70_000),
+            error: "busy".into(),
+        },
     ];
     let completions: Vec<Completion> = claimed
         .iter()
@@ -532,7 +619,12 @@ pub async fn completions_record_outcome_attempt_and_export_messages(store: &dyn 
         .map(|(t, o)| completion(t, o, 20))
         .collect();
     store.complete(&completions).await.unwrap();
-    let expected = [Status::Finished, Status::Skipped, Status::Failed, Status::Retry];
+    let expected = [
+        Status::Finished,
+        Status::Skipped,
+        Status::Failed,
+        Status::Retry,
+    ];
     for (t, s) in tasks.iter().zip(expected) {
         let got = store.get_task(&t.id).await.unwrap().unwrap();
         assert_eq!(got.summary.status, s);
@@ -554,7 +646,10 @@ pub async fn a_late_completion_of_a_recovered_task_is_ignored(store: &dyn Store)
     store.insert_tasks(std::slice::from_ref(&t)).await.unwrap();
     let claimed = claim_all(store, "r", 10).await;
     assert_eq!(store.recover_expired(at(10 + 61_000)).await.unwrap(), 1);
-    store.complete(&[completion(&claimed[0], Outcome::Finished, 80_000)]).await.unwrap();
+    store
+        .complete(&[completion(&claimed[0], Outcome::Finished, 80_000)])
+        .await
+        .unwrap();
     assert_eq!(status_of(store, &t.id).await, Status::New);
 }
 
@@ -562,7 +657,11 @@ pub async fn expired_leases_return_tasks_to_new_with_a_message(store: &dyn Store
     let tasks: Vec<NewTask> = (0..3).map(|i| new_task("r", "product", "e", i)).collect();
     store.insert_tasks(&tasks).await.unwrap();
     claim_all(store, "r", 10).await;
-    assert_eq!(store.recover_expired(at(30_000)).await.unwrap(), 0, "lease still valid");
+    assert_eq!(
+        store.recover_expired(at(30_000)).await.unwrap(),
+        0,
+        "lease still valid"
+    );
     assert_eq!(store.recover_expired(at(70_000)).await.unwrap(), 3);
     for t in &tasks {
         assert_eq!(status_of(store, &t.id).await, Status::New);

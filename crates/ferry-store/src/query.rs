@@ -33,7 +33,10 @@ pub const DETAIL_COLUMNS: [&str; 11] = [
 
 /// The SQL differences between backends that the builder cannot hide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(test), expect(dead_code, reason = "the PostgreSQL backend is not built yet"))]
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the PostgreSQL backend is not built yet")
+)]
 pub enum Dialect {
     Sqlite,
     Postgres,
@@ -47,7 +50,12 @@ impl Dialect {
             Dialect::Sqlite => "instr",
             Dialect::Postgres => "strpos",
         };
-        Expr::from(Func::cust(name).arg(Expr::col(column)).arg(value.to_owned())).gt(0)
+        Expr::from(
+            Func::cust(name)
+                .arg(Expr::col(column))
+                .arg(value.to_owned()),
+        )
+        .gt(0)
     }
 }
 

@@ -128,7 +128,10 @@ fn detail(row: &SqliteRow) -> Result<Task, StoreError> {
 }
 
 fn detail_select() -> sea_query::SelectStatement {
-    Query::select().columns(DETAIL_COLUMNS).from(TASKS).to_owned()
+    Query::select()
+        .columns(DETAIL_COLUMNS)
+        .from(TASKS)
+        .to_owned()
 }
 
 async fn fetch_task<'e, E>(executor: E, id: &TaskId) -> Result<Option<Task>, StoreError>
@@ -146,10 +149,7 @@ where
         .transpose()
 }
 
-async fn insert_messages(
-    tx: &mut Tx,
-    rows: &[(&str, Phase, &Message)],
-) -> Result<(), StoreError> {
+async fn insert_messages(tx: &mut Tx, rows: &[(&str, Phase, &Message)]) -> Result<(), StoreError> {
     for chunk in rows.chunks(CHUNK) {
         let mut stmt = Query::insert()
             .into_table("task_messages")

@@ -1,1 +1,100 @@
+//! ferry's HTTP face: the JSON API (`/api/v1`), its OpenAPI document and liveness.
+//!
+//! Handlers are thin: they parse, call the engine or the store, and map the result.
+//! One module per resource, each with its own `router()`, merged in [`router`].
+//! Depends on the engine, the store and the core; never on the binary.
+#![forbid(unsafe_code)]
 
+pub mod body;
+pub mod error;
+pub mod openapi;
+pub mod routes;
+pub mod tasks;
+pub mod webhooks;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, Uri};
+use axum::routing::get;
+use axum::{Json, Router};
+use ferry_core::config::Config;
+use ferry_engine::Engine;
+use ferry_store::Store;
+use std::sync::Arc;
+use utoipa::OpenApi;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine>) -> AppState {
+        AppState { engine }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        self.engine.store()
+    }
+
+    pub fn config(&self) -> &Config {
+        self.engine.config()
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config().server.max_body_bytes;
+    Router::new()
+        .merge(tasks::router())
+        .merge(routes::router())
+        .merge(webhooks::router())
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/healthz", get(health))
+        .route("/", get(index))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi::ApiDoc::openapi())
+}
+
+/// Liveness: answers while the process serves requests.
+#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, description = "alive")))]
+pub async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn index() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "name": "ferry",
+        "api": "/api/v1",
+        "tasks": "/api/v1/tasks",
+        "routes": "/api/v1/routes",
+        "openapi": "/api/v1/openapi.json",
+    }))
+}
+
+async fn not_found(uri: Uri) -> (StatusCode, Json<serde_json::Value>) {
+    let path: String = uri.path().chars().take(200).collect();
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({"error": {
+            "code": "not_found",
+            "message": format!("nothing is served at {path}; the API is under /api/v1 (see /api/v1/openapi.json)"),
+        }})),
+    )
+}
+
+/// Serves the application on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

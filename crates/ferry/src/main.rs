@@ -1,1 +1,71 @@
-fn main() {}
+//! The `ferry` binary: `serve` and `demo` run the server; `tasks` and `routes` are the
+//! operator CLI, which talks to a running server over its HTTP API.
+#![forbid(unsafe_code)]
+
+mod client;
+mod demo;
+mod filter_args;
+mod routes_cmd;
+mod serve;
+mod table;
+mod tasks_cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "ferry: an integration engine. Entities travel routes as tasks."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server on a configuration file.
+    Serve(serve::Args),
+    /// Check a configuration file and exit.
+    Check(serve::CheckArgs),
+    /// Run the server on a bundled demo configuration with demo tasks in every status.
+    Demo(demo::Args),
+    /// Find, show, skip and retry tasks on a running server.
+    #[command(subcommand)]
+    Tasks(tasks_cmd::Command),
+    /// List and run routes on a running server.
+    #[command(subcommand)]
+    Routes(routes_cmd::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Check(args) => serve::check(args),
+            Command::Demo(args) => demo::run(args).await,
+            Command::Tasks(cmd) => tasks_cmd::run(cmd).await,
+            Command::Routes(cmd) => routes_cmd::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -76,7 +76,10 @@ fn the_reference_configuration_loads() {
     assert_eq!(route.retry.max_attempts, 3);
     assert_eq!(route.retry.on_http_status, [429, 503]);
     assert_eq!(c.routes_using("catalog-files").count(), 1);
-    assert_eq!(c.incoming[0].transformers[1].at.key, "incoming[0].transformers[1]");
+    assert_eq!(
+        c.incoming[0].transformers[1].at.key,
+        "incoming[0].transformers[1]"
+    );
     assert_eq!(c.incoming[0].transformers[1].at.line, Some(22));
 }
 
@@ -103,7 +106,10 @@ outgoing = "out"
     )
     .unwrap();
     let r = &c.routes[0];
-    assert_eq!((r.name.as_str(), r.batch_size, r.realtime, r.disabled), ("r", 100, false, false));
+    assert_eq!(
+        (r.name.as_str(), r.batch_size, r.realtime, r.disabled),
+        ("r", 100, false, false)
+    );
     assert!(!r.retry.enabled);
     assert_eq!(c.server.listen, DEFAULT_LISTEN);
     assert_eq!(c.storage.url, DEFAULT_STORAGE_URL);
@@ -117,7 +123,10 @@ fn an_unknown_reference_is_reported_with_its_line_and_key() {
     assert_eq!(p.len(), 1, "{p:?}");
     assert_eq!(p[0].key, "routes[0].outgoing");
     assert_eq!(p[0].line, Some(49));
-    assert!(p[0].message.contains("unknown outgoing configuration 'erpp'"));
+    assert!(
+        p[0].message
+            .contains("unknown outgoing configuration 'erpp'")
+    );
     assert!(p[0].message.contains("erp, archive"));
 }
 
@@ -137,8 +146,14 @@ fn several_problems_are_reported_together() {
         .replace("batch_size = 100", "batch_size = 0")
         .replace(r#"id = "erp""#, r#"id = "ERP""#);
     let keys: Vec<String> = problems(&text).into_iter().map(|p| p.key).collect();
-    assert!(keys.contains(&"routes[0].retry.max_attempts".to_owned()), "{keys:?}");
-    assert!(keys.contains(&"routes[0].batch_size".to_owned()), "{keys:?}");
+    assert!(
+        keys.contains(&"routes[0].retry.max_attempts".to_owned()),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"routes[0].batch_size".to_owned()),
+        "{keys:?}"
+    );
     assert!(keys.contains(&"outgoing[0].id".to_owned()), "{keys:?}");
 }
 
@@ -146,7 +161,10 @@ fn several_problems_are_reported_together() {
 fn duplicate_ids_are_refused() {
     let text = REFERENCE.replace(r#"id = "archive""#, r#"id = "erp""#);
     let p = problems(&text);
-    assert!(p.iter().any(|p| p.message.contains("defined twice")), "{p:?}");
+    assert!(
+        p.iter().any(|p| p.message.contains("defined twice")),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -161,7 +179,10 @@ fn bad_durations_and_cron_are_refused() {
 
 #[test]
 fn an_unknown_transformer_type_is_refused() {
-    let text = REFERENCE.replace(r#"{ type = "jq", filter = "{sku"#, r#"{ type = "xslt", filter = "{sku"#);
+    let text = REFERENCE.replace(
+        r#"{ type = "jq", filter = "{sku"#,
+        r#"{ type = "xslt", filter = "{sku"#,
+    );
     let p = problems(&text);
     assert!(p[0].message.contains("xslt"), "{p:?}");
 }
@@ -170,7 +191,10 @@ fn an_unknown_transformer_type_is_refused() {
 fn environment_variables_override_the_file() {
     let env = vec![
         ("FERRY_SERVER__LISTEN".to_owned(), "0.0.0.0:9999".to_owned()),
-        ("FERRY_STORAGE__URL".to_owned(), "sqlite:///tmp/x.db".to_owned()),
+        (
+            "FERRY_STORAGE__URL".to_owned(),
+            "sqlite:///tmp/x.db".to_owned(),
+        ),
         ("FERRY_RETENTION__MAX_TASKS".to_owned(), "10".to_owned()),
         ("HOME".to_owned(), "/root".to_owned()),
     ];

@@ -1,0 +1,193 @@
+//! A small wrapper around jaq, so the rest of ferry does not follow jaq's API changes.
+//!
+//! Programs are compiled once per configuration. jaq values are `Rc`-based, so a run
+//! converts in and out of `serde_json` inside one synchronous call.
+
+use jaq_core::data::JustLut;
+use jaq_core::load::{Arena, File, Loader};
+use jaq_core::{Compiler, Ctx, Vars};
+use jaq_json::Val;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Most outputs one run may yield before it is stopped (a runaway `repeat`, `range`…).
+pub const MAX_OUTPUTS: usize = 10_000;
+
+pub struct JqProgram {
+    code: String,
+    filter: jaq_core::Filter<JustLut<Val>>,
+}
+
+impl std::fmt::Debug for JqProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JqProgram")
+            .field("code", &self.code)
+            .finish()
+    }
+}
+
+impl JqProgram {
+    /// Compiles `code`; the error says what is wrong in words a jq user knows.
+    pub fn compile(code: &str) -> Result<JqProgram, String> {
+        let defs = jaq_core::defs()
+            .chain(jaq_std::defs())
+            .chain(jaq_json::defs());
+        let funs = jaq_core::funs()
+            .chain(jaq_std::funs())
+            .chain(jaq_json::funs());
+        let loader = Loader::new(defs);
+        let arena = Arena::default();
+        let modules = loader
+            .load(&arena, File { code, path: () })
+            .map_err(|errs| {
+                let parts: Vec<String> = errs
+                    .into_iter()
+                    .map(|(_, e)| match e {
+                        jaq_core::load::Error::Io(v) => {
+                            format!(
+                                "cannot load {}",
+                                v.into_iter()
+                                    .map(|(p, m)| format!("{p}: {m}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        }
+                        jaq_core::load::Error::Lex(v) => v
+                            .into_iter()
+                            .map(|(expect, at)| {
+                                format!("expected {} at '{}'", expect.as_str(), snippet(at))
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                        jaq_core::load::Error::Parse(v) => v
+                            .into_iter()
+                            .map(|(expect, at)| {
+                                format!("expected {} at '{}'", expect.as_str(), snippet(at))
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    })
+                    .collect();
+                format!("jq syntax error in `{code}`: {}", parts.join("; "))
+            })?;
+        let filter = Compiler::default()
+            .with_funs(funs)
+            .compile(modules)
+            .map_err(|errs| {
+                let parts: Vec<String> = errs
+                    .into_iter()
+                    .flat_map(|(_, es)| es)
+                    .map(|(name, undefined)| {
+                        format!("undefined {undefined:?} '{name}'").to_lowercase()
+                    })
+                    .collect();
+                format!("jq error in `{code}`: {}", parts.join("; "))
+            })?;
+        Ok(JqProgram {
+            code: code.to_owned(),
+            filter,
+        })
+    }
+
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// Runs the program on `input` and collects its outputs (at most [`MAX_OUTPUTS`]).
+    pub fn run(&self, input: &Value) -> Result<Vec<Value>, String> {
+        let input = Val::deserialize(input).map_err(|e| format!("cannot read the entity: {e}"))?;
+        let ctx = Ctx::<JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
+        let mut out = Vec::new();
+        for result in self.filter.id.run((ctx, input)) {
+            let val = result.map_err(|exn| match exn.get_err() {
+                Ok(e) => format!("jq error: {e}"),
+                Err(_) => {
+                    "jq halted: `halt` and `halt_error` are not allowed in transformers".to_owned()
+                }
+            })?;
+            if out.len() == MAX_OUTPUTS {
+                return Err(format!(
+                    "jq produced more than {MAX_OUTPUTS} outputs; is there a runaway `repeat` or `range`?"
+                ));
+            }
+            out.push(to_json(&val)?);
+        }
+        Ok(out)
+    }
+}
+
+fn snippet(s: &str) -> String {
+    let s: String = s.chars().take(20).collect();
+    if s.is_empty() {
+        "end of input".into()
+    } else {
+        s
+    }
+}
+
+fn to_json(val: &Val) -> Result<Value, String> {
+    serde_json::from_str(&val.to_string()).map_err(|e| {
+        format!(
+            "jq produced a value that is not JSON ({e}): {}",
+            snippet(&val.to_string())
+        )
+    })
+}
+
+/// jq truthiness: everything but `false` and `null` is true.
+pub fn truthy(v: &Value) -> bool {
+    !matches!(v, Value::Null | Value::Bool(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_filter_maps_an_entity() {
+        let p = JqProgram::compile(".price |= tonumber | {sku, price}").unwrap();
+        let out = p
+            .run(&json!({"sku": "A", "price": "12.5", "x": 1}))
+            .unwrap();
+        assert_eq!(out, [json!({"sku": "A", "price": 12.5})]);
+    }
+
+    #[test]
+    fn a_filter_may_yield_nothing_or_several_values() {
+        let p = JqProgram::compile(".items[]").unwrap();
+        assert_eq!(
+            p.run(&json!({"items": [1, 2]})).unwrap(),
+            [json!(1), json!(2)]
+        );
+        assert!(p.run(&json!({"items": []})).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_syntax_error_is_reported_with_the_code() {
+        let err = JqProgram::compile(".price |=").unwrap_err();
+        assert!(err.contains("`.price |=`"), "{err}");
+        let err = JqProgram::compile("nosuchfn(1)").unwrap_err();
+        assert!(err.contains("nosuchfn"), "{err}");
+    }
+
+    #[test]
+    fn a_runtime_error_is_an_error_not_a_panic() {
+        let p = JqProgram::compile(".price | tonumber").unwrap();
+        assert!(p.run(&json!({"price": "abc"})).is_err());
+        let p = JqProgram::compile("error(\"custom\")").unwrap();
+        assert!(p.run(&json!({})).unwrap_err().contains("custom"));
+    }
+
+    #[test]
+    fn halt_does_not_stop_the_process() {
+        let p = JqProgram::compile("halt").unwrap();
+        assert!(p.run(&json!({})).unwrap_err().contains("not allowed"));
+    }
+
+    #[test]
+    fn a_runaway_filter_is_stopped_by_the_output_cap() {
+        let p = JqProgram::compile("repeat(1)").unwrap();
+        assert!(p.run(&json!(0)).unwrap_err().contains("more than"));
+    }
+}

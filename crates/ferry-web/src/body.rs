@@ -1,0 +1,35 @@
+//! Reading request bodies with errors a person can act on.
+
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+/// The raw body, or 413 when it is over the configured limit.
+pub fn bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is over the size limit (server.max_body_bytes); send fewer entities per request",
+            )
+        } else {
+            ApiError::bad_request("unreadable_body", format!("the request body could not be read: {rejection}"))
+        }
+    })
+}
+
+/// Parses a JSON body; an empty body is `None`.
+pub fn json_opt<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body).map(Some).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the body is not valid JSON for this request: {e}"),
+        )
+    })
+}

@@ -1,0 +1,213 @@
+//! `/api/v1/routes` and `/api/v1/incoming`: routes with their counts, and running them.
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::tasks::Counts;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ferry_core::config::Route;
+use ferry_core::retry::Backoff;
+use ferry_engine::RunError;
+use ferry_store::StatusCounts;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/routes", get(list))
+        .route("/api/v1/routes/{id}", get(one))
+        .route("/api/v1/routes/{id}/run", post(run))
+        .route("/api/v1/incoming/{id}/run", post(run_incoming))
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct RouteDto {
+    pub id: String,
+    pub name: String,
+    pub disabled: bool,
+    pub realtime: bool,
+    pub incoming: Vec<String>,
+    pub outgoing: String,
+    /// Tasks per status.
+    pub counts: BTreeMap<String, u64>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct ScheduleDto {
+    /// Cron expression of the incoming side, if scheduled.
+    pub incoming: Option<String>,
+    pub outgoing: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct RetryDto {
+    pub enabled: bool,
+    /// Every processing attempt counts, the first included.
+    pub max_attempts: u32,
+    pub interval_seconds: u64,
+    /// fixed or exponential
+    pub backoff: String,
+    pub on_http_status: Vec<u16>,
+    pub on_message: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct RouteDetail {
+    #[serde(flatten)]
+    pub route: RouteDto,
+    pub batch_size: u32,
+    pub schedule: ScheduleDto,
+    pub retry: RetryDto,
+    pub total: u64,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct RouteList {
+    pub items: Vec<RouteDto>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug, PartialEq, Eq)]
+pub struct RunResult {
+    pub claimed: u64,
+    pub finished: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub retry: u64,
+    /// True when the route is disabled and so processed nothing.
+    pub disabled: bool,
+}
+
+fn dto(route: &Route, counts: Option<&StatusCounts>) -> RouteDto {
+    let counts = counts.cloned().unwrap_or_default();
+    RouteDto {
+        id: route.id.to_string(),
+        name: route.name.clone(),
+        disabled: route.disabled,
+        realtime: route.realtime,
+        incoming: route.incoming.iter().map(ToString::to_string).collect(),
+        outgoing: route.outgoing.to_string(),
+        counts: Counts::from(&counts).by_status,
+    }
+}
+
+fn unknown_route(id: &str, state: &AppState) -> ApiError {
+    let known: Vec<&str> = state
+        .config()
+        .routes
+        .iter()
+        .map(|r| r.id.as_str())
+        .collect();
+    ApiError::not_found(
+        "route_not_found",
+        format!(
+            "no route is called '{id}'; the routes are: {}",
+            known.join(", ")
+        ),
+    )
+}
+
+/// Every configured route with its task counts per status.
+#[utoipa::path(get, path = "/api/v1/routes", tag = "routes", responses((status = 200, body = RouteList)))]
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<RouteList>> {
+    let counts = state.store().counts_by_route().await?;
+    Ok(Json(RouteList {
+        items: state
+            .config()
+            .routes
+            .iter()
+            .map(|r| dto(r, counts.get(r.id.as_str())))
+            .collect(),
+    }))
+}
+
+/// One route, with its schedules and retry policy.
+#[utoipa::path(get, path = "/api/v1/routes/{id}", tag = "routes",
+    params(("id" = String, Path, description = "route id")),
+    responses((status = 200, body = RouteDetail), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RouteDetail>> {
+    let route = state
+        .config()
+        .route(&id)
+        .ok_or_else(|| unknown_route(&id, &state))?;
+    let counts = state.store().counts_by_route().await?;
+    let c = counts.get(route.id.as_str());
+    Ok(Json(RouteDetail {
+        total: c.map(StatusCounts::total).unwrap_or(0),
+        route: dto(route, c),
+        batch_size: route.batch_size,
+        schedule: ScheduleDto {
+            incoming: route.schedule.incoming.clone(),
+            outgoing: route.schedule.outgoing.clone(),
+        },
+        retry: RetryDto {
+            enabled: route.retry.enabled,
+            max_attempts: route.retry.max_attempts,
+            interval_seconds: route.retry.interval.as_secs(),
+            backoff: match route.retry.backoff {
+                Backoff::Fixed => "fixed".into(),
+                Backoff::Exponential => "exponential".into(),
+            },
+            on_http_status: route.retry.on_http_status.clone(),
+            on_message: route.retry.on_message.clone(),
+        },
+    }))
+}
+
+/// Run the route's outgoing side now: one batch of due tasks.
+#[utoipa::path(post, path = "/api/v1/routes/{id}/run", tag = "routes",
+    params(("id" = String, Path, description = "route id")),
+    responses((status = 200, body = RunResult), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunResult>> {
+    let s = state.engine.run_route(&id).await.map_err(|e| match e {
+        RunError::UnknownRoute(_) => unknown_route(&id, &state),
+        RunError::Store(e) => e.into(),
+    })?;
+    Ok(Json(RunResult {
+        claimed: s.claimed,
+        finished: s.finished,
+        failed: s.failed,
+        skipped: s.skipped,
+        retry: s.retry,
+        disabled: s.disabled,
+    }))
+}
+
+/// Run an incoming configuration's subscriber now.
+#[utoipa::path(post, path = "/api/v1/incoming/{id}/run", tag = "routes",
+    params(("id" = String, Path, description = "incoming configuration id")),
+    responses((status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
+        (status = 501, body = crate::error::ErrorBody)))]
+pub async fn run_incoming(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let incoming = state.config().incoming(&id).ok_or_else(|| {
+        ApiError::not_found(
+            "incoming_not_found",
+            format!("no incoming configuration is called '{id}'"),
+        )
+    })?;
+    match incoming.subscriber.kind() {
+        "webhook" => Err(ApiError::conflict(
+            "not_runnable",
+            format!(
+                "'{id}' is a webhook: it receives entities on POST /api/v1/webhooks/{id} and has nothing to run"
+            ),
+        )),
+        kind => Err(ApiError::new(
+            axum::http::StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            format!(
+                "the {kind} subscriber of '{id}' cannot run in this version of ferry yet; push entities to a webhook instead"
+            ),
+        )),
+    }
+}

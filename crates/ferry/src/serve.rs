@@ -1,0 +1,143 @@
+//! `ferry serve` and `ferry check`.
+
+use anyhow::{Context, Result};
+use ferry_core::config::{self, Config};
+use ferry_engine::Engine;
+use ferry_web::AppState;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The configuration file (TOML).
+    #[arg(long, short, env = "FERRY_CONFIG", default_value = "ferry.toml")]
+    pub config: PathBuf,
+    /// Address to listen on; overrides server.listen.
+    #[arg(long)]
+    pub listen: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// The configuration file (TOML).
+    #[arg(long, short, env = "FERRY_CONFIG", default_value = "ferry.toml")]
+    pub config: PathBuf,
+}
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+/// Reads and validates a configuration file, environment overrides applied.
+pub fn load_config(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+    Ok(config::load(
+        &path.display().to_string(),
+        &text,
+        std::env::vars(),
+    )?)
+}
+
+/// Opens the store and compiles the engine for `config`.
+pub async fn engine(config: Config, path: &Path) -> Result<Engine> {
+    let store = ferry_store::open(&config.storage.url)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the store at {} (storage.url)",
+                config.storage.url
+            )
+        })?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Ok(Engine::new(
+        Arc::new(config),
+        store,
+        base,
+        &path.display().to_string(),
+    )?)
+}
+
+pub fn check(args: CheckArgs) -> Result<()> {
+    let config = load_config(&args.config)?;
+    // Compile every transformer too, without opening the store.
+    for chain in config
+        .incoming
+        .iter()
+        .map(|i| &i.transformers)
+        .chain(config.outgoing.iter().map(|o| &o.transformers))
+        .chain(config.routes.iter().map(|r| &r.transformers))
+    {
+        if let Err((at, message)) = ferry_engine::transform::compile(chain) {
+            anyhow::bail!(
+                "{}:{}: {}: {message}",
+                args.config.display(),
+                at.line.unwrap_or(0),
+                at.key
+            );
+        }
+    }
+    println!(
+        "{} is valid: {} entity schema(s), {} incoming, {} outgoing, {} route(s)",
+        args.config.display(),
+        config.entity_schemas.len(),
+        config.incoming.len(),
+        config.outgoing.len(),
+        config.routes.len()
+    );
+    Ok(())
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    init_logging();
+    let mut config = load_config(&args.config)?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    let engine = engine(config, &args.config).await?;
+    serve_engine(engine).await
+}
+
+/// Binds `server.listen` and serves until Ctrl-C or SIGTERM.
+pub async fn serve_engine(engine: Engine) -> Result<()> {
+    let listen = engine.config().server.listen.clone();
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (server.listen); is another process using it? Pick another with --listen"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!("ferry is serving on http://{addr} (API at http://{addr}/api/v1/tasks)");
+    println!("ferry is serving on http://{addr}");
+    let state = AppState::new(Arc::new(engine));
+    ferry_web::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("ferry stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
