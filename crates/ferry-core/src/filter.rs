@@ -85,7 +85,7 @@ impl TaskFilter {
             from.is_none_or(|f| v >= f) && to.is_none_or(|e| v <= e)
         };
         let text = |m: &Option<TextMatch>, v: &str| m.as_ref().is_none_or(|m| m.matches(v));
-        (self.routes.is_empty() || self.routes.iter().any(|r| *r == t.route))
+        (self.routes.is_empty() || self.routes.contains(&t.route))
             && (self.statuses.is_empty() || self.statuses.contains(&t.status))
             && in_range(t.created_at, self.created_from, self.created_to)
             && in_range(t.updated_at, self.updated_from, self.updated_to)

@@ -77,23 +77,27 @@ pub enum RunError {
     Store(#[from] StoreError),
 }
 
-impl Engine {
+/// A configuration with every transformer compiled and every publisher prepared, not
+/// yet attached to a store: a configuration error is found before anything is opened.
+pub struct Prepared {
+    config: Arc<Config>,
+    incoming: HashMap<String, Chain>,
+    routes: HashMap<String, Chain>,
+    outgoing: HashMap<String, (Chain, Arc<Publisher>)>,
+}
+
+impl Prepared {
     /// Compiles every transformer of `config` and prepares its publishers. Relative
     /// file paths are taken from `base_dir`. Errors name the file, line and key.
-    pub fn new(
-        config: Arc<Config>,
-        store: Arc<dyn Store>,
-        base_dir: &Path,
-        file_name: &str,
-    ) -> Result<Engine, ConfigError> {
+    pub fn new(config: Config, base_dir: &Path, file_name: &str) -> Result<Prepared, ConfigError> {
         let mut problems = Vec::new();
         let mut compile = |chain: &[ferry_core::config::Transformer]| {
-            transform::compile(chain).unwrap_or_else(|(at, message): (Location, String)| {
-                problems.push(Problem {
+            transform::compile(chain).unwrap_or_else(|errors: Vec<(Location, String)>| {
+                problems.extend(errors.into_iter().map(|(at, message)| Problem {
                     line: at.line,
                     key: at.key,
                     message,
-                });
+                }));
                 Arc::new(Vec::new())
             })
         };
@@ -128,16 +132,42 @@ impl Engine {
                 problems,
             });
         }
-        Ok(Engine {
-            config,
-            store,
+        Ok(Prepared {
+            config: Arc::new(config),
             incoming,
             routes,
             outgoing,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Attaches the store: the engine is ready to ingest and run.
+    pub fn with_store(self, store: Arc<dyn Store>) -> Engine {
+        Engine {
+            config: self.config,
+            store,
+            incoming: self.incoming,
+            routes: self.routes,
+            outgoing: self.outgoing,
             worker: format!("ferry-{}", std::process::id()),
             lease: DEFAULT_LEASE,
             clock: Arc::new(Timestamp::now),
-        })
+        }
+    }
+}
+
+impl Engine {
+    /// Prepares `config` and attaches `store`; see [`Prepared::new`].
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        base_dir: &Path,
+        file_name: &str,
+    ) -> Result<Engine, ConfigError> {
+        Ok(Prepared::new(config, base_dir, file_name)?.with_store(store))
     }
 
     /// Replaces the clock (tests drive time by hand).

@@ -78,7 +78,14 @@ impl JqProgram {
                     .into_iter()
                     .flat_map(|(_, es)| es)
                     .map(|(name, undefined)| {
-                        format!("undefined {undefined:?} '{name}'").to_lowercase()
+                        let kind = format!("{undefined:?}");
+                        match kind
+                            .strip_prefix("Filter(")
+                            .and_then(|a| a.strip_suffix(')'))
+                        {
+                            Some(arity) => format!("unknown function {name}/{arity}"),
+                            None => format!("undefined {} {name}", kind.to_lowercase()),
+                        }
                     })
                     .collect();
                 format!("jq error in `{code}`: {}", parts.join("; "))

@@ -30,25 +30,30 @@ impl Compiled {
 
 pub type Chain = Arc<Vec<Compiled>>;
 
-/// Compiles a configured chain; the error carries the transformer's location.
-pub fn compile(chain: &[Transformer]) -> Result<Chain, (Location, String)> {
-    chain
-        .iter()
-        .map(|t| {
-            let step = match &t.kind {
-                TransformerKind::Jq { filter } => JqProgram::compile(filter).map(Step::Jq),
-                TransformerKind::Filter { condition } => {
-                    JqProgram::compile(condition).map(Step::Filter)
-                }
-            };
-            step.map(|step| Compiled {
+/// Compiles a configured chain; every error carries its transformer's location.
+pub fn compile(chain: &[Transformer]) -> Result<Chain, Vec<(Location, String)>> {
+    let mut compiled = Vec::with_capacity(chain.len());
+    let mut errors = Vec::new();
+    for t in chain {
+        let step = match &t.kind {
+            TransformerKind::Jq { filter } => JqProgram::compile(filter).map(Step::Jq),
+            TransformerKind::Filter { condition } => {
+                JqProgram::compile(condition).map(Step::Filter)
+            }
+        };
+        match step {
+            Ok(step) => compiled.push(Compiled {
                 step,
                 at: t.at.clone(),
-            })
-            .map_err(|e| (t.at.clone(), e))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Arc::new)
+            }),
+            Err(e) => errors.push((t.at.clone(), e)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(Arc::new(compiled))
+    } else {
+        Err(errors)
+    }
 }
 
 /// What a chain made of one entity, with a line per step for the task's log.
@@ -162,7 +167,7 @@ mod tests {
                 line: Some(7),
             },
         }];
-        let (at, _) = compile(&ts).unwrap_err();
-        assert_eq!(at.line, Some(7));
+        let errors = compile(&ts).unwrap_err();
+        assert_eq!(errors[0].0.line, Some(7));
     }
 }

@@ -227,7 +227,7 @@ async fn each_filter_narrows_the_list_and_the_counts() {
             "/api/v1/tasks?identifier={id}&identifier_match=equals"
         ))
         .await;
-    assert_eq!(ids(&eq), [id.clone()]);
+    assert_eq!(ids(&eq), std::slice::from_ref(&id));
     let part = &id[18..];
     let contains = app
         .get_ok(&format!("/api/v1/tasks?identifier={part}"))

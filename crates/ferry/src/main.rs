@@ -34,7 +34,7 @@ enum Command {
     Demo(demo::Args),
     /// Find, show, skip and retry tasks on a running server.
     #[command(subcommand)]
-    Tasks(tasks_cmd::Command),
+    Tasks(Box<tasks_cmd::Command>),
     /// List and run routes on a running server.
     #[command(subcommand)]
     Routes(routes_cmd::Command),
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Check(args) => serve::check(args),
             Command::Demo(args) => demo::run(args).await,
-            Command::Tasks(cmd) => tasks_cmd::run(cmd).await,
+            Command::Tasks(cmd) => tasks_cmd::run(*cmd).await,
             Command::Routes(cmd) => routes_cmd::run(cmd).await,
         }
     });

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use ferry_core::config::{self, Config};
-use ferry_engine::Engine;
+use ferry_engine::{Engine, Prepared};
 use ferry_web::AppState;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,47 +44,29 @@ pub fn load_config(path: &Path) -> Result<Config> {
     )?)
 }
 
-/// Opens the store and compiles the engine for `config`.
-pub async fn engine(config: Config, path: &Path) -> Result<Engine> {
-    let store = ferry_store::open(&config.storage.url)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the store at {} (storage.url)",
-                config.storage.url
-            )
-        })?;
+/// Compiles every transformer of `config`, nothing opened yet.
+pub fn prepare(config: Config, path: &Path) -> Result<Prepared> {
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    Ok(Engine::new(
-        Arc::new(config),
-        store,
-        base,
-        &path.display().to_string(),
-    )?)
+    Ok(Prepared::new(config, base, &path.display().to_string())?)
+}
+
+/// Compiles the engine for `config`, then opens its store: a configuration error is
+/// reported before any file is created.
+pub async fn engine(config: Config, path: &Path) -> Result<Engine> {
+    let prepared = prepare(config, path)?;
+    let url = prepared.config().storage.url.clone();
+    let store = ferry_store::open(&url)
+        .await
+        .with_context(|| format!("cannot open the store at {url} (storage.url)"))?;
+    Ok(prepared.with_store(store))
 }
 
 pub fn check(args: CheckArgs) -> Result<()> {
-    let config = load_config(&args.config)?;
-    // Compile every transformer too, without opening the store.
-    for chain in config
-        .incoming
-        .iter()
-        .map(|i| &i.transformers)
-        .chain(config.outgoing.iter().map(|o| &o.transformers))
-        .chain(config.routes.iter().map(|r| &r.transformers))
-    {
-        if let Err((at, message)) = ferry_engine::transform::compile(chain) {
-            anyhow::bail!(
-                "{}:{}: {}: {message}",
-                args.config.display(),
-                at.line.unwrap_or(0),
-                at.key
-            );
-        }
-    }
+    let prepared = prepare(load_config(&args.config)?, &args.config)?;
+    let config = prepared.config();
     println!(
         "{} is valid: {} entity schema(s), {} incoming, {} outgoing, {} route(s)",
         args.config.display(),

@@ -101,8 +101,7 @@ impl TestApp {
         let config = ferry_core::config::load("ferry.toml", &text, std::iter::empty())
             .expect("valid config");
         let store = ferry_store::open(&config.storage.url).await.expect("store");
-        let engine =
-            Engine::new(Arc::new(config), store, dir.path(), "ferry.toml").expect("engine");
+        let engine = Engine::new(config, store, dir.path(), "ferry.toml").expect("engine");
         let state = AppState::new(Arc::new(engine));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

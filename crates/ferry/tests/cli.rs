@@ -1,0 +1,306 @@
+//! The `ferry` binary end to end: `serve` on a real port, the operator CLI against it,
+//! and configuration errors at start.
+
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+
+const CONFIG: &str = r#"
+[[entity_schemas]]
+id = "product"
+identifier_path = ["sku"]
+
+[[incoming]]
+id = "shop"
+entity_schema = "product"
+subscriber = { type = "webhook" }
+
+[[outgoing]]
+id = "archive"
+transformers = [{ type = "filter", condition = ".price > 0" }]
+publisher = { type = "file", path = "out/archive.ndjson" }
+
+[[routes]]
+id = "archive"
+incoming = ["shop"]
+outgoing = "archive"
+
+[[routes]]
+id = "idle"
+incoming = ["shop"]
+outgoing = "archive"
+disabled = true
+"#;
+
+struct Server {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ferry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\nurl = \"sqlite://{}\"\n{CONFIG}",
+            dir.path().join("ferry.db").display()
+        ),
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(FERRY)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["--listen", &listen])
+        .env("FERRY_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start ferry serve");
+    let base = format!("http://{listen}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if reqwest::get(format!("{base}/healthz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ferry serve did not answer on {base}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Server {
+        child,
+        base,
+        _dir: dir,
+    }
+}
+
+fn ferry(server: &Server, args: &[&str]) -> Output {
+    Command::new(FERRY)
+        .args(args)
+        .args(["--server", &server.base])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ferry")
+}
+
+fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn failing(out: Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected a failure: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn operators_list_show_run_skip_and_retry_from_the_command_line() {
+    let server = start().await;
+    let products: Vec<Value> = (1..=6)
+        .map(|i| json!({"sku": format!("P-{i}"), "price": if i == 3 { 0 } else { 5 }}))
+        .collect();
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/webhooks/shop", server.base))
+        .json(&products)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let routes = ok(ferry(&server, &["routes", "list"]));
+    assert!(
+        routes.contains("archive") && routes.contains("disabled"),
+        "{routes}"
+    );
+    let run = ok(ferry(&server, &["routes", "run", "archive"]));
+    assert_eq!(
+        run.trim(),
+        "claimed 6: finished 5, failed 0, skipped 1, retry 0"
+    );
+    let run = ok(ferry(&server, &["routes", "run", "idle"]));
+    assert!(run.contains("disabled"), "{run}");
+
+    let table = ok(ferry(
+        &server,
+        &[
+            "tasks", "list", "--route", "archive", "--status", "finished",
+        ],
+    ));
+    assert!(table.starts_with("IDENTIFIER"), "{table}");
+    assert_eq!(table.matches("finished").count(), 5, "{table}");
+    assert!(table.contains("5 task(s) match"), "{table}");
+
+    let json_out = ok(ferry(
+        &server,
+        &[
+            "tasks",
+            "list",
+            "--json",
+            "--entity-identifier",
+            "P-3",
+            "--entity-identifier-match",
+            "equals",
+        ],
+    ));
+    let list: Value = serde_json::from_str(&json_out).unwrap();
+    assert_eq!(list["total"], 2, "archive and idle");
+    let id = list["items"][0]["identifier"].as_str().unwrap().to_owned();
+
+    let shown = ok(ferry(&server, &["tasks", "show", &id]));
+    assert!(
+        shown.contains(&format!("Task {id}"))
+            && shown.contains("Entity data")
+            && shown.contains("Import messages"),
+        "{shown}"
+    );
+
+    // Without --yes and without a terminal, nothing happens.
+    let err = failing(ferry(&server, &["tasks", "skip", "--route", "idle"]));
+    assert!(
+        err.contains("6 task(s) match; 6 can be skipped") && err.contains("--yes"),
+        "{err}"
+    );
+    let err = failing(ferry(&server, &["tasks", "retry"]));
+    assert!(err.contains("--all"), "{err}");
+
+    let skipped = ok(ferry(
+        &server,
+        &[
+            "tasks",
+            "skip",
+            "--route",
+            "idle",
+            "--yes",
+            "--reason",
+            "not needed",
+        ],
+    ));
+    assert_eq!(
+        skipped.trim(),
+        "matched 6, changed 6, not eligible 0, not found 0"
+    );
+    let retried = ok(ferry(&server, &["tasks", "retry", &id, "--yes"]));
+    assert_eq!(
+        retried.trim(),
+        "matched 1, changed 1, not eligible 0, not found 0"
+    );
+    let shown = ok(ferry(&server, &["tasks", "show", &id, "--json"]));
+    let v: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(v["task"]["status"], "new");
+
+    let err = failing(ferry(&server, &["tasks", "list", "--status", "done"]));
+    assert!(
+        err.contains("400") && err.contains("unknown status 'done'"),
+        "{err}"
+    );
+    let err = failing(ferry(
+        &server,
+        &["tasks", "show", "01JDQ8M5V3W3K1C7Y2P6Z0A9BX"],
+    ));
+    assert!(err.contains("404"), "{err}");
+}
+
+fn write(dir: &Path, text: &str) -> std::path::PathBuf {
+    let p = dir.join("bad.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn an_invalid_configuration_is_refused_at_start_with_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = CONFIG.replace(
+        r#"outgoing = "archive"
+disabled"#,
+        r#"outgoing = "archve"
+disabled"#,
+    );
+    let path = write(dir.path(), &text);
+    let out = Command::new(FERRY)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = failing(out);
+    assert!(
+        err.contains("bad.toml:24: routes[1].outgoing: unknown outgoing configuration 'archve'"),
+        "{err}"
+    );
+
+    let path = write(
+        dir.path(),
+        &CONFIG.replace(r#"".price > 0""#, r#"".price >""#),
+    );
+    let err = failing(
+        Command::new(FERRY)
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("outgoing[0].transformers[0]") && err.contains("jq"),
+        "{err}"
+    );
+
+    let out = Command::new(FERRY)
+        .args(["serve", "--config", "/nonexistent/ferry.toml"])
+        .output()
+        .unwrap();
+    assert!(failing(out).contains("cannot read the configuration file /nonexistent/ferry.toml"));
+
+    let good = write(dir.path(), CONFIG);
+    let out = ok(Command::new(FERRY)
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap());
+    assert!(out.contains("is valid"), "{out}");
+}
+
+#[test]
+fn environment_variables_override_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), CONFIG);
+    let out = Command::new(FERRY)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("FERRY_STORAGE__URL", "mysql://nowhere")
+        .output()
+        .unwrap();
+    let err = failing(out);
+    assert!(err.contains("mysql://nowhere"), "{err}");
+}
