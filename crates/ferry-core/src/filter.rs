@@ -269,7 +269,8 @@ impl TaskQuery {
                 "created_to" => f.created_to = Some(time(key, value)?),
                 "updated_from" => f.updated_from = Some(time(key, value)?),
                 "updated_to" => f.updated_to = Some(time(key, value)?),
-                "identifier" => text_values[0].0 = Some(raw.to_owned()),
+                // Task identifiers are ULIDs, case-insensitive, stored upper case.
+                "identifier" => text_values[0].0 = Some(raw.to_uppercase()),
                 "entity_schema" => text_values[1].0 = Some(raw.to_owned()),
                 "entity_identifier" => text_values[2].0 = Some(raw.to_owned()),
                 "identifier_match" => text_values[0].1 = Some(mode(key, value)?),
@@ -433,6 +434,12 @@ mod tests {
         .unwrap();
         assert_eq!(q.filter.routes, ["a", "b"]);
         assert_eq!(q.filter.statuses, [Status::New, Status::Failed]);
+    }
+
+    #[test]
+    fn identifier_searches_ignore_case_like_ulids_do() {
+        let q = parse(&[("identifier", "01jd")]).unwrap();
+        assert_eq!(q.filter.identifier.unwrap().value, "01JD");
     }
 
     #[test]

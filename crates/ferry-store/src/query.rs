@@ -98,16 +98,7 @@ pub fn condition(dialect: Dialect, f: &TaskFilter) -> Cond {
     ];
     for (column, m) in texts {
         if let Some(m) = m {
-            // Task identifiers are stored upper case; an equals search normalises.
-            let m = if column == "id" {
-                TextMatch {
-                    value: m.value.to_uppercase(),
-                    mode: m.mode,
-                }
-            } else {
-                m.clone()
-            };
-            c = c.add(text(dialect, column, &m));
+            c = c.add(text(dialect, column, m));
         }
     }
     c
