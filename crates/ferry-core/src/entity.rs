@@ -56,7 +56,8 @@ pub fn entity_identifier(data: &Value, path: &[String]) -> Result<String, Identi
     Ok(parts.join("-"))
 }
 
-fn kind_of(v: &Value) -> &'static str {
+/// How a JSON value is described in error messages: `an object`, `a number`, …
+pub fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

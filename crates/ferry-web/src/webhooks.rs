@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use axum::{Json, Router};
+use ferry_core::entity::kind_of;
 use ferry_engine::IngestError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -40,7 +41,7 @@ pub fn entities(content_type: Option<&str>, bytes: &[u8]) -> Result<Vec<Value>, 
             "invalid_entity",
             format!(
                 "{where_} is {}, not a JSON object; each entity must be an object",
-                kind(v)
+                kind_of(v)
             ),
         )
     };
@@ -91,17 +92,6 @@ pub fn entities(content_type: Option<&str>, bytes: &[u8]) -> Result<Vec<Value>, 
             Ok(items)
         }
         other => Err(not_object("the body".into(), &other)),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
