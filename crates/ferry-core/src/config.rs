@@ -8,6 +8,7 @@
 use crate::ConfigId;
 use crate::duration::parse_duration;
 use crate::retry::{Backoff, MAX_ATTEMPTS_LIMIT, MAX_INTERVAL, RetryPolicy};
+use crate::schedule::CronSchedule;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt;
@@ -27,6 +28,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub retention: RetentionConfig,
+    pub workers: WorkersConfig,
     pub entity_schemas: Vec<EntitySchema>,
     pub incoming: Vec<Incoming>,
     pub outgoing: Vec<Outgoing>,
@@ -64,10 +66,56 @@ impl Default for StorageConfig {
     }
 }
 
+/// The background workers inside `ferry serve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkersConfig {
+    /// Route runs at the same time (each route runs one batch at a time).
+    pub concurrency: u32,
+    /// How long a claimed task stays reserved; renewed while its batch runs.
+    pub lease: Duration,
+    /// How often schedules, realtime routes and due retries are checked.
+    pub poll_interval: Duration,
+    /// How long shutdown waits for in-flight tasks.
+    pub shutdown_grace: Duration,
+    /// Longest a transformer may run on one entity.
+    pub transform_timeout: Duration,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig {
+            concurrency: 4,
+            lease: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(30),
+            transform_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWorkers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    concurrency: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lease: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    poll_interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shutdown_grace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    transform_timeout: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionConfig {
+    /// Final tasks (finished, skipped, failed) not updated for this long are pruned.
     pub max_age: Duration,
+    /// Beyond this many tasks in all, the oldest final tasks are pruned.
     pub max_tasks: Option<u64>,
+    /// How often the pruner runs.
+    pub interval: Duration,
 }
 
 impl Default for RetentionConfig {
@@ -75,6 +123,7 @@ impl Default for RetentionConfig {
         RetentionConfig {
             max_age: Duration::from_secs(30 * 86_400),
             max_tasks: None,
+            interval: Duration::from_secs(60),
         }
     }
 }
@@ -120,9 +169,25 @@ pub enum Subscriber {
     },
     Http {
         url: String,
+        /// jq path to the items of a page (`.data[]`); the whole answer when absent.
         #[serde(default)]
         items: Option<String>,
+        /// jq expression on a page giving the next page's URL (absolute or relative),
+        /// or null on the last page.
+        #[serde(default)]
+        next: Option<String>,
+        #[serde(default)]
+        headers: std::collections::BTreeMap<String, String>,
+        #[serde(default)]
+        timeout: Option<String>,
+        /// Most pages one run follows.
+        #[serde(default = "default_max_pages")]
+        max_pages: u32,
     },
+}
+
+fn default_max_pages() -> u32 {
+    100
 }
 
 fn default_format() -> FileFormat {
@@ -193,8 +258,8 @@ pub struct Outgoing {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Schedule {
-    pub incoming: Option<String>,
-    pub outgoing: Option<String>,
+    pub incoming: Option<CronSchedule>,
+    pub outgoing: Option<CronSchedule>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -285,6 +350,8 @@ struct RawConfig {
     #[serde(default)]
     retention: RawRetention,
     #[serde(default)]
+    workers: RawWorkers,
+    #[serde(default)]
     entity_schemas: Vec<Spanned<RawSchema>>,
     #[serde(default)]
     incoming: Vec<Spanned<RawIncoming>>,
@@ -301,6 +368,8 @@ struct RawRetention {
     max_age: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_tasks: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    interval: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -435,8 +504,9 @@ fn apply_env(
             "server" => override_section(&mut raw.server, &key, &value),
             "storage" => override_section(&mut raw.storage, &key, &value),
             "retention" => override_section(&mut raw.retention, &key, &value),
+            "workers" => override_section(&mut raw.workers, &key, &value),
             _ => Err(format!(
-                "no section '{section}' can be set from the environment; use FERRY_SERVER__…, FERRY_STORAGE__… or FERRY_RETENTION__…"
+                "no section '{section}' can be set from the environment; use FERRY_SERVER__…, FERRY_STORAGE__…, FERRY_RETENTION__… or FERRY_WORKERS__…"
             )),
         };
         if let Err(message) = result {
@@ -548,6 +618,7 @@ impl Validator<'_> {
 
     fn config(&mut self, raw: RawConfig) -> Config {
         let retention = self.retention(raw.retention);
+        let workers = self.workers(raw.workers);
         if raw.storage.url.trim().is_empty() {
             self.problem(
                 None,
@@ -658,6 +729,7 @@ impl Validator<'_> {
             server: raw.server,
             storage: raw.storage,
             retention,
+            workers,
             entity_schemas: schemas,
             incoming,
             outgoing,
@@ -677,6 +749,9 @@ impl Validator<'_> {
                 Err(e) => self.problem(None, "retention.max_age", e),
             }
         }
+        if let Some(d) = self.duration(raw.interval.as_deref(), "retention.interval") {
+            r.interval = d;
+        }
         if raw.max_tasks == Some(0) {
             self.problem(
                 None,
@@ -685,6 +760,60 @@ impl Validator<'_> {
             );
         }
         r
+    }
+
+    /// A positive duration setting, or a problem.
+    fn duration(&mut self, value: Option<&str>, key: &str) -> Option<Duration> {
+        match parse_duration(value?) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                self.problem(None, key, "must be longer than zero");
+                None
+            }
+            Err(e) => {
+                self.problem(None, key, e);
+                None
+            }
+        }
+    }
+
+    fn workers(&mut self, raw: RawWorkers) -> WorkersConfig {
+        let mut w = WorkersConfig::default();
+        if let Some(n) = raw.concurrency {
+            if (1..=256).contains(&n) {
+                w.concurrency = n;
+            } else {
+                self.problem(
+                    None,
+                    "workers.concurrency",
+                    format!("{n} is out of range; use 1 to 256"),
+                );
+            }
+        }
+        let settings = [
+            (raw.lease.as_deref(), "workers.lease", &mut w.lease),
+            (
+                raw.poll_interval.as_deref(),
+                "workers.poll_interval",
+                &mut w.poll_interval,
+            ),
+            (
+                raw.shutdown_grace.as_deref(),
+                "workers.shutdown_grace",
+                &mut w.shutdown_grace,
+            ),
+            (
+                raw.transform_timeout.as_deref(),
+                "workers.transform_timeout",
+                &mut w.transform_timeout,
+            ),
+        ];
+        for (value, key, slot) in settings {
+            if let Some(d) = self.duration(value, key) {
+                *slot = d;
+            }
+        }
+        w
     }
 
     fn route(
@@ -736,16 +865,17 @@ impl Validator<'_> {
                 n
             }
         };
-        for (side, expr) in [
-            ("incoming", &r.schedule.incoming),
-            ("outgoing", &r.schedule.outgoing),
-        ] {
-            if let Some(expr) = expr
-                && let Err(e) = check_cron(expr)
-            {
+        let mut cron = |side: &str, expr: &Option<String>| {
+            let parsed = expr.as_deref().map(CronSchedule::parse).transpose();
+            parsed.unwrap_or_else(|e| {
                 self.problem(Some(r.id.span().start), key(&format!("schedule.{side}")), e);
-            }
-        }
+                None
+            })
+        };
+        let schedule = Schedule {
+            incoming: cron("incoming", &r.schedule.incoming),
+            outgoing: cron("outgoing", &r.schedule.outgoing),
+        };
         let retry = match r.retry {
             None => RetryPolicy::default(),
             Some(raw) => {
@@ -762,10 +892,7 @@ impl Validator<'_> {
             batch_size,
             realtime: r.realtime,
             disabled: r.disabled,
-            schedule: Schedule {
-                incoming: r.schedule.incoming,
-                outgoing: r.schedule.outgoing,
-            },
+            schedule,
             retry,
         }
     }
@@ -820,22 +947,6 @@ impl Validator<'_> {
         }
         p
     }
-}
-
-/// A light check of a cron expression: five fields (minute hour day month weekday),
-/// or six with seconds, each made of the usual characters.
-fn check_cron(expr: &str) -> Result<(), String> {
-    let fields: Vec<&str> = expr.split_whitespace().collect();
-    let chars_ok = fields.iter().all(|f| {
-        f.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "*/,-?LW#".contains(c))
-    });
-    if !(5..=6).contains(&fields.len()) || !chars_ok {
-        return Err(format!(
-            "'{expr}' is not a cron expression; write five fields: minute hour day-of-month month day-of-week, like \"*/5 * * * *\""
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

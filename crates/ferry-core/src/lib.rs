@@ -13,6 +13,7 @@ pub mod entity;
 pub mod filter;
 pub mod ids;
 pub mod retry;
+pub mod schedule;
 pub mod status;
 pub mod task;
 pub mod time;

@@ -1,10 +1,19 @@
-//! ferry's engine: the ingestion pipeline, transformers (jq), publishers and the route
-//! runner. Depends on the core and the store; never on the web or the binary.
+//! ferry's engine: subscribers, transformers (jq), publishers, ingestion, the route
+//! runner, schedules, lease recovery, retention, and the runtime that drives them.
+//! Depends on the core and the store; never on the web or the binary.
 #![forbid(unsafe_code)]
 
 mod engine;
+mod ingest;
 pub mod jq;
 pub mod publish;
+mod run;
+pub mod runtime;
+mod schedule;
+pub mod subscribe;
 pub mod transform;
 
 pub use engine::*;
+pub use ingest::*;
+pub use run::*;
+pub use schedule::*;

@@ -142,7 +142,7 @@ impl HttpTarget {
 }
 
 /// The causes under reqwest's own summary (which repeats the URL), joined.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut causes = Vec::new();
     let mut source = e.source();
     while let Some(inner) = source {

@@ -43,7 +43,14 @@ macro_rules! conformance_suite {
             completions_record_outcome_attempt_and_export_messages,
             a_late_completion_of_a_recovered_task_is_ignored,
             expired_leases_return_tasks_to_new_with_a_message,
-            messages_of_an_unknown_task_are_none
+            messages_of_an_unknown_task_are_none,
+            a_completion_by_a_worker_that_lost_the_task_is_ignored,
+            released_tasks_return_to_new_with_the_attempt_undone,
+            extended_leases_keep_tasks_from_recovery,
+            a_schedule_fires_once_per_due_time,
+            syncing_schedules_keeps_next_runs_unless_the_expression_changed,
+            pruning_removes_old_final_tasks_only,
+            pruning_by_count_keeps_the_newest_tasks
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -154,7 +161,10 @@ pub async fn seed(store: &dyn Store, route: &str, status: Status, offset_ms: i64
         .iter()
         .filter_map(|t| outcome_for(t).map(|o| completion(t, o, offset_ms + 2)))
         .collect();
-    store.complete(&completions).await.expect("complete");
+    store
+        .complete("seeder", &completions)
+        .await
+        .expect("complete");
     // Other tasks of the route claimed on the way go back to `new` as their lease ends.
     store
         .recover_expired(at(offset_ms + 2))
@@ -618,7 +628,7 @@ pub async fn completions_record_outcome_attempt_and_export_messages(store: &dyn 
         .zip(outcomes)
         .map(|(t, o)| completion(t, o, 20))
         .collect();
-    store.complete(&completions).await.unwrap();
+    assert_eq!(store.complete("w1", &completions).await.unwrap(), 4);
     let expected = [
         Status::Finished,
         Status::Skipped,
@@ -647,7 +657,7 @@ pub async fn a_late_completion_of_a_recovered_task_is_ignored(store: &dyn Store)
     let claimed = claim_all(store, "r", 10).await;
     assert_eq!(store.recover_expired(at(10 + 61_000)).await.unwrap(), 1);
     store
-        .complete(&[completion(&claimed[0], Outcome::Finished, 80_000)])
+        .complete("w1", &[completion(&claimed[0], Outcome::Finished, 80_000)])
         .await
         .unwrap();
     assert_eq!(status_of(store, &t.id).await, Status::New);
@@ -676,4 +686,211 @@ pub async fn messages_of_an_unknown_task_are_none(store: &dyn Store) {
     let id = TaskId::generate(at(0));
     assert_eq!(store.messages(&id, Phase::Import).await.unwrap(), None);
     assert_eq!(store.get_task(&id).await.unwrap(), None);
+}
+
+pub async fn a_completion_by_a_worker_that_lost_the_task_is_ignored(store: &dyn Store) {
+    let t = new_task("r", "product", "e", 0);
+    store.insert_tasks(std::slice::from_ref(&t)).await.unwrap();
+    let first = claim_all(store, "r", 10).await;
+    store.recover_expired(at(10 + 61_000)).await.unwrap();
+    let second = store
+        .claim(&ClaimRequest {
+            route: "r",
+            limit: 10,
+            now: at(80_000),
+            lease: Duration::from_secs(60),
+            worker: "w2",
+        })
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    let late = store
+        .complete(
+            "w1",
+            &[completion(
+                &first[0],
+                Outcome::Failed {
+                    error: "late".into(),
+                },
+                81_000,
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(late, 0, "w1 lost the task to w2");
+    assert_eq!(status_of(store, &t.id).await, Status::Processing);
+    let done = store
+        .complete("w2", &[completion(&second[0], Outcome::Finished, 82_000)])
+        .await
+        .unwrap();
+    assert_eq!(done, 1);
+    assert_eq!(status_of(store, &t.id).await, Status::Finished);
+    assert_eq!(store.attempts(&t.id).await.unwrap().len(), 1);
+}
+
+pub async fn released_tasks_return_to_new_with_the_attempt_undone(store: &dyn Store) {
+    let tasks: Vec<NewTask> = (0..3).map(|i| new_task("r", "product", "e", i)).collect();
+    store.insert_tasks(&tasks).await.unwrap();
+    let claimed = claim_all(store, "r", 10).await;
+    let ids: Vec<TaskId> = claimed.iter().map(|t| t.summary.id.clone()).collect();
+    assert_eq!(store.release("someone-else", &ids).await.unwrap(), 0);
+    assert_eq!(store.release("w1", &ids[1..]).await.unwrap(), 2);
+    let t = store.get_task(&ids[2]).await.unwrap().unwrap();
+    assert_eq!((t.summary.status, t.summary.attempts), (Status::New, 0));
+    assert_eq!(status_of(store, &ids[0]).await, Status::Processing);
+    let again = claim_all(store, "r", 20).await;
+    let again: Vec<&TaskId> = again.iter().map(|t| &t.summary.id).collect();
+    assert_eq!(again, [&ids[1], &ids[2]], "released tasks keep their order");
+}
+
+pub async fn extended_leases_keep_tasks_from_recovery(store: &dyn Store) {
+    let tasks: Vec<NewTask> = (0..2).map(|i| new_task("r", "product", "e", i)).collect();
+    store.insert_tasks(&tasks).await.unwrap();
+    let claimed = claim_all(store, "r", 10).await; // lease until 60_010
+    let ids: Vec<TaskId> = claimed.iter().map(|t| t.summary.id.clone()).collect();
+    assert_eq!(
+        store
+            .extend_leases("w1", &ids[..1], at(200_000))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .extend_leases("intruder", &ids, at(900_000))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.recover_expired(at(100_000)).await.unwrap(), 1);
+    assert_eq!(status_of(store, &ids[0]).await, Status::Processing);
+    assert_eq!(status_of(store, &ids[1]).await, Status::New);
+}
+
+fn schedule(name: &str, expression: &str, next_ms: i64) -> ScheduleEntry {
+    ScheduleEntry {
+        name: name.into(),
+        expression: expression.into(),
+        next_run_at: at(next_ms),
+    }
+}
+
+pub async fn a_schedule_fires_once_per_due_time(store: &dyn Store) {
+    store
+        .sync_schedules(&[schedule("route:r:outgoing", "* * * * *", 60_000)])
+        .await
+        .unwrap();
+    assert!(store.due_schedules(at(59_999)).await.unwrap().is_empty());
+    let due = store.due_schedules(at(60_500)).await.unwrap();
+    assert_eq!(due.len(), 1);
+    // Two nodes saw it due; only the first to move it fires.
+    let a = store
+        .advance_schedule("route:r:outgoing", at(60_000), at(120_000), at(60_500))
+        .await
+        .unwrap();
+    let b = store
+        .advance_schedule("route:r:outgoing", at(60_000), at(120_000), at(60_501))
+        .await
+        .unwrap();
+    assert!(a && !b);
+    assert!(store.due_schedules(at(61_000)).await.unwrap().is_empty());
+}
+
+pub async fn syncing_schedules_keeps_next_runs_unless_the_expression_changed(store: &dyn Store) {
+    store
+        .sync_schedules(&[
+            schedule("a", "* * * * *", 60_000),
+            schedule("b", "*/5 * * * *", 300_000),
+            schedule("c", "0 * * * *", 3_600_000),
+        ])
+        .await
+        .unwrap();
+    store
+        .sync_schedules(&[
+            schedule("a", "* * * * *", 999_000),
+            schedule("b", "*/10 * * * *", 600_000),
+        ])
+        .await
+        .unwrap();
+    let due = store.due_schedules(at(10_000_000)).await.unwrap();
+    let got: Vec<(&str, i64)> = due
+        .iter()
+        .map(|s| (s.name.as_str(), s.next_run_at.millis() - T0))
+        .collect();
+    assert_eq!(
+        got,
+        [("a", 60_000), ("b", 600_000)],
+        "a kept, b changed, c dropped"
+    );
+}
+
+pub async fn pruning_removes_old_final_tasks_only(store: &dyn Store) {
+    let mut offset = 0;
+    let mut by_status = Vec::new();
+    for status in Status::ALL {
+        if status == Status::Processing {
+            continue;
+        }
+        for _ in 0..3 {
+            by_status.push((status, seed(store, "r", status, offset).await));
+            offset += 1_000;
+        }
+    }
+    let rule = PruneRule {
+        updated_before: at(offset + 10_000),
+        max_tasks: None,
+    };
+    let mut pruned = 0;
+    loop {
+        let n = store.prune(&rule, 4).await.unwrap();
+        assert!(n <= 4, "batches are bounded");
+        if n == 0 {
+            break;
+        }
+        pruned += n;
+    }
+    assert_eq!(pruned, 9, "3 finished, 3 skipped, 3 failed");
+    for (status, id) in &by_status {
+        let exists = store.get_task(id).await.unwrap().is_some();
+        assert_eq!(exists, !status.is_final(), "{status}");
+        if status.is_final() {
+            assert_eq!(store.messages(id, Phase::Import).await.unwrap(), None);
+            assert!(store.attempts(id).await.unwrap().is_empty());
+        }
+    }
+    // Recent final tasks are kept.
+    let recent = seed(store, "r", Status::Finished, offset + 20_000).await;
+    assert_eq!(store.prune(&rule, 100).await.unwrap(), 0);
+    assert!(store.get_task(&recent).await.unwrap().is_some());
+}
+
+pub async fn pruning_by_count_keeps_the_newest_tasks(store: &dyn Store) {
+    let mut finished = Vec::new();
+    for i in 0..6 {
+        finished.push(seed(store, "r", Status::Finished, i * 1_000).await);
+    }
+    let new = seed(store, "r", Status::New, 10_000).await;
+    let rule = PruneRule {
+        updated_before: at(0),
+        max_tasks: Some(4),
+    };
+    assert_eq!(store.prune(&rule, 2).await.unwrap(), 2);
+    assert_eq!(store.prune(&rule, 100).await.unwrap(), 1);
+    assert_eq!(store.prune(&rule, 100).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .count_tasks(&TaskFilter::default())
+            .await
+            .unwrap()
+            .total(),
+        4
+    );
+    for (i, id) in finished.iter().enumerate() {
+        assert_eq!(
+            store.get_task(id).await.unwrap().is_some(),
+            i >= 3,
+            "task {i}"
+        );
+    }
+    assert!(store.get_task(&new).await.unwrap().is_some());
 }

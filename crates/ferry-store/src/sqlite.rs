@@ -25,7 +25,10 @@ const D: Dialect = Dialect::Sqlite;
 /// Rows per multi-row statement, well under SQLite's bound-variable limit.
 const CHUNK: usize = 500;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_tasks.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_tasks.sql")),
+    (2, include_str!("../migrations/sqlite/0002_schedules.sql")),
+];
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -580,9 +583,10 @@ impl Store for SqliteStore {
         Ok(tasks)
     }
 
-    async fn complete(&self, completions: &[Completion]) -> Result<(), StoreError> {
+    async fn complete(&self, worker: &str, completions: &[Completion]) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
         let mut messages: Vec<(&str, Phase, &Message)> = Vec::new();
+        let mut recorded = 0;
         for c in completions {
             let next_attempt = match &c.outcome {
                 Outcome::Retry { at, .. } => Some(at.millis()),
@@ -591,20 +595,22 @@ impl Store for SqliteStore {
             let updated = sqlx::query(
                 "UPDATE tasks SET status = ?, updated_at = ?, last_error = ?, next_attempt_at = ?,
                         lease_owner = NULL, lease_until = NULL
-                 WHERE id = ? AND status = 'processing'",
+                 WHERE id = ? AND status = 'processing' AND lease_owner = ?",
             )
             .bind(c.outcome.status().as_str())
             .bind(c.ended_at.millis())
             .bind(c.outcome.error())
             .bind(next_attempt)
             .bind(c.id.as_str())
+            .bind(worker)
             .execute(&mut *tx)
             .await?
             .rows_affected();
             if updated == 0 {
-                tracing::warn!(task = %c.id, "completion ignored: the task is no longer processing");
+                tracing::warn!(task = %c.id, worker, "completion ignored: the worker no longer holds the task");
                 continue;
             }
+            recorded += 1;
             sqlx::query(
                 "INSERT INTO task_attempts (task_id, attempt, started_at, ended_at, outcome, error)
                  VALUES (?, ?, ?, ?, ?, ?)",
@@ -621,7 +627,185 @@ impl Store for SqliteStore {
         }
         insert_messages(&mut tx, &messages).await?;
         tx.commit().await?;
+        Ok(recorded)
+    }
+
+    async fn release(&self, worker: &str, ids: &[TaskId]) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        let mut n = 0;
+        for chunk in ids.chunks(CHUNK) {
+            let stmt = Query::update()
+                .table(TASKS)
+                .value("status", Status::New.as_str())
+                .value("attempts", Expr::col("attempts").sub(1))
+                .value("lease_owner", Option::<String>::None)
+                .value("lease_until", Option::<i64>::None)
+                .and_where(Expr::col("id").is_in(chunk.iter().map(TaskId::as_str)))
+                .and_where(Expr::col("status").eq(Status::Processing.as_str()))
+                .and_where(Expr::col("lease_owner").eq(worker))
+                .to_owned();
+            n += bound!(stmt).execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn extend_leases(
+        &self,
+        worker: &str,
+        ids: &[TaskId],
+        until: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        let mut n = 0;
+        for chunk in ids.chunks(CHUNK) {
+            let stmt = Query::update()
+                .table(TASKS)
+                .value("lease_until", until.millis())
+                .and_where(Expr::col("id").is_in(chunk.iter().map(TaskId::as_str)))
+                .and_where(Expr::col("status").eq(Status::Processing.as_str()))
+                .and_where(Expr::col("lease_owner").eq(worker))
+                .to_owned();
+            n += bound!(stmt).execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn sync_schedules(&self, schedules: &[ScheduleEntry]) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        let stored: Vec<(String, String)> =
+            sqlx::query_as("SELECT name, expression FROM schedules")
+                .fetch_all(&mut *tx)
+                .await?;
+        for (name, _) in &stored {
+            if !schedules.iter().any(|s| &s.name == name) {
+                sqlx::query("DELETE FROM schedules WHERE name = ?")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        for s in schedules {
+            match stored.iter().find(|(name, _)| *name == s.name) {
+                Some((_, expression)) if *expression == s.expression => {}
+                Some(_) => {
+                    sqlx::query(
+                        "UPDATE schedules SET expression = ?, next_run_at = ? WHERE name = ?",
+                    )
+                    .bind(&s.expression)
+                    .bind(s.next_run_at.millis())
+                    .bind(&s.name)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query(
+                        "INSERT INTO schedules (name, expression, next_run_at) VALUES (?, ?, ?)",
+                    )
+                    .bind(&s.name)
+                    .bind(&s.expression)
+                    .bind(s.next_run_at.millis())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn due_schedules(&self, now: Timestamp) -> Result<Vec<ScheduleEntry>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT name, expression, next_run_at FROM schedules WHERE next_run_at <= ? ORDER BY next_run_at, name",
+        )
+        .bind(now.millis())
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, expression, next)| ScheduleEntry {
+                name,
+                expression,
+                next_run_at: Timestamp::from_millis(next),
+            })
+            .collect())
+    }
+
+    async fn advance_schedule(
+        &self,
+        name: &str,
+        expected: Timestamp,
+        next: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let moved = sqlx::query(
+            "UPDATE schedules SET next_run_at = ?, last_run_at = ? WHERE name = ? AND next_run_at = ?",
+        )
+        .bind(next.millis())
+        .bind(now.millis())
+        .bind(name)
+        .bind(expected.millis())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(moved == 1)
+    }
+
+    async fn prune(&self, rule: &PruneRule, batch: u32) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        let mut ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM tasks WHERE status IN ('finished', 'skipped', 'failed') AND updated_at < ?
+             ORDER BY updated_at, id LIMIT ?",
+        )
+        .bind(rule.updated_before.millis())
+        .bind(i64::from(batch))
+        .fetch_all(&mut *tx)
+        .await?;
+        if let Some(max) = rule.max_tasks
+            && (ids.len() as u32) < batch
+        {
+            let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks")
+                .fetch_one(&mut *tx)
+                .await?;
+            let excess = (total as u64)
+                .saturating_sub(max)
+                .saturating_sub(ids.len() as u64);
+            let room = u64::from(batch) - ids.len() as u64;
+            let take = std::cmp::min(excess, room);
+            if take > 0 {
+                let more: Vec<String> = sqlx::query_scalar(
+                    "SELECT id FROM tasks WHERE status IN ('finished', 'skipped', 'failed') AND updated_at >= ?
+                     ORDER BY updated_at, id LIMIT ?",
+                )
+                .bind(rule.updated_before.millis())
+                .bind(take as i64)
+                .fetch_all(&mut *tx)
+                .await?;
+                ids.extend(more);
+            }
+        }
+        let mut deleted = 0;
+        for chunk in ids.chunks(CHUNK) {
+            for (table, column) in [
+                ("task_messages", "task_id"),
+                ("task_attempts", "task_id"),
+                (TASKS, "id"),
+            ] {
+                let stmt = Query::delete()
+                    .from_table(table)
+                    .and_where(Expr::col(column).is_in(chunk.iter().map(String::as_str)))
+                    .to_owned();
+                let n = bound!(stmt).execute(&mut *tx).await?.rows_affected();
+                if table == TASKS {
+                    deleted += n;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     async fn recover_expired(&self, now: Timestamp) -> Result<u64, StoreError> {

@@ -137,6 +137,22 @@ pub struct ActionRecord {
     pub outcome: BulkOutcome,
 }
 
+/// A cron schedule as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleEntry {
+    pub name: String,
+    pub expression: String,
+    pub next_run_at: Timestamp,
+}
+
+/// What retention lets go: final tasks last updated before `updated_before`, and the
+/// oldest final tasks while there are more than `max_tasks` tasks in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneRule {
+    pub updated_before: Timestamp,
+    pub max_tasks: Option<u64>,
+}
+
 /// A claim on a route's due tasks for a while.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimRequest<'a> {
@@ -196,9 +212,44 @@ pub trait Store: Send + Sync + 'static {
     /// `processing` with one more attempt, and returns them in creation order.
     async fn claim(&self, request: &ClaimRequest<'_>) -> Result<Vec<Task>, StoreError>;
 
-    /// Records the end of attempts on claimed tasks. A completion for a task that is no
-    /// longer `processing` (its lease expired and it was recovered) is ignored.
-    async fn complete(&self, completions: &[Completion]) -> Result<(), StoreError>;
+    /// Records the end of attempts on tasks `worker` claimed. A completion for a task the
+    /// worker no longer holds (its lease expired and it was recovered, maybe claimed by
+    /// another worker) is ignored; answers how many were recorded.
+    async fn complete(&self, worker: &str, completions: &[Completion]) -> Result<u64, StoreError>;
+
+    /// Gives back claimed tasks that were never started (shutdown): `processing` → `new`,
+    /// the attempt undone. Answers how many.
+    async fn release(&self, worker: &str, ids: &[TaskId]) -> Result<u64, StoreError>;
+
+    /// Extends the leases of the tasks `worker` still holds to `until`.
+    async fn extend_leases(
+        &self,
+        worker: &str,
+        ids: &[TaskId],
+        until: Timestamp,
+    ) -> Result<u64, StoreError>;
+
+    /// Makes the stored schedules the given ones: new ones are added, removed ones
+    /// dropped, and a schedule whose expression changed takes the new next run time;
+    /// an unchanged schedule keeps its stored next run time.
+    async fn sync_schedules(&self, schedules: &[ScheduleEntry]) -> Result<(), StoreError>;
+
+    /// The schedules due at `now`.
+    async fn due_schedules(&self, now: Timestamp) -> Result<Vec<ScheduleEntry>, StoreError>;
+
+    /// Moves a schedule's next run from `expected` to `next`; true for the one caller
+    /// that moved it, which then fires the run.
+    async fn advance_schedule(
+        &self,
+        name: &str,
+        expected: Timestamp,
+        next: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes one batch of final tasks (finished, skipped, failed) that retention lets
+    /// go, oldest first, with their messages and attempts; answers how many.
+    async fn prune(&self, rule: &PruneRule, batch: u32) -> Result<u64, StoreError>;
 
     /// Returns `processing` tasks whose lease expired before `now` to `new`, with a
     /// message; answers how many.

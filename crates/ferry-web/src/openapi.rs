@@ -19,6 +19,7 @@ use utoipa::OpenApi;
         crate::routes::one,
         crate::routes::run,
         crate::routes::run_incoming,
+        crate::routes::retention,
         crate::webhooks::receive,
         crate::health,
     ),

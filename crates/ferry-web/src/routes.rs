@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use ferry_core::config::Route;
 use ferry_core::retry::Backoff;
-use ferry_engine::RunError;
+use ferry_engine::{IncomingRunError, RunError};
 use ferry_store::StatusCounts;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -20,6 +20,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/routes/{id}", get(one))
         .route("/api/v1/routes/{id}/run", post(run))
         .route("/api/v1/incoming/{id}/run", post(run_incoming))
+        .route("/api/v1/retention", get(retention))
 }
 
 #[derive(Serialize, Deserialize, ToSchema, Debug)]
@@ -141,8 +142,16 @@ pub async fn one(
         route: dto(route, c),
         batch_size: route.batch_size,
         schedule: ScheduleDto {
-            incoming: route.schedule.incoming.clone(),
-            outgoing: route.schedule.outgoing.clone(),
+            incoming: route
+                .schedule
+                .incoming
+                .as_ref()
+                .map(|c| c.expression().to_owned()),
+            outgoing: route
+                .schedule
+                .outgoing
+                .as_ref()
+                .map(|c| c.expression().to_owned()),
         },
         retry: RetryDto {
             enabled: route.retry.enabled,
@@ -180,34 +189,70 @@ pub async fn run(
     }))
 }
 
-/// Run an incoming configuration's subscriber now.
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct IncomingRunResult {
+    /// Tasks created on every route that uses the incoming configuration.
+    pub created: u64,
+    /// Entities a transformer dropped.
+    pub dropped: u64,
+    /// Problems met: bad lines with their file and line number, failed requests,
+    /// entities that could not become tasks. What could be read still became tasks.
+    pub errors: Vec<String>,
+    /// Files read and moved aside.
+    pub files: Vec<String>,
+}
+
+/// Run an incoming configuration's subscriber now (file or http).
 #[utoipa::path(post, path = "/api/v1/incoming/{id}/run", tag = "routes",
     params(("id" = String, Path, description = "incoming configuration id")),
-    responses((status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
-        (status = 501, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = IncomingRunResult), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
 pub async fn run_incoming(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
-    let incoming = state.config().incoming(&id).ok_or_else(|| {
-        ApiError::not_found(
+) -> ApiResult<Json<IncomingRunResult>> {
+    let run = state.engine.run_incoming(&id).await.map_err(|e| match e {
+        IncomingRunError::UnknownIncoming(_) => ApiError::not_found(
             "incoming_not_found",
             format!("no incoming configuration is called '{id}'"),
-        )
-    })?;
-    match incoming.subscriber.kind() {
-        "webhook" => Err(ApiError::conflict(
+        ),
+        IncomingRunError::Webhook(_) => ApiError::conflict(
             "not_runnable",
-            format!(
-                "'{id}' is a webhook: it receives entities on POST /api/v1/webhooks/{id} and has nothing to run"
-            ),
-        )),
-        kind => Err(ApiError::new(
-            axum::http::StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            format!(
-                "the {kind} subscriber of '{id}' cannot run in this version of ferry yet; push entities to a webhook instead"
-            ),
-        )),
-    }
+            format!("'{id}' is a webhook: it receives entities on POST /api/v1/webhooks/{id} and has nothing to run"),
+        ),
+        IncomingRunError::Store(e) => e.into(),
+    })?;
+    Ok(Json(IncomingRunResult {
+        created: run.created,
+        dropped: run.dropped,
+        errors: run.errors,
+        files: run.files,
+    }))
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct RetentionDto {
+    /// Final tasks not updated for this long are removed.
+    pub max_age_seconds: u64,
+    /// Beyond this many tasks in all, the oldest final tasks are removed; null: no limit.
+    pub max_tasks: Option<u64>,
+    /// The statuses retention removes; other tasks are never removed.
+    pub statuses: Vec<String>,
+    /// Final tasks last updated before this time are due for removal now.
+    pub removes_updated_before: String,
+    /// How often the pruner runs, in seconds.
+    pub interval_seconds: u64,
+}
+
+/// The retention in force: which tasks go out of circulation, and when.
+#[utoipa::path(get, path = "/api/v1/retention", tag = "routes", responses((status = 200, body = RetentionDto)))]
+pub async fn retention(State(state): State<AppState>) -> Json<RetentionDto> {
+    let r = &state.config().retention;
+    Json(RetentionDto {
+        max_age_seconds: r.max_age.as_secs(),
+        max_tasks: r.max_tasks,
+        statuses: vec!["finished".into(), "skipped".into(), "failed".into()],
+        removes_updated_before: state.engine.prune_rule().updated_before.to_rfc3339(),
+        interval_seconds: r.interval.as_secs(),
+    })
 }

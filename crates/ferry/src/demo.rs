@@ -184,5 +184,5 @@ pub async fn run(args: Args) -> Result<()> {
     println!("  curl -X POST {base}/api/v1/routes/shop-to-archive/run");
     println!("  ferry tasks list --server {base} --status retry");
     println!("  open {base}/api/v1/openapi.json\n");
-    serve::serve_engine(engine).await
+    serve::serve_engine(engine, true, axum::Router::new()).await
 }

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use ferry_core::config::{self, Config};
+use ferry_engine::runtime::Runtime;
 use ferry_engine::{Engine, Prepared};
 use ferry_web::AppState;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,9 @@ pub struct Args {
     /// Address to listen on; overrides server.listen.
     #[arg(long)]
     pub listen: Option<String>,
+    /// Serve the API only: no schedules, realtime runs, lease recovery or pruning.
+    #[arg(long)]
+    pub no_workers: bool,
 }
 
 #[derive(clap::Args)]
@@ -85,11 +89,12 @@ pub async fn run(args: Args) -> Result<()> {
         config.server.listen = listen;
     }
     let engine = engine(config, &args.config).await?;
-    serve_engine(engine).await
+    serve_engine(engine, !args.no_workers, axum::Router::new()).await
 }
 
-/// Binds `server.listen` and serves until Ctrl-C or SIGTERM.
-pub async fn serve_engine(engine: Engine) -> Result<()> {
+/// Binds `server.listen`, starts the workers (unless `workers` is false) and serves
+/// until Ctrl-C or SIGTERM; `extra` routes are served beside the API.
+pub async fn serve_engine(engine: Engine, workers: bool, extra: axum::Router) -> Result<()> {
     let listen = engine.config().server.listen.clone();
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -97,8 +102,19 @@ pub async fn serve_engine(engine: Engine) -> Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!("ferry is serving on http://{addr} (API at http://{addr}/api/v1/tasks)");
     println!("ferry is serving on http://{addr}");
-    let state = AppState::new(Arc::new(engine));
-    ferry_web::serve(listener, state, shutdown_signal()).await?;
+    let engine = Arc::new(engine);
+    let runtime = if workers {
+        Some(Runtime::start(engine.clone()).await)
+    } else {
+        None
+    };
+    let app = ferry_web::router(AppState::new(engine)).merge(extra);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    if let Some(runtime) = runtime {
+        runtime.shutdown().await;
+    }
     tracing::info!("ferry stopped");
     Ok(())
 }

@@ -213,3 +213,29 @@ fn a_bad_environment_override_names_the_variable() {
     let p = load("ferry.toml", REFERENCE, env).unwrap_err().problems;
     assert_eq!(p[0].key, "environment variable FERRY_RETENTION__MAX_TASKS");
 }
+
+#[test]
+fn workers_have_defaults_and_can_be_tuned_from_file_or_environment() {
+    let c = load("ferry.toml", REFERENCE, no_env()).unwrap();
+    assert_eq!(c.workers, WorkersConfig::default());
+    let text = format!("{REFERENCE}\n[workers]\nconcurrency = 8\nlease = \"30s\"\n");
+    let env = vec![(
+        "FERRY_WORKERS__POLL_INTERVAL".to_owned(),
+        "250ms".to_owned(),
+    )];
+    let c = load("ferry.toml", &text, env).unwrap();
+    assert_eq!(c.workers.concurrency, 8);
+    assert_eq!(c.workers.lease, Duration::from_secs(30));
+    assert_eq!(c.workers.poll_interval, Duration::from_millis(250));
+    let bad = format!("{REFERENCE}\n[workers]\nconcurrency = 0\nlease = \"soon\"\n");
+    let keys: Vec<String> = problems(&bad).into_iter().map(|p| p.key).collect();
+    assert_eq!(keys, ["workers.concurrency", "workers.lease"]);
+}
+
+#[test]
+fn schedules_are_parsed_cron_expressions() {
+    let c = load("ferry.toml", REFERENCE, no_env()).unwrap();
+    let s = &c.routes[0].schedule;
+    assert_eq!(s.incoming.as_ref().unwrap().expression(), "*/5 * * * *");
+    assert_eq!(s.outgoing.as_ref().unwrap().expression(), "* * * * *");
+}

@@ -1,0 +1,263 @@
+//! Tasks out: a route run claims due tasks and sends each through the outgoing
+//! transformers and the publisher.
+
+use crate::Engine;
+use crate::publish::Publisher;
+use crate::transform::Chain;
+use ferry_core::TaskId;
+use ferry_core::config::Route;
+use ferry_core::retry::{AfterFailure, Failure};
+use ferry_core::task::{Level, Message, Task};
+use ferry_store::{ClaimRequest, Completion, Outcome, StoreError};
+use std::sync::{Arc, Mutex};
+
+/// What one route run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RunSummary {
+    pub claimed: u64,
+    pub finished: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub retry: u64,
+    /// Claimed but given back unstarted because the engine is stopping.
+    pub released: u64,
+    /// The route is disabled: nothing was claimed.
+    pub disabled: bool,
+}
+
+impl RunSummary {
+    fn add(&mut self, other: RunSummary) {
+        self.claimed += other.claimed;
+        self.finished += other.finished;
+        self.failed += other.failed;
+        self.skipped += other.skipped;
+        self.retry += other.retry;
+        self.released += other.released;
+        self.disabled |= other.disabled;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("no route is called '{0}'")]
+    UnknownRoute(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Engine {
+    fn route_or_err(&self, route_id: &str) -> Result<&Route, RunError> {
+        self.config
+            .route(route_id)
+            .ok_or_else(|| RunError::UnknownRoute(route_id.to_owned()))
+    }
+
+    /// Runs one batch of a route: claims up to its batch size of due tasks, oldest
+    /// first, runs the outgoing transformers and the publisher on each in order, and
+    /// records every outcome. This is the worker's single step.
+    ///
+    /// While the batch runs its leases are renewed, so no other worker takes the tasks;
+    /// when the engine is stopping, the tasks not yet started are given back as `new`.
+    pub async fn run_route(&self, route_id: &str) -> Result<RunSummary, RunError> {
+        let route = self.route_or_err(route_id)?;
+        if route.disabled {
+            return Ok(RunSummary {
+                disabled: true,
+                ..RunSummary::default()
+            });
+        }
+        let _one_at_a_time = self.route_locks[route_id].lock().await;
+        let (chain, publisher) = self.outgoing[route.outgoing.as_str()].clone();
+        let lease = self.config.workers.lease;
+        let claimed = self
+            .store
+            .claim(&ClaimRequest {
+                route: route_id,
+                limit: route.batch_size,
+                now: self.now(),
+                lease,
+                worker: &self.worker,
+            })
+            .await?;
+        let mut summary = RunSummary {
+            claimed: claimed.len() as u64,
+            ..RunSummary::default()
+        };
+        if claimed.is_empty() {
+            return Ok(summary);
+        }
+        let held: Arc<Mutex<Vec<TaskId>>> = Arc::new(Mutex::new(
+            claimed.iter().map(|t| t.summary.id.clone()).collect(),
+        ));
+        let heartbeat = self.renew_leases(held.clone());
+        let mut completions = Vec::with_capacity(claimed.len());
+        let mut unstarted = Vec::new();
+        for task in claimed {
+            if self.is_stopping() {
+                unstarted.push(task.summary.id);
+                continue;
+            }
+            let id = task.summary.id.clone();
+            let c = self.process(route, &chain, &publisher, task).await;
+            match c.outcome {
+                Outcome::Finished => summary.finished += 1,
+                Outcome::Skipped => summary.skipped += 1,
+                Outcome::Retry { .. } => summary.retry += 1,
+                Outcome::Failed { .. } => summary.failed += 1,
+            }
+            completions.push(c);
+            held.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|h| *h != id);
+        }
+        heartbeat.abort();
+        self.store.complete(&self.worker, &completions).await?;
+        if !unstarted.is_empty() {
+            summary.released = self.store.release(&self.worker, &unstarted).await?;
+        }
+        tracing::info!(route = route_id, ?summary, "route run");
+        Ok(summary)
+    }
+
+    /// Runs batches until the route has no due task left (or the engine stops).
+    pub async fn drain_route(&self, route_id: &str) -> Result<RunSummary, RunError> {
+        let batch = u64::from(self.route_or_err(route_id)?.batch_size);
+        let mut total = RunSummary::default();
+        loop {
+            let s = self.run_route(route_id).await?;
+            total.add(s);
+            if s.claimed < batch || s.disabled || self.is_stopping() {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Extends the leases of `held` every third of a lease until aborted.
+    fn renew_leases(&self, held: Arc<Mutex<Vec<TaskId>>>) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        let worker = self.worker.clone();
+        let clock = self.clock.clone();
+        let lease = self.config.workers.lease;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let ids = held.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if ids.is_empty() {
+                    return;
+                }
+                let until = clock().plus_millis(lease.as_millis() as i64);
+                if let Err(e) = store.extend_leases(&worker, &ids, until).await {
+                    tracing::warn!(%worker, error = %e, "could not renew leases");
+                }
+            }
+        })
+    }
+
+    async fn process(
+        &self,
+        route: &Route,
+        chain: &Chain,
+        publisher: &Publisher,
+        task: Task,
+    ) -> Completion {
+        let started_at = self.now();
+        let attempt = task.summary.attempts;
+        let mut log = vec![Message::new(
+            started_at,
+            Level::Info,
+            format!(
+                "attempt {attempt} of {} by {}",
+                max_label(route),
+                self.worker
+            ),
+        )];
+        let result = match self.transform(chain, task.entity_data).await {
+            Err(message) => Err(Failure {
+                message,
+                http_status: None,
+            }),
+            Ok(t) => {
+                log.extend(
+                    t.notes
+                        .into_iter()
+                        .map(|n| Message::new(self.now(), Level::Info, n)),
+                );
+                match t.outputs.len() {
+                    0 => Ok(None),
+                    1 => {
+                        let entity = t.outputs.into_iter().next().expect("one output");
+                        publisher.publish(&entity).await.map(Some)
+                    }
+                    n => Err(Failure {
+                        message: format!(
+                            "the outgoing transformers made {n} values of one entity; a task publishes exactly one"
+                        ),
+                        http_status: None,
+                    }),
+                }
+            }
+        };
+        let ended_at = self.now();
+        let outcome = match result {
+            Ok(Some(note)) => {
+                log.push(Message::new(
+                    ended_at,
+                    Level::Info,
+                    format!("published: {note}"),
+                ));
+                Outcome::Finished
+            }
+            Ok(None) => {
+                log.push(Message::new(
+                    ended_at,
+                    Level::Info,
+                    "skipped: an outgoing transformer dropped the entity",
+                ));
+                Outcome::Skipped
+            }
+            Err(failure) => match route.retry.after_failure(attempt, &failure, ended_at) {
+                AfterFailure::Retry { at } => {
+                    log.push(Message::new(
+                        ended_at,
+                        Level::Warn,
+                        format!("{}; next attempt at {at}", failure.message),
+                    ));
+                    Outcome::Retry {
+                        at,
+                        error: failure.message,
+                    }
+                }
+                AfterFailure::Fail => {
+                    let why = if route.retry.enabled && attempt >= route.retry.max_attempts {
+                        format!(
+                            "{} (attempt {attempt} of {}: no retries left)",
+                            failure.message, route.retry.max_attempts
+                        )
+                    } else {
+                        failure.message.clone()
+                    };
+                    log.push(Message::new(ended_at, Level::Error, why));
+                    Outcome::Failed {
+                        error: failure.message,
+                    }
+                }
+            },
+        };
+        Completion {
+            id: task.summary.id,
+            attempt,
+            started_at,
+            ended_at,
+            outcome,
+            messages: log,
+        }
+    }
+}
+
+fn max_label(route: &Route) -> String {
+    if route.retry.enabled {
+        route.retry.max_attempts.to_string()
+    } else {
+        "1 (retry off)".to_owned()
+    }
+}
