@@ -11,6 +11,11 @@ use ferry_core::task::{Level, Message, Task};
 use ferry_store::{ClaimRequest, Completion, Outcome, StoreError};
 use std::sync::{Arc, Mutex};
 
+/// Outcomes are recorded at least this often, in tasks…
+const FLUSH_EVERY: usize = 50;
+/// …and in time.
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// What one route run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RunSummary {
@@ -90,7 +95,8 @@ impl Engine {
             claimed.iter().map(|t| t.summary.id.clone()).collect(),
         ));
         let heartbeat = self.renew_leases(held.clone());
-        let mut completions = Vec::with_capacity(claimed.len());
+        let mut completions = Vec::with_capacity(FLUSH_EVERY);
+        let mut last_flush = std::time::Instant::now();
         let mut unstarted = Vec::new();
         for task in claimed {
             if self.is_stopping() {
@@ -109,6 +115,12 @@ impl Engine {
             held.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .retain(|h| *h != id);
+            // Record outcomes as they come, so a crash repeats little that was done.
+            if completions.len() >= FLUSH_EVERY || last_flush.elapsed() >= FLUSH_AFTER {
+                self.store.complete(&self.worker, &completions).await?;
+                completions.clear();
+                last_flush = std::time::Instant::now();
+            }
         }
         heartbeat.abort();
         self.store.complete(&self.worker, &completions).await?;

@@ -61,6 +61,8 @@ fn main() -> ExitCode {
             Command::Routes(cmd) => routes_cmd::run(cmd).await,
         }
     });
+    // Do not wait for a transformer that ran past its time limit and still spins.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
