@@ -1,12 +1,12 @@
 //! The `ferry` binary end to end: `serve` on a real port, the operator CLI against it,
 //! and configuration errors at start.
 
+mod common;
+
+use common::{FERRY, Server, write_config};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+use std::process::{Command, Output, Stdio};
 
 const CONFIG: &str = r#"
 [[entity_schemas]]
@@ -35,67 +35,10 @@ outgoing = "archive"
 disabled = true
 "#;
 
-struct Server {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start() -> Server {
+async fn start() -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("ferry.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[storage]\nurl = \"sqlite://{}\"\n{CONFIG}",
-            dir.path().join("ferry.db").display()
-        ),
-    )
-    .unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(FERRY)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .args(["--listen", &listen])
-        .env("FERRY_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start ferry serve");
-    let base = format!("http://{listen}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if reqwest::get(format!("{base}/healthz"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ferry serve did not answer on {base}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Server {
-        child,
-        base,
-        _dir: dir,
-    }
+    let config = write_config(dir.path(), CONFIG);
+    (Server::start(&config).await, dir)
 }
 
 fn ferry(server: &Server, args: &[&str]) -> Output {
@@ -128,7 +71,7 @@ fn failing(out: Output) -> String {
 
 #[tokio::test]
 async fn operators_list_show_run_skip_and_retry_from_the_command_line() {
-    let server = start().await;
+    let (server, _dir) = start().await;
     let products: Vec<Value> = (1..=6)
         .map(|i| json!({"sku": format!("P-{i}"), "price": if i == 3 { 0 } else { 5 }}))
         .collect();

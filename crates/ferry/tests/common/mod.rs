@@ -1,0 +1,91 @@
+//! `ferry serve` as a child process on a free loopback port.
+#![allow(
+    dead_code,
+    reason = "each test file uses a different part of the helpers"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes `config` (with a `[storage]` on `dir/ferry.db` in front) to `dir/ferry.toml`.
+pub fn write_config(dir: &Path, config: &str) -> PathBuf {
+    let path = dir.join("ferry.toml");
+    let text = format!(
+        "[storage]\nurl = \"sqlite://{}\"\n{config}",
+        dir.join("ferry.db").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl Server {
+    /// Starts `ferry serve --config path` and waits until it answers.
+    pub async fn start(config: &Path) -> Server {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(FERRY)
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(["--listen", &listen])
+            .env("FERRY_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start ferry serve");
+        let server = Server {
+            child,
+            base: format!("http://{listen}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let up = reqwest::get(format!("{}/healthz", server.base))
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if up {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ferry serve did not answer on {}",
+                server.base
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        reqwest::get(format!("{}{path}", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Kills the process at once, as a crash would.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
