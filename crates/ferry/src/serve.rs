@@ -89,12 +89,12 @@ pub async fn run(args: Args) -> Result<()> {
         config.server.listen = listen;
     }
     let engine = engine(config, &args.config).await?;
-    serve_engine(engine, !args.no_workers, axum::Router::new()).await
+    serve_engine(Arc::new(engine), !args.no_workers, axum::Router::new()).await
 }
 
 /// Binds `server.listen`, starts the workers (unless `workers` is false) and serves
 /// until Ctrl-C or SIGTERM; `extra` routes are served beside the API.
-pub async fn serve_engine(engine: Engine, workers: bool, extra: axum::Router) -> Result<()> {
+pub async fn serve_engine(engine: Arc<Engine>, workers: bool, extra: axum::Router) -> Result<()> {
     let listen = engine.config().server.listen.clone();
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -102,7 +102,6 @@ pub async fn serve_engine(engine: Engine, workers: bool, extra: axum::Router) ->
     let addr = listener.local_addr()?;
     tracing::info!("ferry is serving on http://{addr} (API at http://{addr}/api/v1/tasks)");
     println!("ferry is serving on http://{addr}");
-    let engine = Arc::new(engine);
     let runtime = if workers {
         Some(Runtime::start(engine.clone()).await)
     } else {
