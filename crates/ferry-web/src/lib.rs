@@ -8,6 +8,7 @@
 pub mod body;
 pub mod error;
 pub mod openapi;
+pub mod pages;
 pub mod routes;
 pub mod tasks;
 pub mod webhooks;
@@ -49,9 +50,10 @@ pub fn router(state: AppState) -> Router {
         .merge(tasks::router())
         .merge(routes::router())
         .merge(webhooks::router())
+        .merge(pages::router())
         .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/api/v1", get(index))
         .route("/healthz", get(health))
-        .route("/", get(index))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

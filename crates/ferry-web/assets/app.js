@@ -1,0 +1,271 @@
+// ferry operator pages: local times, date presets, selection, bulk and single actions.
+// Plain JavaScript, no build step, no third-party code; served from the binary.
+"use strict";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+
+// ----- messages that survive the reload after an action
+function flash(text, kind = "ok") {
+  const box = $("#flash");
+  if (!box) return;
+  box.innerHTML = "";
+  const div = document.createElement("div");
+  div.className = "banner " + kind;
+  div.textContent = text;
+  box.appendChild(div);
+}
+function flashAfterReload(text, kind) {
+  sessionStorage.setItem("ferry-flash", JSON.stringify({ text, kind }));
+  location.reload();
+}
+function showStoredFlash() {
+  const stored = sessionStorage.getItem("ferry-flash");
+  if (!stored) return;
+  sessionStorage.removeItem("ferry-flash");
+  try {
+    const { text, kind } = JSON.parse(stored);
+    flash(text, kind);
+  } catch (_) { /* ignore */ }
+}
+
+// ----- times: shown in the reader's timezone, UTC on hover
+function localTimes() {
+  const pad = (n) => String(n).padStart(2, "0");
+  for (const t of $$("time[datetime]")) {
+    const d = new Date(t.getAttribute("datetime"));
+    if (isNaN(d)) continue;
+    t.textContent = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+    t.title = "UTC: " + t.getAttribute("datetime");
+  }
+}
+
+// ----- date presets fill the from/to fields with RFC 3339 UTC times
+function presets() {
+  for (const button of $$(".presets button")) {
+    button.addEventListener("click", () => {
+      const side = button.closest(".presets").dataset.for;
+      const from = $(`input[name="${side}_from"]`);
+      const to = $(`input[name="${side}_to"]`);
+      const now = new Date();
+      let start, end = now;
+      switch (button.dataset.preset) {
+        case "1h": start = new Date(now - 3600e3); break;
+        case "24h": start = new Date(now - 86400e3); break;
+        case "7d": start = new Date(now - 7 * 86400e3); break;
+        case "yesterday": {
+          const midnight = new Date(now.getFullYear(), now.getMonth(), now.getDate());
+          start = new Date(midnight - 86400e3);
+          end = new Date(midnight - 1);
+          break;
+        }
+      }
+      from.value = start.toISOString().replace(/\.\d{3}Z$/, "Z");
+      to.value = end.toISOString().replace(/\.\d{3}Z$/, "Z");
+      button.closest("form").requestSubmit();
+    });
+  }
+}
+
+// ----- confirmation dialog with an optional reason; resolves to the reason or null
+function confirmAction(title, text) {
+  const dialog = $("#confirm");
+  if (!dialog || typeof dialog.showModal !== "function") {
+    return Promise.resolve(window.confirm(`${title}\n\n${text}`) ? "" : null);
+  }
+  $("#confirm-title").textContent = title;
+  $("#confirm-text").textContent = text;
+  $("#confirm-reason").value = "";
+  $("#confirm-ok").textContent = title;
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      resolve(dialog.returnValue === "ok" ? $("#confirm-reason").value.trim() : null);
+    }, { once: true });
+    dialog.showModal();
+  });
+}
+
+async function api(method, url, body) {
+  const response = await fetch(url, {
+    method,
+    headers: { "content-type": "application/json", "x-ferry-actor": "web" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = null;
+  try { data = await response.json(); } catch (_) { /* not JSON */ }
+  if (!response.ok) {
+    const message = data && data.error ? data.error.message : `the server answered ${response.status}`;
+    throw new Error(message);
+  }
+  return data;
+}
+
+const verbs = { skip: ["Skip", "skipped"], retry: ["Retry", "retried"] };
+
+function busy(button, on) {
+  if (!button) return;
+  if (on) { button.dataset.label = button.textContent; button.textContent = "Working…"; button.disabled = true; }
+  else { button.textContent = button.dataset.label || button.textContent; button.disabled = false; }
+}
+
+// ----- one task: row menus and the detail page's buttons
+function singleActions() {
+  for (const button of $$("button.act")) {
+    button.addEventListener("click", async () => {
+      const { action, id } = button.dataset;
+      const [verb, done] = verbs[action];
+      const reason = await confirmAction(`${verb} task`, `${verb} task ${id}?`);
+      if (reason === null) return;
+      busy(button, true);
+      try {
+        await api("POST", `/api/v1/tasks/${encodeURIComponent(id)}/${action}`, reason ? { reason } : {});
+        flashAfterReload(`Task ${id} ${done}.`, "ok");
+      } catch (e) {
+        busy(button, false);
+        flash(`Could not ${action} task ${id}: ${e.message}`, "error");
+      }
+    });
+  }
+}
+
+// ----- selection and bulk actions on the Tasks page
+function selection() {
+  const bar = $("#bulk");
+  if (!bar) return;
+  const total = Number(bar.dataset.total);
+  const rows = $$(".row-select");
+  const pageBox = $("#select-page");
+  const allLink = $("#select-all-matching");
+  let allMatching = false;
+
+  const selectedIds = () => rows.filter((r) => r.checked).map((r) => r.value);
+  const count = () => (allMatching ? total : selectedIds().length);
+
+  function render() {
+    const n = count();
+    for (const r of rows) r.closest("tr").classList.toggle("selected", r.checked);
+    bar.hidden = n === 0;
+    const plural = (k) => (k === 1 ? "task" : "tasks");
+    $("#selection-text").textContent = allMatching
+      ? `All ${total} ${plural(total)} that match the filters are selected.`
+      : `${n} ${plural(n)} selected on this page.`;
+    $("#bulk-skip").textContent = `Skip ${n} ${plural(n)}`;
+    $("#bulk-retry").textContent = `Retry ${n} ${plural(n)}`;
+    const pageAll = rows.length > 0 && rows.every((r) => r.checked);
+    if (pageBox) {
+      pageBox.checked = pageAll;
+      pageBox.indeterminate = !pageAll && rows.some((r) => r.checked);
+    }
+    allLink.hidden = !(pageAll && !allMatching && total > rows.length);
+    allLink.textContent = `Select all ${total} tasks that match the filters`;
+  }
+
+  for (const r of rows) r.addEventListener("change", () => { allMatching = false; render(); });
+  if (pageBox) pageBox.addEventListener("change", () => {
+    allMatching = false;
+    for (const r of rows) r.checked = pageBox.checked;
+    render();
+  });
+  allLink.addEventListener("click", () => { allMatching = true; render(); });
+  $("#clear-selection").addEventListener("click", () => {
+    allMatching = false;
+    for (const r of rows) r.checked = false;
+    render();
+  });
+
+  async function bulk(action, button) {
+    const [verb, done] = verbs[action];
+    const n = count();
+    const what = allMatching
+      ? `every task that matches the current filters (${n} now)`
+      : `the ${n} selected task${n === 1 ? "" : "s"}`;
+    const reason = await confirmAction(`${verb} ${n} task${n === 1 ? "" : "s"}`,
+      `${verb} ${what}? Tasks whose status does not allow it are left as they are.`);
+    if (reason === null) return;
+    const body = allMatching ? { filter: JSON.parse(bar.dataset.filter) } : { identifiers: selectedIds() };
+    if (reason) body.reason = reason;
+    busy(button, true);
+    try {
+      const r = await api("POST", `/api/v1/tasks/${action}`, body);
+      let text = `${r.changed} of ${r.matched} task${r.matched === 1 ? "" : "s"} ${done}.`;
+      if (r.ineligible) text += ` ${r.ineligible} could not be ${done}: their status does not allow it.`;
+      if (r.not_found) text += ` ${r.not_found} no longer exist.`;
+      flashAfterReload(text, "ok");
+    } catch (e) {
+      busy(button, false);
+      flash(`Nothing was ${done}: ${e.message}`, "error");
+    }
+  }
+  $("#bulk-skip").addEventListener("click", (e) => bulk("skip", e.target));
+  $("#bulk-retry").addEventListener("click", (e) => bulk("retry", e.target));
+  render();
+}
+
+// ----- Routes page: run now
+function runButtons() {
+  for (const button of $$("button.run")) {
+    button.addEventListener("click", async () => {
+      const out = button.closest(".route").querySelector(".run-result");
+      busy(button, true);
+      try {
+        if (button.dataset.incoming) {
+          const parts = [];
+          for (const id of button.dataset.incoming.split(",")) {
+            const r = await api("POST", `/api/v1/incoming/${encodeURIComponent(id)}/run`, {});
+            let text = `${id}: ${r.created} task${r.created === 1 ? "" : "s"} created`;
+            if (r.errors.length) text += `, ${r.errors.length} problem${r.errors.length === 1 ? "" : "s"}: ${r.errors.slice(0, 3).join("; ")}`;
+            parts.push(text);
+          }
+          flashAfterReload(parts.join(". ") + ".", "ok");
+        } else {
+          const r = await api("POST", button.dataset.url, {});
+          flashAfterReload(r.disabled ? "The route is disabled: nothing was processed."
+            : `Run done: ${r.claimed} claimed, ${r.finished} finished, ${r.failed} failed, ${r.skipped} skipped, ${r.retry} to retry.`, "ok");
+        }
+      } catch (e) {
+        busy(button, false);
+        out.textContent = `The run failed: ${e.message}`;
+      }
+    });
+  }
+}
+
+// ----- small things
+function copyButtons() {
+  const button = $("#copy-json");
+  if (!button) return;
+  button.addEventListener("click", async () => {
+    const text = $("#" + button.dataset.target).textContent;
+    try {
+      await navigator.clipboard.writeText(text);
+      button.textContent = "Copied";
+    } catch (_) {
+      const range = document.createRange();
+      range.selectNodeContents($("#" + button.dataset.target));
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+      button.textContent = "Selected: press Ctrl+C";
+    }
+  });
+}
+
+function menus() {
+  document.addEventListener("click", (e) => {
+    for (const d of $$("details.menu[open]")) if (!d.contains(e.target)) d.open = false;
+  });
+  document.addEventListener("keydown", (e) => {
+    if (e.key !== "Escape") return;
+    for (const d of $$("details.menu[open]")) { d.open = false; d.querySelector("summary").focus(); }
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  showStoredFlash();
+  localTimes();
+  presets();
+  singleActions();
+  selection();
+  runButtons();
+  copyButtons();
+  menus();
+});

@@ -1,0 +1,736 @@
+//! The operator pages: Tasks, a task, Routes. Server-rendered from templates compiled
+//! into the binary; filters are plain GET forms named like the API's parameters, so a
+//! page URL and an API URL filter alike and the browser's history just works. Actions
+//! call the JSON API from `assets/app.js`.
+
+use crate::AppState;
+use crate::tasks::parse_query;
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use ferry_core::filter::{Accept, MatchMode, SortField, SortOrder, TaskQuery, TextMatch};
+use ferry_core::task::Phase;
+use ferry_core::{Action, Status, TaskFilter, TaskId, Timestamp};
+use ferry_store::StatusCounts;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/tasks") }))
+        .route("/tasks", get(tasks_page))
+        .route("/tasks/{identifier}", get(task_page))
+        .route("/routes", get(routes_page))
+        .route("/assets/app.css", get(css))
+        .route("/assets/app.js", get(js))
+}
+
+async fn css() -> Response {
+    asset("text/css; charset=utf-8", include_str!("../assets/app.css"))
+}
+
+async fn js() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/app.js"),
+    )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Renders a template; a rendering failure is ours, logged, and a plain 500 page.
+fn render(t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Html(
+                    "<h1>ferry could not draw this page</h1><p>The error has been logged.</p>"
+                        .to_owned(),
+                ),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn page_error(status: StatusCode, title: &str, message: String) -> Response {
+    let t = MessagePage {
+        nav: "",
+        title: title.to_owned(),
+        message,
+    };
+    (status, render(&t)).into_response()
+}
+
+#[derive(Template)]
+#[template(
+    source = r#"{% extends "base.html" %}{% block title %}{{ title }}{% endblock %}{% block content %}<h1>{{ title }}</h1><p>{{ message }}</p><p><a href="/tasks">Back to the tasks</a></p>{% endblock %}"#,
+    ext = "html"
+)]
+struct MessagePage {
+    nav: &'static str,
+    title: String,
+    message: String,
+}
+
+// ---------------------------------------------------------------- Tasks page
+
+struct Check {
+    id: String,
+    checked: bool,
+}
+
+struct StatusCheck {
+    name: &'static str,
+    checked: bool,
+}
+
+struct TextField {
+    name: &'static str,
+    label: &'static str,
+    value: String,
+    equals: bool,
+}
+
+struct CountLink {
+    name: &'static str,
+    count: u64,
+    href: String,
+}
+
+struct Row {
+    id: String,
+    entity_schema: String,
+    entity_identifier: String,
+    status: &'static str,
+    attempts: u32,
+    route: String,
+    created_at: String,
+    updated_at: String,
+    can_skip: bool,
+    can_retry: bool,
+}
+
+#[derive(Template)]
+#[template(path = "tasks.html")]
+struct TasksPage {
+    nav: &'static str,
+    error: Option<String>,
+    routes: Vec<Check>,
+    statuses: Vec<StatusCheck>,
+    created_from: String,
+    created_to: String,
+    updated_from: String,
+    updated_to: String,
+    texts: Vec<TextField>,
+    sort: &'static str,
+    order: &'static str,
+    per_page: u32,
+    per_page_choices: Vec<u32>,
+    total: u64,
+    counts: Vec<CountLink>,
+    all_statuses_href: String,
+    filter_json: String,
+    filtered: bool,
+    active_filters: usize,
+    tasks: Vec<Row>,
+    page: u32,
+    pages: u64,
+    first_href: Option<String>,
+    prev_href: Option<String>,
+    next_href: Option<String>,
+    last_href: Option<String>,
+    base_hint: String,
+}
+
+/// A `/tasks` URL for `query` (its filter, sort, order and page size) at `page`.
+fn tasks_href(query: &TaskQuery, page: u32) -> String {
+    let mut pairs: Vec<(&str, String)> = query.filter.to_pairs();
+    if query.sort == SortField::UpdatedAt {
+        pairs.push(("sort", "updated_at".into()));
+    }
+    if query.order == SortOrder::Asc {
+        pairs.push(("order", "asc".into()));
+    }
+    if query.page.per_page != ferry_core::filter::DEFAULT_PER_PAGE {
+        pairs.push(("per_page", query.page.per_page.to_string()));
+    }
+    if page > 1 {
+        pairs.push(("page", page.to_string()));
+    }
+    let qs: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())))
+        .finish();
+    if qs.is_empty() {
+        "/tasks".into()
+    } else {
+        format!("/tasks?{qs}")
+    }
+}
+
+fn text_field(name: &'static str, label: &'static str, m: &Option<TextMatch>) -> TextField {
+    TextField {
+        name,
+        label,
+        value: m.as_ref().map(|m| m.value.clone()).unwrap_or_default(),
+        equals: m.as_ref().is_some_and(|m| m.mode == MatchMode::Equals),
+    }
+}
+
+async fn tasks_page(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let (query, error) = match parse_query(raw.as_deref(), Accept::All) {
+        Ok(q) => (q, None),
+        Err(e) => (TaskQuery::default(), Some(e.message)),
+    };
+    let store = state.store();
+    let (page, counts) = if error.is_some() {
+        (
+            ferry_store::TaskPage {
+                items: Vec::new(),
+                total: 0,
+            },
+            StatusCounts::default(),
+        )
+    } else {
+        let page = match store.list_tasks(&query).await {
+            Ok(p) => p,
+            Err(e) => return crate::error::ApiError::from(e).into_response(),
+        };
+        let unstatused = TaskFilter {
+            statuses: Vec::new(),
+            ..query.filter.clone()
+        };
+        let counts = match store.count_tasks(&unstatused).await {
+            Ok(c) => c,
+            Err(e) => return crate::error::ApiError::from(e).into_response(),
+        };
+        (page, counts)
+    };
+    let f = &query.filter;
+    let time = |t: Option<Timestamp>| t.map(Timestamp::to_rfc3339).unwrap_or_default();
+    let pages = page.total.div_ceil(u64::from(query.page.per_page)).max(1);
+    let current = query.page.page;
+    let href = |p: u32| tasks_href(&query, p);
+    let last = u32::try_from(pages).unwrap_or(u32::MAX);
+    let count_href = |s: Option<Status>| {
+        let mut q = query.clone();
+        q.filter.statuses = s.into_iter().collect();
+        tasks_href(&q, 1)
+    };
+    let filter_json = serde_json::Value::Object(f.to_pairs().into_iter().fold(
+        serde_json::Map::new(),
+        |mut m, (k, v)| {
+            if k == "route" || k == "status" {
+                m.entry(k)
+                    .or_insert_with(|| serde_json::json!([]))
+                    .as_array_mut()
+                    .expect("array")
+                    .push(v.into());
+            } else {
+                m.insert(k.to_owned(), v.into());
+            }
+            m
+        },
+    ))
+    .to_string();
+    let t = TasksPage {
+        nav: "tasks",
+        routes: state
+            .config()
+            .routes
+            .iter()
+            .map(|r| Check {
+                id: r.id.to_string(),
+                checked: f.routes.iter().any(|x| x == r.id.as_str()),
+            })
+            .collect(),
+        statuses: Status::ALL
+            .into_iter()
+            .map(|s| StatusCheck {
+                name: s.as_str(),
+                checked: f.statuses.contains(&s),
+            })
+            .collect(),
+        created_from: time(f.created_from),
+        created_to: time(f.created_to),
+        updated_from: time(f.updated_from),
+        updated_to: time(f.updated_to),
+        texts: vec![
+            text_field("identifier", "Identifier", &f.identifier),
+            text_field("entity_schema", "Entity schema", &f.entity_schema),
+            text_field(
+                "entity_identifier",
+                "Entity identifier",
+                &f.entity_identifier,
+            ),
+        ],
+        sort: match query.sort {
+            SortField::CreatedAt => "created_at",
+            SortField::UpdatedAt => "updated_at",
+        },
+        order: match query.order {
+            SortOrder::Desc => "desc",
+            SortOrder::Asc => "asc",
+        },
+        per_page: query.page.per_page,
+        per_page_choices: vec![25, 50, 100, 250, 500],
+        total: page.total,
+        counts: Status::ALL
+            .into_iter()
+            .map(|s| CountLink {
+                name: s.as_str(),
+                count: counts.get(s),
+                href: count_href(Some(s)),
+            })
+            .collect(),
+        all_statuses_href: count_href(None),
+        filter_json,
+        filtered: *f != TaskFilter::default(),
+        active_filters: [
+            !f.routes.is_empty(),
+            !f.statuses.is_empty(),
+            f.created_from.is_some() || f.created_to.is_some(),
+            f.updated_from.is_some() || f.updated_to.is_some(),
+            f.identifier.is_some(),
+            f.entity_schema.is_some(),
+            f.entity_identifier.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count(),
+        tasks: page
+            .items
+            .iter()
+            .map(|t| Row {
+                id: t.id.to_string(),
+                entity_schema: t.entity_schema.clone(),
+                entity_identifier: t.entity_identifier.clone(),
+                status: t.status.as_str(),
+                attempts: t.attempts,
+                route: t.route.clone(),
+                created_at: t.created_at.to_rfc3339(),
+                updated_at: t.updated_at.to_rfc3339(),
+                can_skip: Action::Skip.is_allowed_from(t.status),
+                can_retry: Action::Retry.is_allowed_from(t.status),
+            })
+            .collect(),
+        page: current,
+        pages,
+        first_href: (current > 1).then(|| href(1)),
+        prev_href: (current > 1).then(|| href(current - 1)),
+        next_href: (u64::from(current) < pages).then(|| href(current + 1)),
+        last_href: (u64::from(current) < pages).then(|| href(last)),
+        base_hint: format!("http://{}", state.config().server.listen),
+        error,
+    };
+    render(&t)
+}
+
+// ---------------------------------------------------------------- a task
+
+struct Tab {
+    key: &'static str,
+    label: &'static str,
+    count: Option<usize>,
+}
+
+struct MessageRow {
+    at: String,
+    level: &'static str,
+    message: String,
+}
+
+struct AttemptRow {
+    attempt: u32,
+    started_at: String,
+    ended_at: String,
+    outcome: &'static str,
+    error: String,
+}
+
+struct ActionRow {
+    at: String,
+    actor: String,
+    action: String,
+    reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "task.html")]
+struct TaskPage {
+    nav: &'static str,
+    id: String,
+    route: String,
+    entity_schema: String,
+    entity_identifier: String,
+    status: &'static str,
+    attempts: u32,
+    created_at: String,
+    updated_at: String,
+    next_attempt_at: Option<String>,
+    last_error: Option<String>,
+    can_skip: bool,
+    can_retry: bool,
+    tabs: Vec<Tab>,
+    tab: &'static str,
+    tab_label: &'static str,
+    entity_json: String,
+    messages: Vec<MessageRow>,
+    attempts_rows: Vec<AttemptRow>,
+    actions_rows: Vec<ActionRow>,
+}
+
+const TABS: [(&str, &str); 5] = [
+    ("overview", "Overview"),
+    ("data", "Entity Data"),
+    ("import", "Import Messages"),
+    ("export", "Export Messages"),
+    ("history", "History"),
+];
+
+async fn task_page(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let mut tab = "overview";
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if k == "tab" {
+            match TABS.iter().find(|(key, _)| *key == v) {
+                Some((key, _)) => tab = key,
+                None => {
+                    return page_error(
+                        StatusCode::BAD_REQUEST,
+                        "Unknown tab",
+                        format!(
+                            "'{v}' is not a tab of a task; the tabs are overview, data, import, export and history."
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    let shown: String = raw.chars().take(64).collect();
+    let not_found = || {
+        page_error(
+            StatusCode::NOT_FOUND,
+            "No such task",
+            format!("No task has the identifier '{shown}'. It may have been removed by retention."),
+        )
+    };
+    let Ok(id) = TaskId::parse(&raw) else {
+        return not_found();
+    };
+    let store = state.store();
+    let loaded = async {
+        let Some(task) = store.get_task(&id).await? else {
+            return Ok(None);
+        };
+        let import = store
+            .messages(&id, Phase::Import)
+            .await?
+            .unwrap_or_default();
+        let export = store
+            .messages(&id, Phase::Export)
+            .await?
+            .unwrap_or_default();
+        let attempts = store.attempts(&id).await?;
+        let actions = store.task_actions(&id).await?;
+        Ok::<_, ferry_store::StoreError>(Some((task, import, export, attempts, actions)))
+    };
+    let (task, import, export, attempts, actions) = match loaded.await {
+        Ok(Some(x)) => x,
+        Ok(None) => return not_found(),
+        Err(e) => return crate::error::ApiError::from(e).into_response(),
+    };
+    let rows = |ms: &[ferry_core::Message]| -> Vec<MessageRow> {
+        ms.iter()
+            .map(|m| MessageRow {
+                at: m.at.to_rfc3339(),
+                level: m.level.as_str(),
+                message: m.message.clone(),
+            })
+            .collect()
+    };
+    let counts = [
+        None,
+        None,
+        Some(import.len()),
+        Some(export.len()),
+        Some(attempts.len() + actions.len()),
+    ];
+    let s = &task.summary;
+    let t = TaskPage {
+        nav: "tasks",
+        id: s.id.to_string(),
+        route: s.route.clone(),
+        entity_schema: s.entity_schema.clone(),
+        entity_identifier: s.entity_identifier.clone(),
+        status: s.status.as_str(),
+        attempts: s.attempts,
+        created_at: s.created_at.to_rfc3339(),
+        updated_at: s.updated_at.to_rfc3339(),
+        next_attempt_at: task.next_attempt_at.map(Timestamp::to_rfc3339),
+        last_error: task.last_error.clone(),
+        can_skip: Action::Skip.is_allowed_from(s.status),
+        can_retry: Action::Retry.is_allowed_from(s.status),
+        tabs: TABS
+            .iter()
+            .zip(counts)
+            .map(|((key, label), count)| Tab { key, label, count })
+            .collect(),
+        tab,
+        tab_label: TABS
+            .iter()
+            .find(|(k, _)| *k == tab)
+            .map(|(_, l)| *l)
+            .unwrap_or("Overview"),
+        entity_json: serde_json::to_string_pretty(&task.entity_data).unwrap_or_default(),
+        messages: match tab {
+            "import" => rows(&import),
+            "export" => rows(&export),
+            _ => Vec::new(),
+        },
+        attempts_rows: attempts
+            .iter()
+            .map(|a| AttemptRow {
+                attempt: a.attempt,
+                started_at: a.started_at.to_rfc3339(),
+                ended_at: a.ended_at.to_rfc3339(),
+                outcome: a.outcome.as_str(),
+                error: a.error.clone().unwrap_or_default(),
+            })
+            .collect(),
+        actions_rows: actions
+            .iter()
+            .map(|a| ActionRow {
+                at: a.at.to_rfc3339(),
+                actor: a.actor.clone(),
+                action: a.action.clone(),
+                reason: a.reason.clone().unwrap_or_default(),
+            })
+            .collect(),
+    };
+    render(&t)
+}
+
+// ---------------------------------------------------------------- routes
+
+struct RouteView {
+    id: String,
+    name: String,
+    disabled: bool,
+    realtime: bool,
+    incoming: String,
+    incoming_runnable: String,
+    outgoing: String,
+    schedule_incoming: String,
+    schedule_outgoing: String,
+    batch_size: u32,
+    retry: String,
+    counts: Vec<CountLink>,
+    failed_last_hour: u64,
+    failed_last_hour_href: String,
+}
+
+#[derive(Template)]
+#[template(path = "routes.html")]
+struct RoutesPage {
+    nav: &'static str,
+    total: u64,
+    totals: Vec<CountLink>,
+    failed_last_hour: u64,
+    failed_last_hour_href: String,
+    retention: String,
+    routes: Vec<RouteView>,
+}
+
+fn human(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s % 86_400 == 0 && s > 0 => format!(
+            "{} day{}",
+            s / 86_400,
+            if s / 86_400 == 1 { "" } else { "s" }
+        ),
+        s if s % 3_600 == 0 && s > 0 => format!("{} h", s / 3_600),
+        s if s % 60 == 0 && s > 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+async fn routes_page(State(state): State<AppState>) -> Response {
+    let store = state.store();
+    let hour_ago = Timestamp::now().plus_millis(-3_600_000);
+    let failed_since = |route: Option<&str>| TaskFilter {
+        routes: route.map(|r| vec![r.to_owned()]).unwrap_or_default(),
+        statuses: vec![Status::Failed],
+        updated_from: Some(hour_ago),
+        ..TaskFilter::default()
+    };
+    let failed_href = |f: &TaskFilter| {
+        tasks_href(
+            &TaskQuery {
+                filter: f.clone(),
+                ..TaskQuery::default()
+            },
+            1,
+        )
+    };
+    let loaded = async {
+        let by_route = store.counts_by_route().await?;
+        let totals = store.count_tasks(&TaskFilter::default()).await?;
+        let failed = store.count_tasks(&failed_since(None)).await?.total();
+        let mut per_route_failed = Vec::new();
+        for r in &state.config().routes {
+            per_route_failed.push(
+                store
+                    .count_tasks(&failed_since(Some(r.id.as_str())))
+                    .await?
+                    .total(),
+            );
+        }
+        Ok::<_, ferry_store::StoreError>((by_route, totals, failed, per_route_failed))
+    };
+    let (by_route, totals, failed, per_route_failed) = match loaded.await {
+        Ok(x) => x,
+        Err(e) => return crate::error::ApiError::from(e).into_response(),
+    };
+    let links = |c: &StatusCounts, route: Option<&str>| -> Vec<CountLink> {
+        Status::ALL
+            .into_iter()
+            .map(|s| CountLink {
+                name: s.as_str(),
+                count: c.get(s),
+                href: match route {
+                    Some(r) => format!("/tasks?route={r}&status={}", s.as_str()),
+                    None => format!("/tasks?status={}", s.as_str()),
+                },
+            })
+            .collect()
+    };
+    let r = &state.config().retention;
+    let retention = match r.max_tasks {
+        Some(n) => format!(
+            "{} after their last update, and the oldest of them beyond {n} tasks in all",
+            human(r.max_age)
+        ),
+        None => format!("{} after their last update", human(r.max_age)),
+    };
+    let routes = state
+        .config()
+        .routes
+        .iter()
+        .zip(per_route_failed)
+        .map(|(route, failed_hour)| {
+            let counts = by_route.get(route.id.as_str()).cloned().unwrap_or_default();
+            let runnable: Vec<&str> = route
+                .incoming
+                .iter()
+                .filter(|i| {
+                    state
+                        .config()
+                        .incoming(i.as_str())
+                        .is_some_and(|c| c.subscriber.kind() != "webhook")
+                })
+                .map(|i| i.as_str())
+                .collect();
+            let p = &route.retry;
+            RouteView {
+                id: route.id.to_string(),
+                name: route.name.clone(),
+                disabled: route.disabled,
+                realtime: route.realtime,
+                incoming: route
+                    .incoming
+                    .iter()
+                    .map(|i| {
+                        let kind = state
+                            .config()
+                            .incoming(i.as_str())
+                            .map(|c| c.subscriber.kind())
+                            .unwrap_or("?");
+                        format!("{i} ({kind})")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                incoming_runnable: runnable.join(","),
+                outgoing: state
+                    .config()
+                    .outgoing(route.outgoing.as_str())
+                    .map(|o| format!("{} ({})", o.id, o.publisher.kind()))
+                    .unwrap_or_default(),
+                schedule_incoming: route
+                    .schedule
+                    .incoming
+                    .as_ref()
+                    .map(|c| c.expression().to_owned())
+                    .unwrap_or_else(|| "none".into()),
+                schedule_outgoing: route
+                    .schedule
+                    .outgoing
+                    .as_ref()
+                    .map(|c| c.expression().to_owned())
+                    .unwrap_or_else(|| "none".into()),
+                batch_size: route.batch_size,
+                retry: if p.enabled {
+                    let mut s = format!(
+                        "up to {} attempts, {} apart{}",
+                        p.max_attempts,
+                        human(p.interval),
+                        if p.backoff == ferry_core::retry::Backoff::Exponential {
+                            ", doubling"
+                        } else {
+                            ""
+                        }
+                    );
+                    if !p.on_http_status.is_empty() {
+                        s.push_str(&format!(
+                            "; on HTTP {}",
+                            p.on_http_status
+                                .iter()
+                                .map(u16::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                    if !p.on_message.is_empty() {
+                        s.push_str(&format!(
+                            "; on messages containing {}",
+                            p.on_message.join(", ")
+                        ));
+                    }
+                    s
+                } else {
+                    "off: a failure is final".into()
+                },
+                counts: links(&counts, Some(route.id.as_str())),
+                failed_last_hour: failed_hour,
+                failed_last_hour_href: failed_href(&failed_since(Some(route.id.as_str()))),
+            }
+        })
+        .collect();
+    let t = RoutesPage {
+        nav: "routes",
+        total: totals.total(),
+        totals: links(&totals, None),
+        failed_last_hour: failed,
+        failed_last_hour_href: failed_href(&failed_since(None)),
+        retention,
+        routes,
+    };
+    render(&t)
+}
