@@ -1,0 +1,548 @@
+//! The operator pages in a real browser: headless Chromium driven through ChromeDriver
+//! (Debian's `chromium` and `chromium-driver`). Without them the tests say so and pass,
+//! except under CI=true, where they fail. Screenshots land in the target's tmp folder.
+
+mod common;
+
+use common::TestApp;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::Value;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One browser at a time: five Chromiums at once on two cores make every wait flaky.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Browser {
+    client: Client,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn find_program(names: &[&str]) -> Option<String> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    names.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+            .map(|p| p.display().to_string())
+    })
+}
+
+/// A headless Chromium session, or `None` (with the reason printed) on a machine
+/// without one; under CI=true a missing browser is a failure.
+async fn browser() -> Option<Browser> {
+    let driver = find_program(&["chromedriver"]);
+    let chrome = find_program(&["chromium", "chromium-browser", "google-chrome"]);
+    let (Some(driver), Some(chrome)) = (driver, chrome) else {
+        let reason = "the browser tests need Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{reason}; .ci/run installs them");
+        }
+        eprintln!("SKIPPED: {reason}");
+        return None;
+    };
+    let turn = ONE_AT_A_TIME.lock().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(&driver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let profile = tempfile::tempdir().unwrap();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": chrome,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1280,1000",
+                format!("--user-data-dir={}", profile.path().display()),
+            ]
+        }),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let client = loop {
+        let mut builder =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        builder.capabilities(caps.clone());
+        match builder.connect(&url).await {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "chromedriver did not start a session: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    Some(Browser {
+        client,
+        _turn: turn,
+        driver: child,
+        _profile: profile,
+    })
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+/// Text with every run of white space as one space, as a reader sees it.
+async fn text(c: &Client, selector: &str) -> String {
+    let t = css(c, selector).await.text().await.unwrap();
+    t.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+async fn css(c: &Client, selector: &str) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(selector))
+        .await
+        .unwrap_or_else(|e| panic!("no element {selector}: {e}"))
+}
+
+async fn rows(c: &Client) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for row in c
+        .find_all(Locator::Css("table.tasks tbody tr"))
+        .await
+        .unwrap()
+    {
+        let id = row.attr("data-id").await.unwrap().unwrap();
+        let status = row.attr("data-status").await.unwrap().unwrap();
+        let route = row
+            .find(Locator::Css("td:nth-child(6)"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        out.push((id, status, route));
+    }
+    out
+}
+
+async fn apply(c: &Client) {
+    css(c, "#filters button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    css(c, "main h1").await;
+}
+
+fn query_of(url: &reqwest::Url) -> Vec<(String, String)> {
+    url.query_pairs()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// Confirms the open dialog with a reason and waits for the page to report.
+async fn confirm(c: &Client, reason: &str) -> String {
+    css(c, "#confirm[open] #confirm-reason")
+        .await
+        .send_keys(reason)
+        .await
+        .unwrap();
+    css(c, "#confirm-ok").await.click().await.unwrap();
+    css(c, "#flash .banner").await.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn filtering_by_each_dimension_changes_the_list_and_the_address() {
+    let Some(b) = browser().await else { return };
+    let app = TestApp::start().await;
+    app.populate(14, 0).await;
+    let c = &b.client;
+    c.goto(&app.url("/tasks")).await.unwrap();
+    assert_eq!(rows(c).await.len(), 50);
+    screenshot(c, "tasks").await;
+
+    // Route.
+    css(c, "input[name=route][value=strict]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    apply(c).await;
+    let url = c.current_url().await.unwrap();
+    assert!(
+        query_of(&url).contains(&("route".into(), "strict".into())),
+        "{url}"
+    );
+    let r = rows(c).await;
+    assert_eq!(r.len(), 14);
+    assert!(r.iter().all(|(_, _, route)| route == "strict"));
+
+    // Status, added to the route.
+    css(c, "input[name=status][value=finished]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    css(c, "input[name=route][value=archive]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    apply(c).await;
+    let q = query_of(&c.current_url().await.unwrap());
+    assert!(
+        q.contains(&("status".into(), "finished".into()))
+            && q.contains(&("route".into(), "archive".into())),
+        "{q:?}"
+    );
+    let r = rows(c).await;
+    assert_eq!(r.len(), 12, "archive's finished tasks");
+    assert!(r.iter().all(|(_, s, _)| s == "finished"));
+
+    // Back returns to the route-only view.
+    c.back().await.unwrap();
+    css(c, "main h1").await;
+    assert_eq!(rows(c).await.len(), 14);
+
+    // Entity identifier, equals.
+    c.goto(&app.url("/tasks")).await.unwrap();
+    css(c, "#f-entity_identifier")
+        .await
+        .send_keys("SKU-0003")
+        .await
+        .unwrap();
+    css(c, "#f-entity_identifier-match")
+        .await
+        .select_by_value("equals")
+        .await
+        .unwrap();
+    apply(c).await;
+    let q = query_of(&c.current_url().await.unwrap());
+    assert!(
+        q.contains(&("entity_identifier_match".into(), "equals".into())),
+        "{q:?}"
+    );
+    assert_eq!(rows(c).await.len(), 4, "one product on four routes");
+
+    // Identifier, contains.
+    let one = rows(c).await[0].0.clone();
+    c.goto(&app.url("/tasks")).await.unwrap();
+    css(c, "#f-identifier")
+        .await
+        .send_keys(&one[14..])
+        .await
+        .unwrap();
+    apply(c).await;
+    assert!(rows(c).await.iter().any(|(id, _, _)| *id == one));
+
+    // Entity schema.
+    c.goto(&app.url("/tasks?entity_schema=order&entity_schema_match=equals"))
+        .await
+        .unwrap();
+    assert!(
+        css(c, ".empty")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains("No task matches")
+    );
+
+    // Created range: a preset, then a range with nothing in it.
+    c.goto(&app.url("/tasks?route=idle")).await.unwrap();
+    css(c, ".presets[data-for=created] button[data-preset='1h']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    css(c, "main h1").await;
+    let q = query_of(&c.current_url().await.unwrap());
+    assert!(
+        q.iter().any(|(k, _)| k == "created_from") && q.iter().any(|(k, _)| k == "created_to"),
+        "{q:?}"
+    );
+    assert_eq!(rows(c).await.len(), 14);
+    let from = css(c, "input[name=created_from]").await;
+    from.clear().await.unwrap();
+    from.send_keys("2000-01-01T00:00:00Z").await.unwrap();
+    let to = css(c, "input[name=created_to]").await;
+    to.clear().await.unwrap();
+    to.send_keys("2000-01-02T00:00:00Z").await.unwrap();
+    apply(c).await;
+    assert!(rows(c).await.is_empty());
+
+    // Updated range via the address, like a shared link.
+    c.goto(&app.url("/tasks?updated_from=2100-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    assert!(rows(c).await.is_empty());
+
+    // The status counts follow the filters.
+    c.goto(&app.url("/tasks?route=patient")).await.unwrap();
+    let counts = text(c, ".counts").await;
+    assert!(
+        counts.contains("All 14") && counts.contains("retry 14"),
+        "{counts}"
+    );
+
+    // A bad value in the address is a message on the page.
+    c.goto(&app.url("/tasks?status=bogus")).await.unwrap();
+    let banner = css(c, ".banner.error").await.text().await.unwrap();
+    assert!(banner.contains("unknown status 'bogus'"), "{banner}");
+    screenshot(c, "tasks-bad-url").await;
+    b.client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn selecting_all_matching_tasks_across_pages_skips_exactly_the_eligible_ones() {
+    let Some(b) = browser().await else { return };
+    let app = TestApp::start().await;
+    app.populate(30, 0).await; // 30 products × 4 routes
+    let before = app.get_ok("/api/v1/tasks/counts").await;
+    let c = &b.client;
+    // idle: 30 new; strict: 30 failed → 60 tasks on 3 pages of 25; 30 can be skipped.
+    c.goto(&app.url("/tasks?route=idle&route=strict&per_page=25"))
+        .await
+        .unwrap();
+    assert_eq!(rows(c).await.len(), 25);
+    css(c, "#select-page").await.click().await.unwrap();
+    let link = css(c, "#select-all-matching").await;
+    assert_eq!(
+        link.text().await.unwrap(),
+        "Select all 60 tasks that match the filters"
+    );
+    link.click().await.unwrap();
+    let skip = css(c, "#bulk-skip").await;
+    assert_eq!(skip.text().await.unwrap(), "Skip 60 tasks");
+    assert_eq!(
+        css(c, "#bulk-retry").await.text().await.unwrap(),
+        "Retry 60 tasks"
+    );
+    screenshot(c, "tasks-select-all").await;
+    skip.click().await.unwrap();
+    let report = confirm(c, "not needed any more").await;
+    assert!(
+        report.contains("30 of 60 tasks skipped") && report.contains("30 could not be skipped"),
+        "{report}"
+    );
+    screenshot(c, "tasks-after-bulk-skip").await;
+
+    let after = app.get_ok("/api/v1/tasks/counts").await;
+    let idle = app.get_ok("/api/v1/tasks/counts?route=idle").await;
+    assert_eq!(idle["by_status"]["skipped"], 30);
+    assert_eq!(idle["by_status"]["new"], 0);
+    let n = |v: &Value, s: &str| v["by_status"][s].as_u64().unwrap();
+    assert_eq!(n(&after, "skipped"), n(&before, "skipped") + 30);
+    assert_eq!(
+        n(&after, "failed"),
+        n(&before, "failed"),
+        "failed tasks cannot be skipped"
+    );
+    assert_eq!(
+        n(&after, "retry"),
+        n(&before, "retry"),
+        "other routes untouched"
+    );
+    let history = app
+        .get_ok(&format!(
+            "/api/v1/tasks/{}/history",
+            app.get_ok("/api/v1/tasks?route=idle&per_page=1").await["items"][0]["identifier"]
+                .as_str()
+                .unwrap()
+        ))
+        .await;
+    assert_eq!(history["actions"][0]["reason"], "not needed any more");
+
+    // Selecting a few rows acts on those rows only.
+    c.goto(&app.url("/tasks?route=strict&per_page=25"))
+        .await
+        .unwrap();
+    let boxes = c.find_all(Locator::Css(".row-select")).await.unwrap();
+    boxes[0].click().await.unwrap();
+    boxes[1].click().await.unwrap();
+    let retry = css(c, "#bulk-retry").await;
+    assert_eq!(retry.text().await.unwrap(), "Retry 2 tasks");
+    retry.click().await.unwrap();
+    let report = confirm(c, "").await;
+    assert!(report.contains("2 of 2 tasks retried"), "{report}");
+    assert_eq!(
+        app.get_ok("/api/v1/tasks/counts?route=strict&status=new")
+            .await["total"],
+        2
+    );
+    b.client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_task_is_retried_from_its_detail_page_and_every_tab_opens() {
+    let Some(b) = browser().await else { return };
+    let app = TestApp::start().await;
+    app.populate(3, 0).await;
+    let failed = app
+        .get_ok("/api/v1/tasks?route=strict&status=failed&per_page=1")
+        .await;
+    let id = failed["items"][0]["identifier"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let c = &b.client;
+    c.goto(&app.url(&format!("/tasks/{id}"))).await.unwrap();
+    let overview = css(c, ".tab-panel").await.text().await.unwrap();
+    assert!(
+        overview.contains("127.0.0.1:9"),
+        "the last error shows: {overview}"
+    );
+    screenshot(c, "task-overview").await;
+    for (tab, expect) in [
+        ("Entity Data", "\"sku\": \"SKU-000"),
+        ("Import Messages", "received from webhook shop"),
+        ("Export Messages", "attempt 1"),
+        ("History", "Attempts"),
+        ("Overview", "Entity identifier"),
+    ] {
+        let xpath = format!("//nav[@class='tabs']/a[starts-with(normalize-space(.), '{tab}')]");
+        c.find(Locator::XPath(&xpath))
+            .await
+            .unwrap_or_else(|_| panic!("tab {tab}"))
+            .click()
+            .await
+            .unwrap();
+        let text = css(c, ".tab-panel").await.text().await.unwrap();
+        assert!(text.contains(expect), "{tab}: {text}");
+        let current = css(c, ".tabs a[aria-current=page]")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(current.starts_with(tab), "{current}");
+        screenshot(c, &format!("task-{}", tab.to_lowercase().replace(' ', "-"))).await;
+    }
+    // A failed task offers Retry, not Skip.
+    assert!(
+        c.find(Locator::Css(".task-actions [data-action=skip]"))
+            .await
+            .is_err()
+    );
+    css(c, ".task-actions [data-action=retry]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let report = confirm(c, "ERP is back").await;
+    assert!(report.contains("retried"), "{report}");
+    assert_eq!(app.status_of(&id).await, "new");
+    assert_eq!(
+        css(c, ".task-head .badge").await.text().await.unwrap(),
+        "new"
+    );
+    b.client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_row_menu_offers_only_the_actions_the_status_allows() {
+    let Some(b) = browser().await else { return };
+    let app = TestApp::start().await;
+    app.populate(7, 0).await;
+    let c = &b.client;
+    c.goto(&app.url("/tasks?per_page=100")).await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for row in c
+        .find_all(Locator::Css("table.tasks tbody tr"))
+        .await
+        .unwrap()
+    {
+        let status = row.attr("data-status").await.unwrap().unwrap();
+        row.find(Locator::Css("summary"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let skip = row.find(Locator::Css("[data-action=skip]")).await.is_ok();
+        let retry = row.find(Locator::Css("[data-action=retry]")).await.is_ok();
+        let (can_skip, can_retry) = match status.as_str() {
+            "new" | "retry" => (true, false),
+            "finished" | "failed" | "skipped" => (false, true),
+            _ => (false, false),
+        };
+        assert_eq!(
+            (skip, retry),
+            (can_skip, can_retry),
+            "row in status {status}"
+        );
+        if seen.insert(status.clone()) && status == "retry" {
+            screenshot(c, "tasks-row-menu").await;
+        }
+        // Close with Escape, as a keyboard user would.
+        row.find(Locator::Css("summary"))
+            .await
+            .unwrap()
+            .send_keys("\u{E00C}")
+            .await
+            .unwrap();
+    }
+    assert!(seen.len() >= 5, "statuses seen: {seen:?}");
+    // Skipping from the menu.
+    let new_row = css(c, "table.tasks tbody tr[data-status=new]").await;
+    let id = new_row.attr("data-id").await.unwrap().unwrap();
+    new_row
+        .find(Locator::Css("summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    new_row
+        .find(Locator::Css("[data-action=skip]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let report = confirm(c, "").await;
+    assert!(report.contains(&format!("Task {id} skipped")), "{report}");
+    assert_eq!(app.status_of(&id).await, "skipped");
+    b.client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_routes_page_shows_counts_and_runs_a_route() {
+    let Some(b) = browser().await else { return };
+    let app = TestApp::start().await;
+    app.push_products(&TestApp::products(5, 0)).await;
+    let c = &b.client;
+    c.goto(&app.url("/routes")).await.unwrap();
+    let archive = css(c, "#route-archive").await;
+    assert!(text(c, "#route-archive").await.contains("new 5"));
+    screenshot(c, "routes").await;
+    archive
+        .find(Locator::Css("button.run.primary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let report = css(c, "#flash .banner").await.text().await.unwrap();
+    assert!(report.contains("5 claimed, 4 finished"), "{report}");
+    assert!(text(c, "#route-archive").await.contains("finished 4"));
+    b.client.clone().close().await.unwrap();
+}
