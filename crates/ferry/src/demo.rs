@@ -193,7 +193,7 @@ pub async fn run(args: Args) -> Result<()> {
         "\nRoutes now move on their own: the catalog is polled every 20 s, the ERP fed every 5 s (it is flaky: watch tasks retry), files dropped in {}/inbox are read every 10 s.",
         dir.display()
     );
-    println!("\nTry:");
+    println!("\nOpen {base}/ in a browser, or try:");
     println!("  curl '{base}/api/v1/tasks?status=retry&per_page=5'");
     println!("  curl '{base}/api/v1/routes'");
     println!(
