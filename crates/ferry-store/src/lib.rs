@@ -7,23 +7,36 @@
 #![forbid(unsafe_code)]
 
 pub mod conformance;
+pub mod postgres;
 mod query;
 pub mod sqlite;
 mod store;
 
 pub use store::*;
 
-/// Opens the store named by a storage URL (`sqlite://…`), applying migrations.
+/// Opens the store named by a storage URL (`sqlite://…` or `postgres://…`), applying
+/// migrations.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    open_with(url, postgres::PoolSettings::default(), true).await
+}
+
+/// [`open`] with pool settings, and migrations only when `migrate` is true.
+pub async fn open_with(
+    url: &str,
+    pool: postgres::PoolSettings,
+    migrate: bool,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Err(StoreError::Unsupported(
-            "the PostgreSQL store is not built yet; use storage.url = \"sqlite://ferry.db\"".into(),
-        ))
+        let store = postgres::PgStore::connect(url, pool).await?;
+        if migrate {
+            store.migrate().await?;
+        }
+        Ok(std::sync::Arc::new(store))
     } else {
         Err(StoreError::Unsupported(format!(
-            "storage.url '{url}' names no known database; use sqlite://PATH (or postgres://… once available)"
+            "storage.url '{url}' names no known database; use sqlite://PATH or postgres://USER@HOST/DATABASE"
         )))
     }
 }

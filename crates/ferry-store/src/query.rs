@@ -1,5 +1,6 @@
 //! Statements built once with sea-query and rendered per backend; every value is bound.
 
+use crate::ActionRequest;
 use ferry_core::filter::{MatchMode, SortField, SortOrder, TextMatch};
 use ferry_core::{Status, TaskFilter, TaskQuery};
 use sea_query::{Asterisk, Cond, Expr, ExprTrait, Func, Order, Query, SelectStatement};
@@ -33,10 +34,6 @@ pub const DETAIL_COLUMNS: [&str; 11] = [
 
 /// The SQL differences between backends that the builder cannot hide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the PostgreSQL backend is not built yet")
-)]
 pub enum Dialect {
     Sqlite,
     Postgres,
@@ -140,6 +137,52 @@ pub fn count_by_status(dialect: Dialect, f: &TaskFilter) -> SelectStatement {
         .cond_where(condition(dialect, f))
         .group_by_col("status")
         .to_owned()
+}
+
+/// The columns an action sets, beyond the status.
+pub fn action_update(request: &ActionRequest) -> sea_query::UpdateStatement {
+    let mut stmt = Query::update()
+        .table(TASKS)
+        .value("status", request.action.target().as_str())
+        .value("updated_at", request.at.millis())
+        .value("next_attempt_at", Option::<i64>::None)
+        .to_owned();
+    if request.action == ferry_core::Action::Retry {
+        stmt.value("attempts", 0i64)
+            .value("lease_owner", Option::<String>::None)
+            .value("lease_until", Option::<i64>::None);
+    }
+    stmt
+}
+
+pub fn action_message(request: &ActionRequest) -> String {
+    let verb = match request.action {
+        ferry_core::Action::Skip => "Skipped",
+        ferry_core::Action::Retry => "Retried (attempts reset)",
+    };
+    match &request.reason {
+        Some(r) => format!("{verb} by {}: {r}", request.actor),
+        None => format!("{verb} by {}", request.actor),
+    }
+}
+
+/// A filter as recorded in the audit trail: parameter name → values.
+pub fn filter_json(filter: &TaskFilter) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (k, v) in filter.to_pairs() {
+        match map.get_mut(k) {
+            Some(serde_json::Value::Array(a)) => a.push(v.into()),
+            _ => {
+                let value = if k == "route" || k == "status" {
+                    serde_json::Value::Array(vec![v.into()])
+                } else {
+                    v.into()
+                };
+                map.insert(k.to_owned(), value);
+            }
+        }
+    }
+    serde_json::Value::Object(map)
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 //! on it. Write transactions start with `BEGIN IMMEDIATE`, so a second process sharing
 //! the file waits on the busy timeout instead of failing half-way.
 
-use crate::query::{self, DETAIL_COLUMNS, Dialect, TASKS};
+use crate::query::{
+    self, DETAIL_COLUMNS, Dialect, TASKS, action_message, action_update, filter_json,
+};
 use crate::store::*;
 use async_trait::async_trait;
 use ferry_core::task::{Level, Message, NewTask, Phase, Task, TaskSummary};
@@ -170,33 +172,6 @@ async fn insert_messages(tx: &mut Tx, rows: &[(&str, Phase, &Message)]) -> Resul
         bound!(stmt).execute(&mut **tx).await?;
     }
     Ok(())
-}
-
-/// The columns an action sets, beyond the status.
-fn action_update(request: &ActionRequest) -> sea_query::UpdateStatement {
-    let mut stmt = Query::update()
-        .table(TASKS)
-        .value("status", request.action.target().as_str())
-        .value("updated_at", request.at.millis())
-        .value("next_attempt_at", Option::<i64>::None)
-        .to_owned();
-    if request.action == ferry_core::Action::Retry {
-        stmt.value("attempts", 0i64)
-            .value("lease_owner", Option::<String>::None)
-            .value("lease_until", Option::<i64>::None);
-    }
-    stmt
-}
-
-fn action_message(request: &ActionRequest) -> String {
-    let verb = match request.action {
-        ferry_core::Action::Skip => "Skipped",
-        ferry_core::Action::Retry => "Retried (attempts reset)",
-    };
-    match &request.reason {
-        Some(r) => format!("{verb} by {}: {r}", request.actor),
-        None => format!("{verb} by {}", request.actor),
-    }
 }
 
 async fn record_action(
@@ -457,9 +432,11 @@ impl Store for SqliteStore {
     async fn act_on_task(&self, id: &TaskId, request: &ActionRequest) -> Result<Task, ActionError> {
         let mut tx = self.write().await?;
         let Some(task) = fetch_task(&mut *tx, id).await? else {
+            tx.rollback().await.map_err(StoreError::from)?;
             return Err(ActionError::NotFound(id.clone()));
         };
         if let Err(reason) = request.action.apply(task.summary.status) {
+            tx.rollback().await.map_err(StoreError::from)?;
             return Err(ActionError::NotEligible {
                 id: id.clone(),
                 reason,
@@ -830,23 +807,4 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(n)
     }
-}
-
-/// A filter as recorded in the audit trail: parameter name → values.
-fn filter_json(filter: &TaskFilter) -> serde_json::Value {
-    let mut map = serde_json::Map::new();
-    for (k, v) in filter.to_pairs() {
-        match map.get_mut(k) {
-            Some(serde_json::Value::Array(a)) => a.push(v.into()),
-            _ => {
-                let value = if k == "route" || k == "status" {
-                    serde_json::Value::Array(vec![v.into()])
-                } else {
-                    v.into()
-                };
-                map.insert(k.to_owned(), value);
-            }
-        }
-    }
-    serde_json::Value::Object(map)
 }

@@ -254,4 +254,10 @@ pub trait Store: Send + Sync + 'static {
     /// Returns `processing` tasks whose lease expired before `now` to `new`, with a
     /// message; answers how many.
     async fn recover_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// Routes on which any process sharing the store created tasks, as they happen;
+    /// `None` when the backend cannot tell (workers then poll).
+    async fn new_task_events(&self) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        None
+    }
 }

@@ -1,0 +1,843 @@
+//! The PostgreSQL store: for several ferry nodes on one database.
+//!
+//! Claims take rows with `FOR UPDATE SKIP LOCKED`, so nodes never wait on each other's
+//! batches nor take the same task; multi-step changes are single statements with
+//! data-modifying CTEs, so what is logged is exactly what changed. New tasks are
+//! announced with `NOTIFY` (see [`PgStore::new_task_events`]). Migrations run under an
+//! advisory lock, so nodes starting together apply them once.
+
+use crate::query::{
+    self, DETAIL_COLUMNS, Dialect, TASKS, action_message, action_update, filter_json,
+};
+use crate::store::*;
+use async_trait::async_trait;
+use ferry_core::task::{Level, Message, NewTask, Phase, Task, TaskSummary};
+use ferry_core::{Status, TaskFilter, TaskId, TaskQuery, Timestamp};
+use sea_query::{Expr, ExprTrait, PostgresQueryBuilder, Query};
+use sea_query_sqlx::SqlxBinder;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
+use std::collections::{BTreeMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+const D: Dialect = Dialect::Postgres;
+const CHUNK: usize = 1_000;
+/// Channel on which new tasks are announced, with the route as payload.
+pub const NEW_TASKS_CHANNEL: &str = "ferry_new_tasks";
+/// Advisory lock keys: migrations, and the pruner (one node at a time).
+const MIGRATION_LOCK: i64 = 0x0FE2_2A01;
+const PRUNE_LOCK: i64 = 0x0FE2_2A02;
+
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_tasks.sql")),
+    (2, include_str!("../migrations/postgres/0002_schedules.sql")),
+];
+
+/// Connection settings beyond the URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+type Tx = Transaction<'static, Postgres>;
+
+macro_rules! bound {
+    ($stmt:expr) => {{
+        let (sql, values) = $stmt.build_sqlx(PostgresQueryBuilder);
+        sqlx::query_with(AssertSqlSafe(sql), values)
+    }};
+}
+
+impl PgStore {
+    /// Connects and applies pending migrations (see [`PgStore::connect`]).
+    pub async fn open(url: &str, settings: PoolSettings) -> Result<PgStore, StoreError> {
+        let store = PgStore::connect(url, settings).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects without touching the schema.
+    pub async fn connect(url: &str, settings: PoolSettings) -> Result<PgStore, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options)
+            .await?;
+        Ok(PgStore { pool })
+    }
+
+    /// Applies pending migrations, once, however many nodes start together.
+    pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
+        let result = async {
+            sqlx::raw_sql("CREATE TABLE IF NOT EXISTS ferry_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+                .execute(&mut *conn)
+                .await?;
+            let mut applied = Vec::new();
+            for &(version, sql) in MIGRATIONS {
+                let done: Option<i64> = sqlx::query_scalar("SELECT version FROM ferry_migrations WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                if done.is_some() {
+                    continue;
+                }
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                sqlx::raw_sql(sql)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|source| StoreError::Migration { version, source })?;
+                sqlx::query("INSERT INTO ferry_migrations (version, applied_at) VALUES ($1, $2)")
+                    .bind(version)
+                    .bind(Timestamp::now().millis())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                tracing::info!(version, "applied PostgreSQL migration");
+                applied.push(version);
+            }
+            Ok::<_, StoreError>(applied)
+        }
+        .await;
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
+        result
+    }
+
+    async fn write(&self) -> Result<Tx, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+}
+
+fn summary(row: &PgRow) -> Result<TaskSummary, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(TaskSummary {
+        id: TaskId::from_stored(row.try_get("id")?),
+        route: row.try_get("route")?,
+        entity_schema: row.try_get("entity_schema")?,
+        entity_identifier: row.try_get("entity_identifier")?,
+        status: Status::parse(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+    })
+}
+
+fn detail(row: &PgRow) -> Result<Task, StoreError> {
+    let data: String = row.try_get("entity_data")?;
+    Ok(Task {
+        summary: summary(row)?,
+        entity_data: serde_json::from_str(&data)
+            .map_err(|e| StoreError::Corrupt(format!("entity data: {e}")))?,
+        last_error: row.try_get("last_error")?,
+        next_attempt_at: row
+            .try_get::<Option<i64>, _>("next_attempt_at")?
+            .map(Timestamp::from_millis),
+    })
+}
+
+async fn fetch_task<'e, E>(executor: E, id: &TaskId, lock: bool) -> Result<Option<Task>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
+    let mut stmt = Query::select()
+        .columns(DETAIL_COLUMNS)
+        .from(TASKS)
+        .and_where(Expr::col("id").eq(id.as_str()))
+        .to_owned();
+    if lock {
+        stmt.lock(sea_query::LockType::Update);
+    }
+    bound!(stmt)
+        .fetch_optional(executor)
+        .await?
+        .as_ref()
+        .map(detail)
+        .transpose()
+}
+
+async fn insert_messages(tx: &mut Tx, rows: &[(&str, Phase, &Message)]) -> Result<(), StoreError> {
+    for chunk in rows.chunks(CHUNK) {
+        let mut stmt = Query::insert()
+            .into_table("task_messages")
+            .columns(["task_id", "phase", "at", "level", "message"])
+            .to_owned();
+        for (id, phase, m) in chunk {
+            stmt.values_panic([
+                (*id).into(),
+                phase.as_str().into(),
+                m.at.millis().into(),
+                m.level.as_str().into(),
+                m.message.clone().into(),
+            ]);
+        }
+        bound!(stmt).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn record_action(
+    tx: &mut Tx,
+    request: &ActionRequest,
+    target: &serde_json::Value,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO operator_actions (at, actor, action, reason, target, matched, changed, ineligible, not_found)
+         VALUES ($1, $2, $3, $4, $5, 0, 0, 0, 0) RETURNING id",
+    )
+    .bind(request.at.millis())
+    .bind(&request.actor)
+    .bind(request.action.as_str())
+    .bind(&request.reason)
+    .bind(target.to_string())
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+async fn finish_action(tx: &mut Tx, id: i64, o: &BulkOutcome) -> Result<(), StoreError> {
+    sqlx::query("UPDATE operator_actions SET matched = $1, changed = $2, ineligible = $3, not_found = $4 WHERE id = $5")
+        .bind(o.matched as i64)
+        .bind(o.changed as i64)
+        .bind(o.ineligible as i64)
+        .bind(o.not_found as i64)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Changes, links and logs the tasks matching `eligible` in one statement, so exactly
+/// the changed tasks are linked and logged even while workers claim others.
+async fn apply_to_eligible(
+    tx: &mut Tx,
+    eligible: sea_query::Cond,
+    action_id: i64,
+    request: &ActionRequest,
+) -> Result<u64, StoreError> {
+    let update = action_update(request)
+        .cond_where(eligible)
+        .returning_col("id")
+        .to_owned();
+    let (update_sql, mut values) = update.build_sqlx(PostgresQueryBuilder);
+    let n = values.0.0.len();
+    values.0.0.push(action_id.into());
+    values.0.0.push(request.at.millis().into());
+    values.0.0.push(action_message(request).into());
+    let sql = format!(
+        "WITH upd AS ({update_sql}),
+              link AS (INSERT INTO task_actions (task_id, action_id) SELECT id, ${a} FROM upd)
+         INSERT INTO task_messages (task_id, phase, at, level, message)
+         SELECT id, 'export', ${b}, 'info', ${c} FROM upd",
+        a = n + 1,
+        b = n + 2,
+        c = n + 3
+    );
+    Ok(sqlx::query_with(AssertSqlSafe(sql), values)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
+}
+
+fn allowed_condition(request: &ActionRequest) -> Expr {
+    Expr::col("status").is_in(query::statuses(request.action.allowed_from()))
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn insert_tasks(&self, tasks: &[NewTask]) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        for chunk in tasks.chunks(CHUNK) {
+            let mut stmt = Query::insert()
+                .into_table(TASKS)
+                .columns([
+                    "id",
+                    "route",
+                    "entity_schema",
+                    "entity_identifier",
+                    "entity_data",
+                    "status",
+                    "attempts",
+                    "created_at",
+                    "updated_at",
+                ])
+                .to_owned();
+            for t in chunk {
+                stmt.values_panic([
+                    t.id.as_str().into(),
+                    t.route.as_str().into(),
+                    t.entity_schema.as_str().into(),
+                    t.entity_identifier.clone().into(),
+                    t.entity_data.to_string().into(),
+                    Status::New.as_str().into(),
+                    0i64.into(),
+                    t.created_at.millis().into(),
+                    t.created_at.millis().into(),
+                ]);
+            }
+            bound!(stmt).execute(&mut *tx).await?;
+        }
+        let messages: Vec<(&str, Phase, &Message)> = tasks
+            .iter()
+            .flat_map(|t| {
+                t.import_messages
+                    .iter()
+                    .map(move |m| (t.id.as_str(), Phase::Import, m))
+            })
+            .collect();
+        insert_messages(&mut tx, &messages).await?;
+        let routes: HashSet<&str> = tasks.iter().map(|t| t.route.as_str()).collect();
+        for route in routes {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NEW_TASKS_CHANNEL)
+                .bind(route)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_tasks(&self, q: &TaskQuery) -> Result<TaskPage, StoreError> {
+        let rows = bound!(query::list(D, q)).fetch_all(&self.pool).await?;
+        let items = rows.iter().map(summary).collect::<Result<Vec<_>, _>>()?;
+        let total: i64 = bound!(query::count(D, &q.filter))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        Ok(TaskPage {
+            items,
+            total: total as u64,
+        })
+    }
+
+    async fn count_tasks(&self, filter: &TaskFilter) -> Result<StatusCounts, StoreError> {
+        let rows = bound!(query::count_by_status(D, filter))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut counts = StatusCounts::default();
+        for row in rows {
+            let status: String = row.try_get(0)?;
+            let n: i64 = row.try_get(1)?;
+            counts
+                .0
+                .insert(Status::parse(&status).map_err(corrupt)?, n as u64);
+        }
+        Ok(counts)
+    }
+
+    async fn counts_by_route(&self) -> Result<BTreeMap<String, StatusCounts>, StoreError> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT route, status, COUNT(*) FROM tasks GROUP BY route, status")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut out: BTreeMap<String, StatusCounts> = BTreeMap::new();
+        for (route, status, n) in rows {
+            out.entry(route)
+                .or_default()
+                .0
+                .insert(Status::parse(&status).map_err(corrupt)?, n as u64);
+        }
+        Ok(out)
+    }
+
+    async fn get_task(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
+        fetch_task(&self.pool, id, false).await
+    }
+
+    async fn messages(
+        &self,
+        id: &TaskId,
+        phase: Phase,
+    ) -> Result<Option<Vec<Message>>, StoreError> {
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM tasks WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT at, level, message FROM task_messages WHERE task_id = $1 AND phase = $2 ORDER BY id",
+        )
+        .bind(id.as_str())
+        .bind(phase.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(at, level, message)| {
+                Ok(Message {
+                    at: Timestamp::from_millis(at),
+                    level: Level::parse(&level)
+                        .ok_or_else(|| corrupt(format!("message level {level}")))?,
+                    message,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()
+            .map(Some)
+    }
+
+    async fn attempts(&self, id: &TaskId) -> Result<Vec<Attempt>, StoreError> {
+        let rows: Vec<(i64, i64, i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT attempt, started_at, ended_at, outcome, error FROM task_attempts WHERE task_id = $1 ORDER BY id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(attempt, started, ended, outcome, error)| {
+                Ok(Attempt {
+                    attempt: u32::try_from(attempt).unwrap_or(0),
+                    started_at: Timestamp::from_millis(started),
+                    ended_at: Timestamp::from_millis(ended),
+                    outcome: Status::parse(&outcome).map_err(corrupt)?,
+                    error,
+                })
+            })
+            .collect()
+    }
+
+    async fn task_actions(&self, id: &TaskId) -> Result<Vec<ActionRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.at, a.actor, a.action, a.reason, a.target, a.matched, a.changed, a.ineligible, a.not_found
+             FROM task_actions t JOIN operator_actions a ON a.id = t.action_id
+             WHERE t.task_id = $1 ORDER BY a.id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let target: String = r.try_get(5)?;
+                Ok(ActionRecord {
+                    id: r.try_get(0)?,
+                    at: Timestamp::from_millis(r.try_get(1)?),
+                    actor: r.try_get(2)?,
+                    action: r.try_get(3)?,
+                    reason: r.try_get(4)?,
+                    target: serde_json::from_str(&target).unwrap_or(serde_json::Value::Null),
+                    outcome: BulkOutcome {
+                        matched: r.try_get::<i64, _>(6)? as u64,
+                        changed: r.try_get::<i64, _>(7)? as u64,
+                        ineligible: r.try_get::<i64, _>(8)? as u64,
+                        not_found: r.try_get::<i64, _>(9)? as u64,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn act_on_task(&self, id: &TaskId, request: &ActionRequest) -> Result<Task, ActionError> {
+        let mut tx = self.write().await?;
+        let Some(task) = fetch_task(&mut *tx, id, true).await? else {
+            tx.rollback().await.map_err(StoreError::from)?;
+            return Err(ActionError::NotFound(id.clone()));
+        };
+        if let Err(reason) = request.action.apply(task.summary.status) {
+            tx.rollback().await.map_err(StoreError::from)?;
+            return Err(ActionError::NotEligible {
+                id: id.clone(),
+                reason,
+            });
+        }
+        let target = serde_json::json!({ "identifiers": [id.as_str()] });
+        let action_id = record_action(&mut tx, request, &target).await?;
+        let cond = sea_query::Cond::all()
+            .add(Expr::col("id").eq(id.as_str()))
+            .add(allowed_condition(request));
+        let changed = apply_to_eligible(&mut tx, cond, action_id, request).await?;
+        let outcome = BulkOutcome {
+            matched: 1,
+            changed,
+            ineligible: 1 - changed,
+            not_found: 0,
+        };
+        finish_action(&mut tx, action_id, &outcome).await?;
+        let task = fetch_task(&mut *tx, id, false)
+            .await?
+            .ok_or_else(|| ActionError::NotFound(id.clone()))?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(task)
+    }
+
+    async fn act_on_ids(
+        &self,
+        ids: &[TaskId],
+        request: &ActionRequest,
+    ) -> Result<BulkOutcome, StoreError> {
+        let mut seen = HashSet::new();
+        let unique: Vec<&str> = ids
+            .iter()
+            .map(TaskId::as_str)
+            .filter(|id| seen.insert(*id))
+            .collect();
+        let mut tx = self.write().await?;
+        let action_id = record_action(
+            &mut tx,
+            request,
+            &serde_json::json!({ "identifiers": unique }),
+        )
+        .await?;
+        let mut outcome = BulkOutcome::default();
+        for chunk in unique.chunks(CHUNK) {
+            let found: i64 = bound!(
+                Query::select()
+                    .expr(sea_query::Func::count(Expr::col(sea_query::Asterisk)))
+                    .from(TASKS)
+                    .and_where(Expr::col("id").is_in(chunk.iter().copied()))
+                    .to_owned()
+            )
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            let cond = sea_query::Cond::all()
+                .add(Expr::col("id").is_in(chunk.iter().copied()))
+                .add(allowed_condition(request));
+            outcome.changed += apply_to_eligible(&mut tx, cond, action_id, request).await?;
+            outcome.matched += found as u64;
+            outcome.not_found += chunk.len() as u64 - found as u64;
+        }
+        outcome.ineligible = outcome.matched - outcome.changed;
+        finish_action(&mut tx, action_id, &outcome).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn act_on_filter(
+        &self,
+        filter: &TaskFilter,
+        request: &ActionRequest,
+    ) -> Result<BulkOutcome, StoreError> {
+        let mut tx = self.write().await?;
+        let action_id = record_action(
+            &mut tx,
+            request,
+            &serde_json::json!({ "filter": filter_json(filter) }),
+        )
+        .await?;
+        let matched: i64 = bound!(query::count(D, filter))
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let changed = match filter.with_statuses_within(request.action.allowed_from()) {
+            Some(eligible) => {
+                apply_to_eligible(&mut tx, query::condition(D, &eligible), action_id, request)
+                    .await?
+            }
+            None => 0,
+        };
+        let matched = std::cmp::max(matched as u64, changed);
+        let outcome = BulkOutcome {
+            matched,
+            changed,
+            ineligible: matched - changed,
+            not_found: 0,
+        };
+        finish_action(&mut tx, action_id, &outcome).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn claim(&self, r: &ClaimRequest<'_>) -> Result<Vec<Task>, StoreError> {
+        let lease_until = r.now.plus_millis(r.lease.as_millis() as i64);
+        let rows = sqlx::query(
+            "WITH picked AS (
+                 SELECT id FROM tasks
+                 WHERE route = $4 AND (status = 'new' OR (status = 'retry' AND next_attempt_at <= $1))
+                 ORDER BY created_at, id LIMIT $5
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE tasks t SET status = 'processing', attempts = t.attempts + 1, updated_at = $1,
+                    lease_owner = $2, lease_until = $3
+             FROM picked WHERE t.id = picked.id
+             RETURNING t.id, t.route, t.entity_schema, t.entity_identifier, t.status, t.attempts, t.created_at,
+                       t.updated_at, t.entity_data, t.last_error, t.next_attempt_at",
+        )
+        .bind(r.now.millis())
+        .bind(r.worker)
+        .bind(lease_until.millis())
+        .bind(r.route)
+        .bind(i64::from(r.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut tasks = rows.iter().map(detail).collect::<Result<Vec<_>, _>>()?;
+        tasks.sort_by(|a, b| {
+            (a.summary.created_at, &a.summary.id).cmp(&(b.summary.created_at, &b.summary.id))
+        });
+        Ok(tasks)
+    }
+
+    async fn complete(&self, worker: &str, completions: &[Completion]) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        let mut messages: Vec<(&str, Phase, &Message)> = Vec::new();
+        let mut recorded = 0;
+        for c in completions {
+            let next_attempt = match &c.outcome {
+                Outcome::Retry { at, .. } => Some(at.millis()),
+                _ => None,
+            };
+            let updated = sqlx::query(
+                "UPDATE tasks SET status = $1, updated_at = $2, last_error = $3, next_attempt_at = $4,
+                        lease_owner = NULL, lease_until = NULL
+                 WHERE id = $5 AND status = 'processing' AND lease_owner = $6",
+            )
+            .bind(c.outcome.status().as_str())
+            .bind(c.ended_at.millis())
+            .bind(c.outcome.error())
+            .bind(next_attempt)
+            .bind(c.id.as_str())
+            .bind(worker)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 0 {
+                tracing::warn!(task = %c.id, worker, "completion ignored: the worker no longer holds the task");
+                continue;
+            }
+            recorded += 1;
+            sqlx::query(
+                "INSERT INTO task_attempts (task_id, attempt, started_at, ended_at, outcome, error)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(c.id.as_str())
+            .bind(i64::from(c.attempt))
+            .bind(c.started_at.millis())
+            .bind(c.ended_at.millis())
+            .bind(c.outcome.status().as_str())
+            .bind(c.outcome.error())
+            .execute(&mut *tx)
+            .await?;
+            messages.extend(c.messages.iter().map(|m| (c.id.as_str(), Phase::Export, m)));
+        }
+        insert_messages(&mut tx, &messages).await?;
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
+    async fn release(&self, worker: &str, ids: &[TaskId]) -> Result<u64, StoreError> {
+        let list: Vec<&str> = ids.iter().map(TaskId::as_str).collect();
+        let n = sqlx::query(
+            "UPDATE tasks SET status = 'new', attempts = attempts - 1, lease_owner = NULL, lease_until = NULL
+             WHERE id = ANY($1) AND status = 'processing' AND lease_owner = $2",
+        )
+        .bind(&list)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
+    async fn extend_leases(
+        &self,
+        worker: &str,
+        ids: &[TaskId],
+        until: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let list: Vec<&str> = ids.iter().map(TaskId::as_str).collect();
+        let n = sqlx::query(
+            "UPDATE tasks SET lease_until = $1 WHERE id = ANY($2) AND status = 'processing' AND lease_owner = $3",
+        )
+        .bind(until.millis())
+        .bind(&list)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
+    async fn sync_schedules(&self, schedules: &[ScheduleEntry]) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        let names: Vec<&str> = schedules.iter().map(|s| s.name.as_str()).collect();
+        sqlx::query("DELETE FROM schedules WHERE NOT (name = ANY($1))")
+            .bind(&names)
+            .execute(&mut *tx)
+            .await?;
+        for s in schedules {
+            sqlx::query(
+                "INSERT INTO schedules (name, expression, next_run_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET expression = EXCLUDED.expression, next_run_at = EXCLUDED.next_run_at
+                 WHERE schedules.expression <> EXCLUDED.expression",
+            )
+            .bind(&s.name)
+            .bind(&s.expression)
+            .bind(s.next_run_at.millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn due_schedules(&self, now: Timestamp) -> Result<Vec<ScheduleEntry>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT name, expression, next_run_at FROM schedules WHERE next_run_at <= $1 ORDER BY next_run_at, name",
+        )
+        .bind(now.millis())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, expression, next)| ScheduleEntry {
+                name,
+                expression,
+                next_run_at: Timestamp::from_millis(next),
+            })
+            .collect())
+    }
+
+    async fn advance_schedule(
+        &self,
+        name: &str,
+        expected: Timestamp,
+        next: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let moved = sqlx::query(
+            "UPDATE schedules SET next_run_at = $1, last_run_at = $2 WHERE name = $3 AND next_run_at = $4",
+        )
+        .bind(next.millis())
+        .bind(now.millis())
+        .bind(name)
+        .bind(expected.millis())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(moved == 1)
+    }
+
+    async fn prune(&self, rule: &PruneRule, batch: u32) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(PRUNE_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !ours {
+            tx.rollback().await?;
+            return Ok(0); // another node is pruning
+        }
+        let mut ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM tasks WHERE status IN ('finished', 'skipped', 'failed') AND updated_at < $1
+             ORDER BY updated_at, id LIMIT $2",
+        )
+        .bind(rule.updated_before.millis())
+        .bind(i64::from(batch))
+        .fetch_all(&mut *tx)
+        .await?;
+        if let Some(max) = rule.max_tasks
+            && (ids.len() as u32) < batch
+        {
+            let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks")
+                .fetch_one(&mut *tx)
+                .await?;
+            let excess = (total as u64)
+                .saturating_sub(max)
+                .saturating_sub(ids.len() as u64);
+            let take = std::cmp::min(excess, u64::from(batch) - ids.len() as u64);
+            if take > 0 {
+                let more: Vec<String> = sqlx::query_scalar(
+                    "SELECT id FROM tasks WHERE status IN ('finished', 'skipped', 'failed') AND updated_at >= $1
+                     ORDER BY updated_at, id LIMIT $2",
+                )
+                .bind(rule.updated_before.millis())
+                .bind(take as i64)
+                .fetch_all(&mut *tx)
+                .await?;
+                ids.extend(more);
+            }
+        }
+        sqlx::query("DELETE FROM task_messages WHERE task_id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM task_attempts WHERE task_id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        let deleted = sqlx::query(
+            "DELETE FROM tasks WHERE id = ANY($1) AND status IN ('finished', 'skipped', 'failed')",
+        )
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn recover_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let n = sqlx::query(
+            "WITH expired AS (
+                 SELECT id, lease_owner FROM tasks WHERE status = 'processing' AND lease_until < $1
+                 FOR UPDATE SKIP LOCKED),
+             upd AS (
+                 UPDATE tasks t SET status = 'new', updated_at = $1, lease_owner = NULL, lease_until = NULL
+                 FROM expired e WHERE t.id = e.id RETURNING t.id)
+             INSERT INTO task_messages (task_id, phase, at, level, message)
+             SELECT e.id, 'export', $1, 'warn',
+                    'returned to new: the lease of worker ' || COALESCE(e.lease_owner, '?') || ' expired before it finished'
+             FROM expired e JOIN upd ON upd.id = e.id",
+        )
+        .bind(now.millis())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
+    async fn new_task_events(&self) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&self.pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for new tasks; realtime routes fall back to polling");
+                return None;
+            }
+        };
+        if let Err(e) = listener.listen(NEW_TASKS_CHANNEL).await {
+            tracing::warn!(error = %e, "cannot LISTEN for new tasks; realtime routes fall back to polling");
+            return None;
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(n) => {
+                        if tx.send(n.payload().to_owned()).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "new-task notifications interrupted; reconnecting");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Some(rx)
+    }
+}
