@@ -56,12 +56,22 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub url: String,
+    /// Connections to PostgreSQL per process.
+    pub max_connections: u32,
+    /// How long a request waits for a free connection, in seconds.
+    pub acquire_timeout_secs: u64,
+    /// Apply pending migrations at start (safe when several nodes start together);
+    /// false: run `ferry migrate` yourself first.
+    pub migrate: bool,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             url: DEFAULT_STORAGE_URL.into(),
+            max_connections: 10,
+            acquire_timeout_secs: 30,
+            migrate: true,
         }
     }
 }
@@ -619,6 +629,16 @@ impl Validator<'_> {
     fn config(&mut self, raw: RawConfig) -> Config {
         let retention = self.retention(raw.retention);
         let workers = self.workers(raw.workers);
+        if raw.storage.max_connections == 0 || raw.storage.max_connections > 1_000 {
+            self.problem(
+                None,
+                "storage.max_connections",
+                format!(
+                    "{} is out of range; use 1 to 1000",
+                    raw.storage.max_connections
+                ),
+            );
+        }
         if raw.storage.url.trim().is_empty() {
             self.problem(
                 None,

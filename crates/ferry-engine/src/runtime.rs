@@ -38,6 +38,25 @@ impl Runtime {
             stop: stop.subscribe(),
         };
         loops.spawn(ctx.clone().scheduler(workers.poll_interval));
+        // Tasks created by other processes on a shared database wake realtime routes too.
+        if let Some(mut events) = engine.store().new_task_events().await {
+            let (waker, mut stop_rx) = (engine.clone(), stop.subscribe());
+            loops.spawn(async move {
+                loop {
+                    tokio::select! {
+                        route = events.recv() => match route {
+                            Some(route) => {
+                                if let Some(n) = waker.wake.get(&route) {
+                                    n.notify_one();
+                                }
+                            }
+                            None => return,
+                        },
+                        _ = stop_rx.changed() => return,
+                    }
+                }
+            });
+        }
         for route in engine
             .config()
             .routes

@@ -30,6 +30,8 @@ enum Command {
     Serve(serve::Args),
     /// Check a configuration file and exit.
     Check(serve::CheckArgs),
+    /// Apply pending database migrations of the configured store and exit.
+    Migrate(serve::CheckArgs),
     /// Run the server on a bundled demo configuration with demo tasks in every status.
     Demo(demo::Args),
     /// Find, show, skip and retry tasks on a running server.
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Check(args) => serve::check(args),
+            Command::Migrate(args) => serve::migrate(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Tasks(cmd) => tasks_cmd::run(*cmd).await,
             Command::Routes(cmd) => routes_cmd::run(cmd).await,

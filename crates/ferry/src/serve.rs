@@ -61,11 +61,71 @@ pub fn prepare(config: Config, path: &Path) -> Result<Prepared> {
 /// reported before any file is created.
 pub async fn engine(config: Config, path: &Path) -> Result<Engine> {
     let prepared = prepare(config, path)?;
-    let url = prepared.config().storage.url.clone();
-    let store = ferry_store::open(&url)
-        .await
-        .with_context(|| format!("cannot open the store at {url} (storage.url)"))?;
+    let store = open_store(
+        &prepared.config().storage,
+        prepared.config().storage.migrate,
+    )
+    .await?;
     Ok(prepared.with_store(store))
+}
+
+/// Opens the store of `storage`, applying migrations when `migrate` is true.
+pub async fn open_store(
+    storage: &ferry_core::config::StorageConfig,
+    migrate: bool,
+) -> Result<Arc<dyn ferry_store::Store>> {
+    let pool = ferry_store::postgres::PoolSettings {
+        max_connections: storage.max_connections,
+        acquire_timeout: std::time::Duration::from_secs(storage.acquire_timeout_secs),
+    };
+    ferry_store::open_with(&storage.url, pool, migrate)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the store at {} (storage.url)",
+                redact(&storage.url)
+            )
+        })
+}
+
+/// A storage URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user_info = &url[scheme + 3..at];
+            match user_info.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// `ferry migrate`: applies pending migrations and says which.
+pub async fn migrate(args: CheckArgs) -> Result<()> {
+    init_logging();
+    let config = load_config(&args.config)?;
+    let url = &config.storage.url;
+    if url.starts_with("postgres") {
+        let pool = ferry_store::postgres::PoolSettings {
+            max_connections: 2,
+            acquire_timeout: std::time::Duration::from_secs(config.storage.acquire_timeout_secs),
+        };
+        let store = ferry_store::postgres::PgStore::connect(url, pool)
+            .await
+            .with_context(|| format!("cannot connect to {}", redact(url)))?;
+        let applied = store.migrate().await?;
+        if applied.is_empty() {
+            println!("{}: the schema is up to date", redact(url));
+        } else {
+            println!("{}: applied migrations {applied:?}", redact(url));
+        }
+    } else {
+        open_store(&config.storage, true).await?;
+        println!("{}: the schema is up to date", redact(url));
+    }
+    Ok(())
 }
 
 pub fn check(args: CheckArgs) -> Result<()> {
