@@ -185,6 +185,161 @@ pub fn filter_json(filter: &TaskFilter) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
+/// A page of tasks in identifier order after `after`, for export.
+pub fn tasks_after(after: Option<&ferry_core::TaskId>, limit: u32) -> SelectStatement {
+    let mut q = Query::select()
+        .columns(DETAIL_COLUMNS)
+        .from(TASKS)
+        .order_by("id", Order::Asc)
+        .limit(u64::from(limit))
+        .to_owned();
+    if let Some(id) = after {
+        q.and_where(Expr::col("id").gt(id.as_str()));
+    }
+    q
+}
+
+/// Recreates an operator action; returns its new id.
+pub fn import_action(a: &crate::ActionRecord) -> sea_query::InsertStatement {
+    Query::insert()
+        .into_table("operator_actions")
+        .columns([
+            "at",
+            "actor",
+            "action",
+            "reason",
+            "target",
+            "matched",
+            "changed",
+            "ineligible",
+            "not_found",
+        ])
+        .values_panic([
+            a.at.millis().into(),
+            a.actor.clone().into(),
+            a.action.clone().into(),
+            a.reason.clone().into(),
+            a.target.to_string().into(),
+            (a.outcome.matched as i64).into(),
+            (a.outcome.changed as i64).into(),
+            (a.outcome.ineligible as i64).into(),
+            (a.outcome.not_found as i64).into(),
+        ])
+        .returning_col("id")
+        .to_owned()
+}
+
+/// The statements that recreate one task: the task row (skipped when the identifier
+/// exists), then its messages, attempts and action links. A `processing` task comes
+/// back `new`, since its worker is in the other installation.
+pub fn import_task(
+    r: &crate::TaskRecord,
+    now: ferry_core::Timestamp,
+) -> Vec<sea_query::InsertStatement> {
+    use ferry_core::task::{Level, Message, Phase};
+    let t = &r.task;
+    let s = &t.summary;
+    let was_processing = s.status == Status::Processing;
+    let status = if was_processing {
+        Status::New
+    } else {
+        s.status
+    };
+    let task = Query::insert()
+        .into_table(TASKS)
+        .columns([
+            "id",
+            "route",
+            "entity_schema",
+            "entity_identifier",
+            "entity_data",
+            "status",
+            "attempts",
+            "created_at",
+            "updated_at",
+            "next_attempt_at",
+            "last_error",
+        ])
+        .values_panic([
+            s.id.as_str().into(),
+            s.route.clone().into(),
+            s.entity_schema.clone().into(),
+            s.entity_identifier.clone().into(),
+            t.entity_data.to_string().into(),
+            status.as_str().into(),
+            i64::from(s.attempts).into(),
+            s.created_at.millis().into(),
+            s.updated_at.millis().into(),
+            t.next_attempt_at.map(|n| n.millis()).into(),
+            t.last_error.clone().into(),
+        ])
+        .on_conflict(sea_query::OnConflict::column("id").do_nothing().to_owned())
+        .to_owned();
+    let mut out = vec![task];
+    let mut messages: Vec<(Phase, Message)> = r.messages.clone();
+    if was_processing {
+        messages.push((
+            Phase::Export,
+            Message::new(
+                now,
+                Level::Warn,
+                "imported while processing in another installation; returned to new",
+            ),
+        ));
+    }
+    if !messages.is_empty() {
+        let mut m = Query::insert()
+            .into_table("task_messages")
+            .columns(["task_id", "phase", "at", "level", "message"])
+            .to_owned();
+        for (phase, msg) in &messages {
+            m.values_panic([
+                s.id.as_str().into(),
+                phase.as_str().into(),
+                msg.at.millis().into(),
+                msg.level.as_str().into(),
+                msg.message.clone().into(),
+            ]);
+        }
+        out.push(m);
+    }
+    if !r.attempts.is_empty() {
+        let mut a = Query::insert()
+            .into_table("task_attempts")
+            .columns([
+                "task_id",
+                "attempt",
+                "started_at",
+                "ended_at",
+                "outcome",
+                "error",
+            ])
+            .to_owned();
+        for at in &r.attempts {
+            a.values_panic([
+                s.id.as_str().into(),
+                i64::from(at.attempt).into(),
+                at.started_at.millis().into(),
+                at.ended_at.millis().into(),
+                at.outcome.as_str().into(),
+                at.error.clone().into(),
+            ]);
+        }
+        out.push(a);
+    }
+    if !r.action_ids.is_empty() {
+        let mut l = Query::insert()
+            .into_table("task_actions")
+            .columns(["task_id", "action_id"])
+            .to_owned();
+        for id in &r.action_ids {
+            l.values_panic([s.id.as_str().into(), (*id).into()]);
+        }
+        out.push(l);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -785,6 +785,50 @@ impl Store for SqliteStore {
         Ok(deleted)
     }
 
+    async fn tasks_after(
+        &self,
+        after: Option<&TaskId>,
+        limit: u32,
+    ) -> Result<Vec<Task>, StoreError> {
+        let rows = bound!(query::tasks_after(after, limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(detail).collect()
+    }
+
+    async fn import_actions(&self, actions: &[ActionRecord]) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.write().await?;
+        let mut ids = Vec::with_capacity(actions.len());
+        for a in actions {
+            let id: i64 = bound!(query::import_action(a))
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn import_tasks(&self, records: &[TaskRecord]) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        let mut created = 0;
+        let now = Timestamp::now();
+        for r in records {
+            let mut statements = query::import_task(r, now).into_iter();
+            let task = statements.next().expect("the task row comes first");
+            if bound!(task).execute(&mut *tx).await?.rows_affected() == 0 {
+                continue; // already there
+            }
+            created += 1;
+            for s in statements {
+                bound!(s).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
     async fn recover_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
         sqlx::query(

@@ -137,6 +137,16 @@ pub struct ActionRecord {
     pub outcome: BulkOutcome,
 }
 
+/// Everything about one task, for moving it between stores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRecord {
+    pub task: Task,
+    pub messages: Vec<(Phase, Message)>,
+    pub attempts: Vec<Attempt>,
+    /// Operator actions (ids in the target store) that changed the task.
+    pub action_ids: Vec<i64>,
+}
+
 /// A cron schedule as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleEntry {
@@ -254,6 +264,22 @@ pub trait Store: Send + Sync + 'static {
     /// Returns `processing` tasks whose lease expired before `now` to `new`, with a
     /// message; answers how many.
     async fn recover_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// Up to `limit` tasks with identifiers after `after`, in identifier order: a full
+    /// scan in pages, for export.
+    async fn tasks_after(
+        &self,
+        after: Option<&TaskId>,
+        limit: u32,
+    ) -> Result<Vec<Task>, StoreError>;
+
+    /// Recreates operator actions (from another store); answers their new ids in order.
+    async fn import_actions(&self, actions: &[ActionRecord]) -> Result<Vec<i64>, StoreError>;
+
+    /// Recreates tasks with their logs, attempts and action links (from another store).
+    /// A task whose identifier exists already is left alone; a task that was
+    /// `processing` comes back `new`, with a message. Answers how many were created.
+    async fn import_tasks(&self, records: &[TaskRecord]) -> Result<u64, StoreError>;
 
     /// Routes on which any process sharing the store created tasks, as they happen;
     /// `None` when the backend cannot tell (workers then poll).

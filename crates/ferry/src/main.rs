@@ -9,6 +9,7 @@ mod routes_cmd;
 mod serve;
 mod table;
 mod tasks_cmd;
+mod transfer;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -32,6 +33,10 @@ enum Command {
     Check(serve::CheckArgs),
     /// Apply pending database migrations of the configured store and exit.
     Migrate(serve::CheckArgs),
+    /// Write every task (with logs, attempts and operator actions) as NDJSON.
+    Export(transfer::ExportArgs),
+    /// Read tasks written by `ferry export` into the configured store.
+    Import(transfer::ImportArgs),
     /// Run the server on a bundled demo configuration with demo tasks in every status.
     Demo(demo::Args),
     /// Find, show, skip and retry tasks on a running server.
@@ -59,6 +64,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Check(args) => serve::check(args),
             Command::Migrate(args) => serve::migrate(args).await,
+            Command::Export(args) => transfer::export(args).await,
+            Command::Import(args) => transfer::import(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Tasks(cmd) => tasks_cmd::run(*cmd).await,
             Command::Routes(cmd) => routes_cmd::run(cmd).await,
