@@ -180,20 +180,9 @@ where
 
 async fn insert_messages(tx: &mut Tx, rows: &[(&str, Phase, &Message)]) -> Result<(), StoreError> {
     for chunk in rows.chunks(CHUNK) {
-        let mut stmt = Query::insert()
-            .into_table("task_messages")
-            .columns(["task_id", "phase", "at", "level", "message"])
-            .to_owned();
-        for (id, phase, m) in chunk {
-            stmt.values_panic([
-                (*id).into(),
-                phase.as_str().into(),
-                m.at.millis().into(),
-                m.level.as_str().into(),
-                m.message.clone().into(),
-            ]);
-        }
-        bound!(stmt).execute(&mut **tx).await?;
+        bound!(query::insert_messages(chunk))
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
@@ -273,34 +262,7 @@ impl Store for PgStore {
     async fn insert_tasks(&self, tasks: &[NewTask]) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         for chunk in tasks.chunks(CHUNK) {
-            let mut stmt = Query::insert()
-                .into_table(TASKS)
-                .columns([
-                    "id",
-                    "route",
-                    "entity_schema",
-                    "entity_identifier",
-                    "entity_data",
-                    "status",
-                    "attempts",
-                    "created_at",
-                    "updated_at",
-                ])
-                .to_owned();
-            for t in chunk {
-                stmt.values_panic([
-                    t.id.as_str().into(),
-                    t.route.as_str().into(),
-                    t.entity_schema.as_str().into(),
-                    t.entity_identifier.clone().into(),
-                    t.entity_data.to_string().into(),
-                    Status::New.as_str().into(),
-                    0i64.into(),
-                    t.created_at.millis().into(),
-                    t.created_at.millis().into(),
-                ]);
-            }
-            bound!(stmt).execute(&mut *tx).await?;
+            bound!(query::insert_tasks(chunk)).execute(&mut *tx).await?;
         }
         let messages: Vec<(&str, Phase, &Message)> = tasks
             .iter()

@@ -185,6 +185,58 @@ pub fn filter_json(filter: &TaskFilter) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
+/// Inserts new tasks (status `new`).
+pub fn insert_tasks(tasks: &[ferry_core::NewTask]) -> sea_query::InsertStatement {
+    let mut stmt = Query::insert()
+        .into_table(TASKS)
+        .columns([
+            "id",
+            "route",
+            "entity_schema",
+            "entity_identifier",
+            "entity_data",
+            "status",
+            "attempts",
+            "created_at",
+            "updated_at",
+        ])
+        .to_owned();
+    for t in tasks {
+        stmt.values_panic([
+            t.id.as_str().into(),
+            t.route.as_str().into(),
+            t.entity_schema.as_str().into(),
+            t.entity_identifier.clone().into(),
+            t.entity_data.to_string().into(),
+            Status::New.as_str().into(),
+            0i64.into(),
+            t.created_at.millis().into(),
+            t.created_at.millis().into(),
+        ]);
+    }
+    stmt
+}
+
+/// Appends log lines: (task id, phase, message).
+pub fn insert_messages(
+    rows: &[(&str, ferry_core::Phase, &ferry_core::Message)],
+) -> sea_query::InsertStatement {
+    let mut stmt = Query::insert()
+        .into_table("task_messages")
+        .columns(["task_id", "phase", "at", "level", "message"])
+        .to_owned();
+    for (id, phase, m) in rows {
+        stmt.values_panic([
+            (*id).into(),
+            phase.as_str().into(),
+            m.at.millis().into(),
+            m.level.as_str().into(),
+            m.message.clone().into(),
+        ]);
+    }
+    stmt
+}
+
 /// A page of tasks in identifier order after `after`, for export.
 pub fn tasks_after(after: Option<&ferry_core::TaskId>, limit: u32) -> SelectStatement {
     let mut q = Query::select()

@@ -5,31 +5,10 @@
 
 mod common;
 
-use axum::Router;
-use axum::extract::{Path, State};
-use common::Server;
+use common::{Server, sku_target};
 use sqlx::Connection;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-type Deliveries = Arc<Mutex<Vec<String>>>;
-
-async fn target() -> (String, Deliveries) {
-    async fn receive(State(seen): State<Deliveries>, Path(sku): Path<String>) -> &'static str {
-        tokio::time::sleep(Duration::from_millis(3)).await;
-        seen.lock().unwrap().push(sku);
-        "{}"
-    }
-    let seen: Deliveries = Arc::default();
-    let app = Router::new()
-        .route("/products/{sku}", axum::routing::put(receive))
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, seen)
-}
 
 const TASKS: usize = 2_000;
 
@@ -58,7 +37,7 @@ async fn three_nodes_share_a_route_and_survive_losing_one() {
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
 
-    let (target_url, seen) = target().await;
+    let (target_url, seen) = sku_target(Duration::from_millis(3)).await;
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         r#"

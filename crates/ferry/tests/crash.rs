@@ -3,31 +3,9 @@
 
 mod common;
 
-use axum::Router;
-use axum::extract::{Path, State};
-use common::{Server, write_config};
+use common::{Server, sku_target, write_config};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-type Deliveries = Arc<Mutex<Vec<String>>>;
-
-/// The outside system: records every SKU it receives, slowly.
-async fn target() -> (String, Deliveries) {
-    async fn receive(State(seen): State<Deliveries>, Path(sku): Path<String>) -> &'static str {
-        tokio::time::sleep(Duration::from_millis(15)).await;
-        seen.lock().unwrap().push(sku);
-        "{}"
-    }
-    let seen: Deliveries = Arc::default();
-    let app = Router::new()
-        .route("/products/{sku}", axum::routing::put(receive))
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, seen)
-}
 
 fn config(target: &str) -> String {
     format!(
@@ -64,7 +42,7 @@ const TASKS: usize = 400;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_task_ends_finished_exactly_once_when_a_node_is_killed_mid_run() {
-    let (url, seen) = target().await;
+    let (url, seen) = sku_target(Duration::from_millis(15)).await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &config(&url));
     let mut first = Server::start(&path).await;

@@ -89,3 +89,29 @@ impl Server {
         self.child.wait().unwrap();
     }
 }
+
+/// SKUs an outside system received, in order.
+pub type Deliveries = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// The outside system of the crash and cluster tests: `PUT /products/{sku}` records the
+/// SKU after `delay`. Answers its base URL and what it received.
+pub async fn sku_target(delay: Duration) -> (String, Deliveries) {
+    use axum::extract::{Path as UrlPath, State};
+    let seen: Deliveries = Default::default();
+    let app = axum::Router::new()
+        .route(
+            "/products/{sku}",
+            axum::routing::put(
+                move |State(seen): State<Deliveries>, UrlPath(sku): UrlPath<String>| async move {
+                    tokio::time::sleep(delay).await;
+                    seen.lock().unwrap().push(sku);
+                    "{}"
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
