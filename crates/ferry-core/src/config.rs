@@ -169,8 +169,9 @@ pub struct Transformer {
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Subscriber {
     Webhook {
+        /// When set, a delivery must carry it as a bearer token or sign its body with it.
         #[serde(default)]
-        secret: Option<String>,
+        secret: Option<Secret>,
     },
     File {
         path: String,
@@ -202,6 +203,23 @@ fn default_max_pages() -> u32 {
 
 fn default_format() -> FileFormat {
     FileFormat::Ndjson
+}
+
+/// A secret from the configuration: never shown by `Debug`, so never logged.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -32,8 +32,9 @@ impl JqProgram {
         let defs = jaq_core::defs()
             .chain(jaq_std::defs())
             .chain(jaq_json::defs());
+        // No `env`: a transformer must not read the process environment (secrets).
         let funs = jaq_core::funs()
-            .chain(jaq_std::funs())
+            .chain(jaq_std::funs().filter(|f| f.0 != "env"))
             .chain(jaq_json::funs());
         let loader = Loader::new(defs);
         let arena = Arena::default();
@@ -184,6 +185,13 @@ mod tests {
         assert!(p.run(&json!({"price": "abc"})).is_err());
         let p = JqProgram::compile("error(\"custom\")").unwrap();
         assert!(p.run(&json!({})).unwrap_err().contains("custom"));
+    }
+
+    #[test]
+    fn the_environment_is_out_of_reach() {
+        let err = JqProgram::compile("env.HOME").unwrap_err();
+        assert!(err.contains("env"), "{err}");
+        assert!(JqProgram::compile("$ENV.HOME").is_err());
     }
 
     #[test]

@@ -9,8 +9,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use axum::{Json, Router};
+use ferry_core::config::Subscriber;
 use ferry_core::entity::kind_of;
 use ferry_engine::IngestError;
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -26,6 +28,58 @@ pub struct WebhookResult {
     pub tasks: Vec<String>,
     /// Entities that a transformer dropped (no task).
     pub dropped: u64,
+}
+
+/// The header that carries `sha256=<hex HMAC-SHA256 of the body>`.
+pub const SIGNATURE_HEADER: &str = "x-ferry-signature";
+
+/// Lets a delivery in when it carries the webhook's secret as a bearer token or signs
+/// its body with it; answers 401 otherwise, without saying which part was wrong.
+fn authenticate(headers: &HeaderMap, body: &[u8], secret: &str, id: &str) -> Result<(), ApiError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|token| constant_time_eq(token.trim().as_bytes(), secret.as_bytes()));
+    let signed = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("sha256="))
+        .and_then(|hex| decode_hex(hex))
+        .is_some_and(|sig| {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+                .expect("HMAC takes any key");
+            mac.update(body);
+            mac.verify_slice(&sig).is_ok()
+        });
+    if bearer || signed {
+        return Ok(());
+    }
+    tracing::warn!(
+        incoming = id,
+        "webhook delivery refused: missing or wrong credentials"
+    );
+    Err(ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        format!(
+            "the webhook '{id}' needs its secret: send Authorization: Bearer <secret>, or X-Ferry-Signature: sha256=<hex HMAC-SHA256 of the body, keyed with the secret>"
+        ),
+    ))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Reads one object, an array of objects, or NDJSON into entities.
@@ -100,6 +154,7 @@ pub fn entities(content_type: Option<&str>, bytes: &[u8]) -> Result<Vec<Value>, 
     params(("incoming_id" = String, Path, description = "incoming configuration id")),
     request_body(content = Object, description = "one JSON object, an array of objects, or NDJSON (Content-Type: application/x-ndjson)"),
     responses((status = 201, body = WebhookResult), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody),
         (status = 422, body = crate::error::ErrorBody)))]
 pub async fn receive(
@@ -134,6 +189,12 @@ pub async fn receive(
         ));
     }
     let bytes = body::bytes(body)?;
+    if let Subscriber::Webhook {
+        secret: Some(secret),
+    } = &incoming.subscriber
+    {
+        authenticate(&headers, &bytes, secret.expose(), &incoming_id)?;
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());

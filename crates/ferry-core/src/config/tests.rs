@@ -239,3 +239,15 @@ fn schedules_are_parsed_cron_expressions() {
     assert_eq!(s.incoming.as_ref().unwrap().expression(), "*/5 * * * *");
     assert_eq!(s.outgoing.as_ref().unwrap().expression(), "* * * * *");
 }
+
+#[test]
+fn a_webhook_secret_never_shows_in_debug_output() {
+    let text = REFERENCE.replace(
+        r#"subscriber = { type = "webhook" }"#,
+        r#"subscriber = { type = "webhook", secret = "hunter2" }"#,
+    );
+    let c = load("ferry.toml", &text, no_env()).unwrap();
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("Secret(***)"));
+}

@@ -39,6 +39,11 @@ entity_schema = "order"
 subscriber = { type = "webhook" }
 
 [[incoming]]
+id = "signed"
+entity_schema = "product"
+subscriber = { type = "webhook", secret = "s3cret-value" }
+
+[[incoming]]
 id = "files"
 entity_schema = "product"
 subscriber = { type = "file", path = "inbox/*.ndjson" }
@@ -54,7 +59,7 @@ publisher = { type = "http", url = "http://127.0.0.1:9/{sku}", timeout = "2s" }
 
 [[routes]]
 id = "archive"
-incoming = ["shop", "orders"]
+incoming = ["shop", "orders", "signed"]
 outgoing = "archive"
 batch_size = 10000
 
