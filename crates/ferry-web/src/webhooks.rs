@@ -45,7 +45,7 @@ fn authenticate(headers: &HeaderMap, body: &[u8], secret: &str, id: &str) -> Res
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().strip_prefix("sha256="))
-        .and_then(|hex| decode_hex(hex))
+        .and_then(decode_hex)
         .is_some_and(|sig| {
             let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
                 .expect("HMAC takes any key");
@@ -73,7 +73,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     (0..hex.len())
