@@ -51,7 +51,8 @@ macro_rules! conformance_suite {
             a_schedule_fires_once_per_due_time,
             syncing_schedules_keeps_next_runs_unless_the_expression_changed,
             pruning_removes_old_final_tasks_only,
-            pruning_by_count_keeps_the_newest_tasks
+            pruning_by_count_keeps_the_newest_tasks,
+            the_audit_trail_lists_actions_newest_first_with_filters
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -894,4 +895,62 @@ pub async fn pruning_by_count_keeps_the_newest_tasks(store: &dyn Store) {
         );
     }
     assert!(store.get_task(&new).await.unwrap().is_some());
+}
+
+pub async fn the_audit_trail_lists_actions_newest_first_with_filters(store: &dyn Store) {
+    let a = seed(store, "r", Status::New, 0).await;
+    let b = seed(store, "r", Status::Failed, 1_000).await;
+    let mut alice = request(Action::Skip, 2_000);
+    alice.actor = "alice".into();
+    store.act_on_task(&a, &alice).await.unwrap();
+    let mut bob = request(Action::Retry, 3_000);
+    bob.actor = "bob".into();
+    bob.reason = Some("fixed".into());
+    store
+        .act_on_filter(&query(&[("route", "r"), ("status", "failed")]).filter, &bob)
+        .await
+        .unwrap();
+    let all = |q: AuditQuery| async move { store.list_actions(&q).await.unwrap() };
+    let (items, total) = all(AuditQuery::default()).await;
+    assert_eq!(total, 2);
+    assert_eq!(
+        (items[0].actor.as_str(), items[1].actor.as_str()),
+        ("bob", "alice"),
+        "newest first"
+    );
+    assert_eq!(items[0].outcome.changed, 1);
+    let (items, _) = all(AuditQuery {
+        actor: Some("alice".into()),
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!(items.len(), 1);
+    let (items, _) = all(AuditQuery {
+        action: Some("retry".into()),
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!(items[0].reason.as_deref(), Some("fixed"));
+    let (items, _) = all(AuditQuery {
+        task: Some(b.clone()),
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].actor, "bob");
+    let (items, total) = all(AuditQuery {
+        from: Some(at(2_500)),
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!((items.len(), total), (1, 1));
+    let (items, total) = all(AuditQuery {
+        page: ferry_core::Page {
+            page: 2,
+            per_page: 1,
+        },
+        ..AuditQuery::default()
+    })
+    .await;
+    assert_eq!((items[0].actor.as_str(), total), ("alice", 2));
 }

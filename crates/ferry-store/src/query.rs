@@ -185,6 +185,58 @@ pub fn filter_json(filter: &TaskFilter) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
+/// The operator actions an audit query asks for (`count` for the total).
+pub fn actions(query: &crate::AuditQuery, count: bool) -> SelectStatement {
+    let mut c = Cond::all();
+    if let Some(actor) = &query.actor {
+        c = c.add(Expr::col(("a", "actor")).eq(actor.clone()));
+    }
+    if let Some(action) = &query.action {
+        c = c.add(Expr::col(("a", "action")).eq(action.clone()));
+    }
+    if let Some(from) = query.from {
+        c = c.add(Expr::col(("a", "at")).gte(from.millis()));
+    }
+    if let Some(to) = query.to {
+        c = c.add(Expr::col(("a", "at")).lte(to.millis()));
+    }
+    if let Some(task) = &query.task {
+        c = c.add(
+            Expr::col(("a", "id")).in_subquery(
+                Query::select()
+                    .column("action_id")
+                    .from("task_actions")
+                    .and_where(Expr::col("task_id").eq(task.as_str()))
+                    .to_owned(),
+            ),
+        );
+    }
+    let mut s = Query::select()
+        .from_as("operator_actions", "a")
+        .cond_where(c)
+        .to_owned();
+    if count {
+        s.expr(Func::count(Expr::col(Asterisk)));
+    } else {
+        s.columns([
+            ("a", "id"),
+            ("a", "at"),
+            ("a", "actor"),
+            ("a", "action"),
+            ("a", "reason"),
+            ("a", "target"),
+            ("a", "matched"),
+            ("a", "changed"),
+            ("a", "ineligible"),
+            ("a", "not_found"),
+        ])
+        .order_by(("a", "id"), Order::Desc)
+        .limit(u64::from(query.page.per_page))
+        .offset(query.page.offset());
+    }
+    s
+}
+
 /// Inserts new tasks (status `new`).
 pub fn insert_tasks(tasks: &[ferry_core::NewTask]) -> sea_query::InsertStatement {
     let mut stmt = Query::insert()

@@ -747,6 +747,40 @@ impl Store for SqliteStore {
         Ok(deleted)
     }
 
+    async fn list_actions(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<(Vec<ActionRecord>, u64), StoreError> {
+        let rows = bound!(query::actions(query, false))
+            .fetch_all(&self.reader)
+            .await?;
+        let total: i64 = bound!(query::actions(query, true))
+            .fetch_one(&self.reader)
+            .await?
+            .try_get(0)?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                let target: String = r.try_get(5)?;
+                Ok(ActionRecord {
+                    id: r.try_get(0)?,
+                    at: Timestamp::from_millis(r.try_get(1)?),
+                    actor: r.try_get(2)?,
+                    action: r.try_get(3)?,
+                    reason: r.try_get(4)?,
+                    target: serde_json::from_str(&target).unwrap_or(serde_json::Value::Null),
+                    outcome: BulkOutcome {
+                        matched: r.try_get::<i64, _>(6)? as u64,
+                        changed: r.try_get::<i64, _>(7)? as u64,
+                        ineligible: r.try_get::<i64, _>(8)? as u64,
+                        not_found: r.try_get::<i64, _>(9)? as u64,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((items, total as u64))
+    }
+
     async fn tasks_after(
         &self,
         after: Option<&TaskId>,

@@ -147,6 +147,18 @@ pub struct TaskRecord {
     pub action_ids: Vec<i64>,
 }
 
+/// Which operator actions to list: every condition set must hold; newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// Only actions that changed this task.
+    pub task: Option<TaskId>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    pub page: ferry_core::Page,
+}
+
 /// A cron schedule as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleEntry {
@@ -264,6 +276,12 @@ pub trait Store: Send + Sync + 'static {
     /// Returns `processing` tasks whose lease expired before `now` to `new`, with a
     /// message; answers how many.
     async fn recover_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// Operator actions, newest first, and how many match.
+    async fn list_actions(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<(Vec<ActionRecord>, u64), StoreError>;
 
     /// Up to `limit` tasks with identifiers after `after`, in identifier order: a full
     /// scan in pages, for export.

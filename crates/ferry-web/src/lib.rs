@@ -5,6 +5,7 @@
 //! Depends on the engine, the store and the core; never on the binary.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod body;
 pub mod error;
 pub mod openapi;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
     let limit = state.config().server.max_body_bytes;
     Router::new()
         .merge(tasks::router())
+        .merge(audit::router())
         .merge(routes::router())
         .merge(webhooks::router())
         .merge(pages::router())

@@ -15,6 +15,7 @@ use utoipa::OpenApi;
         crate::tasks::retry_one,
         crate::tasks::bulk_skip,
         crate::tasks::bulk_retry,
+        crate::audit::list,
         crate::routes::list,
         crate::routes::one,
         crate::routes::run,

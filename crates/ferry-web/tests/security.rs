@@ -105,3 +105,56 @@ async fn every_answer_forbids_framing_sniffing_and_foreign_scripts() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_audit_trail_shows_who_did_what_to_which_tasks() {
+    let app = TestApp::start().await;
+    app.populate(3, 0).await;
+    let failed = app.get_ok("/api/v1/tasks?status=failed&per_page=1").await;
+    let id = failed["items"][0]["identifier"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .http
+        .post(app.url(&format!("/api/v1/tasks/{id}/retry")))
+        .header("x-ferry-actor", "alice")
+        .json(&serde_json::json!({"reason": "ERP back"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    app.post_ok(
+        "/api/v1/tasks/skip",
+        &serde_json::json!({"filter": {"route": ["idle"]}}),
+    )
+    .await;
+
+    let all = app.get_ok("/api/v1/audit").await;
+    assert_eq!(all["total"], 2);
+    assert_eq!(all["items"][0]["action"], "skip");
+    assert_eq!(
+        all["items"][0]["target"]["filter"]["route"],
+        serde_json::json!(["idle"])
+    );
+    assert_eq!(all["items"][0]["changed"], 3);
+    let alice = app.get_ok("/api/v1/audit?actor=alice").await;
+    assert_eq!(alice["items"][0]["reason"], "ERP back");
+    let on_task = app.get_ok(&format!("/api/v1/audit?task={id}")).await;
+    assert_eq!(on_task["total"], 1);
+    for (q, needle) in [
+        ("action=delete", "skip or retry"),
+        ("from=yesterday", "RFC 3339"),
+        ("task=42", "ULID"),
+        ("per_page=0", "1 to 500"),
+        ("who=me", "unknown parameter"),
+    ] {
+        assert_error(
+            app.get(&format!("/api/v1/audit?{q}")).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            needle,
+        )
+        .await;
+    }
+}
