@@ -7,6 +7,7 @@ mod common;
 use common::TestApp;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::Value;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,13 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// Ends ChromeDriver and every browser process it started (they share its process
+    /// group), also when a test failed before closing its session.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-9", &format!("-{}", self.driver.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -57,6 +64,7 @@ async fn browser() -> Option<Browser> {
         .unwrap()
         .port();
     let child = Command::new(&driver)
+        .process_group(0)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
