@@ -112,6 +112,24 @@ impl TaskFilter {
         })
     }
 
+    /// The filter as the bulk actions' JSON object (`route` and `status` as arrays), the
+    /// form the API accepts and the audit trail records.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for (k, v) in self.to_pairs() {
+            if k == "route" || k == "status" {
+                map.entry(k)
+                    .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+                    .as_array_mut()
+                    .expect("route and status are arrays")
+                    .push(v.into());
+            } else {
+                map.insert(k.to_owned(), v.into());
+            }
+        }
+        serde_json::Value::Object(map)
+    }
+
     /// The filter as query pairs, the inverse of [`TaskQuery::parse`].
     pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
         let mut pairs = Vec::new();
@@ -550,6 +568,21 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(none.with_statuses_within(&[Status::New]), None);
+    }
+
+    #[test]
+    fn the_json_form_lists_routes_and_statuses_as_arrays() {
+        let q = parse(&[
+            ("route", "a"),
+            ("route", "b"),
+            ("status", "new"),
+            ("identifier", "01"),
+        ])
+        .unwrap();
+        assert_eq!(
+            q.filter.to_json(),
+            serde_json::json!({"route": ["a", "b"], "status": ["new"], "identifier": "01", "identifier_match": "contains"})
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod conformance;
 pub mod postgres;
 mod query;
+mod rows;
 pub mod sqlite;
 mod store;
 

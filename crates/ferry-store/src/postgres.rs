@@ -6,16 +6,15 @@
 //! announced with `NOTIFY` (see [`PgStore::new_task_events`]). Migrations run under an
 //! advisory lock, so nodes starting together apply them once.
 
-use crate::query::{
-    self, DETAIL_COLUMNS, Dialect, TASKS, action_message, action_update, filter_json,
-};
+use crate::query::{self, DETAIL_COLUMNS, Dialect, TASKS, action_message, action_update};
+use crate::rows;
 use crate::store::*;
 use async_trait::async_trait;
-use ferry_core::task::{Level, Message, NewTask, Phase, Task, TaskSummary};
-use ferry_core::{Status, TaskFilter, TaskId, TaskQuery, Timestamp};
+use ferry_core::task::{Level, Message, NewTask, Phase, Task};
+use ferry_core::{TaskFilter, TaskId, TaskQuery, Timestamp};
 use sea_query::{Expr, ExprTrait, PostgresQueryBuilder, Query};
 use sea_query_sqlx::SqlxBinder;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
 use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
@@ -131,33 +130,6 @@ impl PgStore {
     }
 }
 
-fn summary(row: &PgRow) -> Result<TaskSummary, StoreError> {
-    let status: String = row.try_get("status")?;
-    Ok(TaskSummary {
-        id: TaskId::from_stored(row.try_get("id")?),
-        route: row.try_get("route")?,
-        entity_schema: row.try_get("entity_schema")?,
-        entity_identifier: row.try_get("entity_identifier")?,
-        status: Status::parse(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
-        created_at: Timestamp::from_millis(row.try_get("created_at")?),
-        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
-    })
-}
-
-fn detail(row: &PgRow) -> Result<Task, StoreError> {
-    let data: String = row.try_get("entity_data")?;
-    Ok(Task {
-        summary: summary(row)?,
-        entity_data: serde_json::from_str(&data)
-            .map_err(|e| StoreError::Corrupt(format!("entity data: {e}")))?,
-        last_error: row.try_get("last_error")?,
-        next_attempt_at: row
-            .try_get::<Option<i64>, _>("next_attempt_at")?
-            .map(Timestamp::from_millis),
-    })
-}
-
 async fn fetch_task<'e, E>(executor: E, id: &TaskId, lock: bool) -> Result<Option<Task>, StoreError>
 where
     E: sqlx::Executor<'e, Database = Postgres>,
@@ -174,7 +146,7 @@ where
         .fetch_optional(executor)
         .await?
         .as_ref()
-        .map(detail)
+        .map(rows::detail)
         .transpose()
 }
 
@@ -287,7 +259,10 @@ impl Store for PgStore {
 
     async fn list_tasks(&self, q: &TaskQuery) -> Result<TaskPage, StoreError> {
         let rows = bound!(query::list(D, q)).fetch_all(&self.pool).await?;
-        let items = rows.iter().map(summary).collect::<Result<Vec<_>, _>>()?;
+        let items = rows
+            .iter()
+            .map(rows::summary)
+            .collect::<Result<Vec<_>, _>>()?;
         let total: i64 = bound!(query::count(D, &q.filter))
             .fetch_one(&self.pool)
             .await?
@@ -306,9 +281,7 @@ impl Store for PgStore {
         for row in rows {
             let status: String = row.try_get(0)?;
             let n: i64 = row.try_get(1)?;
-            counts
-                .0
-                .insert(Status::parse(&status).map_err(corrupt)?, n as u64);
+            counts.0.insert(rows::status(&status)?, n as u64);
         }
         Ok(counts)
     }
@@ -323,7 +296,7 @@ impl Store for PgStore {
             out.entry(route)
                 .or_default()
                 .0
-                .insert(Status::parse(&status).map_err(corrupt)?, n as u64);
+                .insert(rows::status(&status)?, n as u64);
         }
         Ok(out)
     }
@@ -377,7 +350,7 @@ impl Store for PgStore {
                     attempt: u32::try_from(attempt).unwrap_or(0),
                     started_at: Timestamp::from_millis(started),
                     ended_at: Timestamp::from_millis(ended),
-                    outcome: Status::parse(&outcome).map_err(corrupt)?,
+                    outcome: rows::status(&outcome)?,
                     error,
                 })
             })
@@ -393,25 +366,7 @@ impl Store for PgStore {
         .bind(id.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let target: String = r.try_get(5)?;
-                Ok(ActionRecord {
-                    id: r.try_get(0)?,
-                    at: Timestamp::from_millis(r.try_get(1)?),
-                    actor: r.try_get(2)?,
-                    action: r.try_get(3)?,
-                    reason: r.try_get(4)?,
-                    target: serde_json::from_str(&target).unwrap_or(serde_json::Value::Null),
-                    outcome: BulkOutcome {
-                        matched: r.try_get::<i64, _>(6)? as u64,
-                        changed: r.try_get::<i64, _>(7)? as u64,
-                        ineligible: r.try_get::<i64, _>(8)? as u64,
-                        not_found: r.try_get::<i64, _>(9)? as u64,
-                    },
-                })
-            })
-            .collect()
+        rows.iter().map(rows::action).collect()
     }
 
     async fn act_on_task(&self, id: &TaskId, request: &ActionRequest) -> Result<Task, ActionError> {
@@ -499,7 +454,7 @@ impl Store for PgStore {
         let action_id = record_action(
             &mut tx,
             request,
-            &serde_json::json!({ "filter": filter_json(filter) }),
+            &serde_json::json!({ "filter": filter.to_json() }),
         )
         .await?;
         let matched: i64 = bound!(query::count(D, filter))
@@ -546,7 +501,10 @@ impl Store for PgStore {
         .bind(i64::from(r.limit))
         .fetch_all(&self.pool)
         .await?;
-        let mut tasks = rows.iter().map(detail).collect::<Result<Vec<_>, _>>()?;
+        let mut tasks = rows
+            .iter()
+            .map(rows::detail)
+            .collect::<Result<Vec<_>, _>>()?;
         tasks.sort_by(|a, b| {
             (a.summary.created_at, &a.summary.id).cmp(&(b.summary.created_at, &b.summary.id))
         });
@@ -765,23 +723,7 @@ impl Store for PgStore {
             .try_get(0)?;
         let items = rows
             .iter()
-            .map(|r| {
-                let target: String = r.try_get(5)?;
-                Ok(ActionRecord {
-                    id: r.try_get(0)?,
-                    at: Timestamp::from_millis(r.try_get(1)?),
-                    actor: r.try_get(2)?,
-                    action: r.try_get(3)?,
-                    reason: r.try_get(4)?,
-                    target: serde_json::from_str(&target).unwrap_or(serde_json::Value::Null),
-                    outcome: BulkOutcome {
-                        matched: r.try_get::<i64, _>(6)? as u64,
-                        changed: r.try_get::<i64, _>(7)? as u64,
-                        ineligible: r.try_get::<i64, _>(8)? as u64,
-                        not_found: r.try_get::<i64, _>(9)? as u64,
-                    },
-                })
-            })
+            .map(rows::action)
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok((items, total as u64))
     }
@@ -794,7 +736,7 @@ impl Store for PgStore {
         let rows = bound!(query::tasks_after(after, limit))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(detail).collect()
+        rows.iter().map(rows::detail).collect()
     }
 
     async fn import_actions(&self, actions: &[ActionRecord]) -> Result<Vec<i64>, StoreError> {

@@ -166,25 +166,6 @@ pub fn action_message(request: &ActionRequest) -> String {
     }
 }
 
-/// A filter as recorded in the audit trail: parameter name → values.
-pub fn filter_json(filter: &TaskFilter) -> serde_json::Value {
-    let mut map = serde_json::Map::new();
-    for (k, v) in filter.to_pairs() {
-        match map.get_mut(k) {
-            Some(serde_json::Value::Array(a)) => a.push(v.into()),
-            _ => {
-                let value = if k == "route" || k == "status" {
-                    serde_json::Value::Array(vec![v.into()])
-                } else {
-                    v.into()
-                };
-                map.insert(k.to_owned(), value);
-            }
-        }
-    }
-    serde_json::Value::Object(map)
-}
-
 /// The operator actions an audit query asks for (`count` for the total).
 pub fn actions(query: &crate::AuditQuery, count: bool) -> SelectStatement {
     let mut c = Cond::all();

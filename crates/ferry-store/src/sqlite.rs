@@ -5,18 +5,16 @@
 //! on it. Write transactions start with `BEGIN IMMEDIATE`, so a second process sharing
 //! the file waits on the busy timeout instead of failing half-way.
 
-use crate::query::{
-    self, DETAIL_COLUMNS, Dialect, TASKS, action_message, action_update, filter_json,
-};
+use crate::query::{self, DETAIL_COLUMNS, Dialect, TASKS, action_message, action_update};
+use crate::rows;
 use crate::store::*;
 use async_trait::async_trait;
-use ferry_core::task::{Level, Message, NewTask, Phase, Task, TaskSummary};
+use ferry_core::task::{Level, Message, NewTask, Phase, Task};
 use ferry_core::{Status, TaskFilter, TaskId, TaskQuery, Timestamp};
 use sea_query::{Expr, ExprTrait, Query, SqliteQueryBuilder};
 use sea_query_sqlx::SqlxBinder;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 use std::collections::{BTreeMap, HashSet};
@@ -105,33 +103,6 @@ macro_rules! bound {
     }};
 }
 
-fn summary(row: &SqliteRow) -> Result<TaskSummary, StoreError> {
-    let status: String = row.try_get("status")?;
-    Ok(TaskSummary {
-        id: TaskId::from_stored(row.try_get("id")?),
-        route: row.try_get("route")?,
-        entity_schema: row.try_get("entity_schema")?,
-        entity_identifier: row.try_get("entity_identifier")?,
-        status: Status::parse(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
-        created_at: Timestamp::from_millis(row.try_get("created_at")?),
-        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
-    })
-}
-
-fn detail(row: &SqliteRow) -> Result<Task, StoreError> {
-    let data: String = row.try_get("entity_data")?;
-    Ok(Task {
-        summary: summary(row)?,
-        entity_data: serde_json::from_str(&data)
-            .map_err(|e| StoreError::Corrupt(format!("entity data: {e}")))?,
-        last_error: row.try_get("last_error")?,
-        next_attempt_at: row
-            .try_get::<Option<i64>, _>("next_attempt_at")?
-            .map(Timestamp::from_millis),
-    })
-}
-
 fn detail_select() -> sea_query::SelectStatement {
     Query::select()
         .columns(DETAIL_COLUMNS)
@@ -150,7 +121,7 @@ where
         .fetch_optional(executor)
         .await?
         .as_ref()
-        .map(detail)
+        .map(rows::detail)
         .transpose()
 }
 
@@ -261,7 +232,10 @@ impl Store for SqliteStore {
     async fn list_tasks(&self, q: &TaskQuery) -> Result<TaskPage, StoreError> {
         let mut conn = self.reader.acquire().await?;
         let rows = bound!(query::list(D, q)).fetch_all(&mut *conn).await?;
-        let items = rows.iter().map(summary).collect::<Result<Vec<_>, _>>()?;
+        let items = rows
+            .iter()
+            .map(rows::summary)
+            .collect::<Result<Vec<_>, _>>()?;
         let total: i64 = bound!(query::count(D, &q.filter))
             .fetch_one(&mut *conn)
             .await?
@@ -280,7 +254,7 @@ impl Store for SqliteStore {
         for row in rows {
             let status: String = row.try_get(0)?;
             let n: i64 = row.try_get(1)?;
-            let s = Status::parse(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let s = rows::status(&status)?;
             counts.0.insert(s, n as u64);
         }
         Ok(counts)
@@ -295,7 +269,7 @@ impl Store for SqliteStore {
             let route: String = row.try_get(0)?;
             let status: String = row.try_get(1)?;
             let n: i64 = row.try_get(2)?;
-            let s = Status::parse(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let s = rows::status(&status)?;
             out.entry(route).or_default().0.insert(s, n as u64);
         }
         Ok(out)
@@ -353,8 +327,7 @@ impl Store for SqliteStore {
                     attempt: u32::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0),
                     started_at: Timestamp::from_millis(r.try_get(1)?),
                     ended_at: Timestamp::from_millis(r.try_get(2)?),
-                    outcome: Status::parse(&outcome)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    outcome: rows::status(&outcome)?,
                     error: r.try_get(4)?,
                 })
             })
@@ -370,25 +343,7 @@ impl Store for SqliteStore {
         .bind(id.as_str())
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let target: String = r.try_get(5)?;
-                Ok(ActionRecord {
-                    id: r.try_get(0)?,
-                    at: Timestamp::from_millis(r.try_get(1)?),
-                    actor: r.try_get(2)?,
-                    action: r.try_get(3)?,
-                    reason: r.try_get(4)?,
-                    target: serde_json::from_str(&target).unwrap_or(serde_json::Value::Null),
-                    outcome: BulkOutcome {
-                        matched: r.try_get::<i64, _>(6)? as u64,
-                        changed: r.try_get::<i64, _>(7)? as u64,
-                        ineligible: r.try_get::<i64, _>(8)? as u64,
-                        not_found: r.try_get::<i64, _>(9)? as u64,
-                    },
-                })
-            })
-            .collect()
+        rows.iter().map(rows::action).collect()
     }
 
     async fn act_on_task(&self, id: &TaskId, request: &ActionRequest) -> Result<Task, ActionError> {
@@ -470,7 +425,7 @@ impl Store for SqliteStore {
         request: &ActionRequest,
     ) -> Result<BulkOutcome, StoreError> {
         let mut tx = self.write().await?;
-        let target = serde_json::json!({ "filter": filter_json(filter) });
+        let target = serde_json::json!({ "filter": filter.to_json() });
         let action_id = record_action(&mut tx, request, &target).await?;
         let matched: i64 = bound!(query::count(D, filter))
             .fetch_one(&mut *tx)
@@ -515,7 +470,10 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let mut tasks = rows.iter().map(detail).collect::<Result<Vec<_>, _>>()?;
+        let mut tasks = rows
+            .iter()
+            .map(rows::detail)
+            .collect::<Result<Vec<_>, _>>()?;
         tasks.sort_by(|a, b| {
             (a.summary.created_at, &a.summary.id).cmp(&(b.summary.created_at, &b.summary.id))
         });
@@ -760,23 +718,7 @@ impl Store for SqliteStore {
             .try_get(0)?;
         let items = rows
             .iter()
-            .map(|r| {
-                let target: String = r.try_get(5)?;
-                Ok(ActionRecord {
-                    id: r.try_get(0)?,
-                    at: Timestamp::from_millis(r.try_get(1)?),
-                    actor: r.try_get(2)?,
-                    action: r.try_get(3)?,
-                    reason: r.try_get(4)?,
-                    target: serde_json::from_str(&target).unwrap_or(serde_json::Value::Null),
-                    outcome: BulkOutcome {
-                        matched: r.try_get::<i64, _>(6)? as u64,
-                        changed: r.try_get::<i64, _>(7)? as u64,
-                        ineligible: r.try_get::<i64, _>(8)? as u64,
-                        not_found: r.try_get::<i64, _>(9)? as u64,
-                    },
-                })
-            })
+            .map(rows::action)
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok((items, total as u64))
     }
@@ -789,7 +731,7 @@ impl Store for SqliteStore {
         let rows = bound!(query::tasks_after(after, limit))
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(detail).collect()
+        rows.iter().map(rows::detail).collect()
     }
 
     async fn import_actions(&self, actions: &[ActionRecord]) -> Result<Vec<i64>, StoreError> {

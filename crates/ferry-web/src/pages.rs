@@ -230,22 +230,7 @@ async fn tasks_page(State(state): State<AppState>, RawQuery(raw): RawQuery) -> R
         q.filter.statuses = s.into_iter().collect();
         tasks_href(&q, 1)
     };
-    let filter_json = serde_json::Value::Object(f.to_pairs().into_iter().fold(
-        serde_json::Map::new(),
-        |mut m, (k, v)| {
-            if k == "route" || k == "status" {
-                m.entry(k)
-                    .or_insert_with(|| serde_json::json!([]))
-                    .as_array_mut()
-                    .expect("array")
-                    .push(v.into());
-            } else {
-                m.insert(k.to_owned(), v.into());
-            }
-            m
-        },
-    ))
-    .to_string();
+    let filter_json = f.to_json().to_string();
     let t = TasksPage {
         nav: "tasks",
         routes: state

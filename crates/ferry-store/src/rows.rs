@@ -1,0 +1,82 @@
+//! Decoding stored rows into domain types, once for both backends. Each backend's row
+//! type implements [`Columns`]; the decoders below read through it.
+
+use crate::store::{ActionRecord, BulkOutcome, StoreError};
+use ferry_core::task::{Task, TaskSummary};
+use ferry_core::{Status, TaskId, Timestamp};
+
+/// The column reads the decoders need, by column name.
+pub(crate) trait Columns {
+    fn text(&self, column: &str) -> Result<String, StoreError>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    fn int(&self, column: &str) -> Result<i64, StoreError>;
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
+}
+
+macro_rules! columns_for {
+    ($row:ty) => {
+        impl Columns for $row {
+            fn text(&self, column: &str) -> Result<String, StoreError> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn int(&self, column: &str) -> Result<i64, StoreError> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+        }
+    };
+}
+
+columns_for!(sqlx::sqlite::SqliteRow);
+columns_for!(sqlx::postgres::PgRow);
+
+pub(crate) fn status(value: &str) -> Result<Status, StoreError> {
+    Status::parse(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(crate) fn summary(row: &impl Columns) -> Result<TaskSummary, StoreError> {
+    Ok(TaskSummary {
+        id: TaskId::from_stored(row.text("id")?),
+        route: row.text("route")?,
+        entity_schema: row.text("entity_schema")?,
+        entity_identifier: row.text("entity_identifier")?,
+        status: status(&row.text("status")?)?,
+        attempts: u32::try_from(row.int("attempts")?).unwrap_or(u32::MAX),
+        created_at: Timestamp::from_millis(row.int("created_at")?),
+        updated_at: Timestamp::from_millis(row.int("updated_at")?),
+    })
+}
+
+pub(crate) fn detail(row: &impl Columns) -> Result<Task, StoreError> {
+    Ok(Task {
+        summary: summary(row)?,
+        entity_data: serde_json::from_str(&row.text("entity_data")?)
+            .map_err(|e| StoreError::Corrupt(format!("entity data: {e}")))?,
+        last_error: row.opt_text("last_error")?,
+        next_attempt_at: row.opt_int("next_attempt_at")?.map(Timestamp::from_millis),
+    })
+}
+
+/// A row of `operator_actions` (selected with its own column names).
+pub(crate) fn action(row: &impl Columns) -> Result<ActionRecord, StoreError> {
+    let count = |c: &str| row.int(c).map(|n| n as u64);
+    Ok(ActionRecord {
+        id: row.int("id")?,
+        at: Timestamp::from_millis(row.int("at")?),
+        actor: row.text("actor")?,
+        action: row.text("action")?,
+        reason: row.opt_text("reason")?,
+        target: serde_json::from_str(&row.text("target")?).unwrap_or(serde_json::Value::Null),
+        outcome: BulkOutcome {
+            matched: count("matched")?,
+            changed: count("changed")?,
+            ineligible: count("ineligible")?,
+            not_found: count("not_found")?,
+        },
+    })
+}
