@@ -23,12 +23,18 @@ struct Browser {
 
 impl Drop for Browser {
     /// Ends ChromeDriver and every browser process it started (they share its process
-    /// group), also when a test failed before closing its session.
+    /// group, whose id is ChromeDriver's pid), also when a test failed before closing its
+    /// session. `pkill -g` takes the group as a plain number: procps-ng 4.0.2's
+    /// `kill -9 -PGID` misreads the group (`kill -9 -4878` signals group 4, and a pid
+    /// starting with 1 becomes `kill(-1)`, every process the user may signal).
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-9", &format!("-{}", self.driver.id())])
-            .stderr(Stdio::null())
-            .status();
+        let group = self.driver.id();
+        if group > 1 {
+            let _ = Command::new("pkill")
+                .args(["-KILL", "-g", &group.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
