@@ -41,6 +41,18 @@ pub struct ServerConfig {
     pub listen: String,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// How long a web sign-in lasts, e.g. "12h".
+    pub session_lifetime: String,
+    /// Mark the session cookie `Secure` (browsers then send it over HTTPS and to
+    /// localhost only). Turn off only behind a proxy that speaks plain HTTP to users.
+    pub secure_cookies: bool,
+}
+
+impl ServerConfig {
+    /// [`ServerConfig::session_lifetime`] as a duration (validated when loaded).
+    pub fn session_lifetime(&self) -> Duration {
+        parse_duration(&self.session_lifetime).unwrap_or(Duration::from_secs(12 * 3600))
+    }
 }
 
 impl Default for ServerConfig {
@@ -48,6 +60,8 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: DEFAULT_LISTEN.into(),
             max_body_bytes: 16 * 1024 * 1024,
+            session_lifetime: "12h".into(),
+            secure_cookies: true,
         }
     }
 }
@@ -762,6 +776,11 @@ impl Validator<'_> {
             routes.push(self.route(i, id, r, &incoming_ids, &outgoing_ids));
         }
         self.unique(&route_ids, "route", "routes");
+
+        self.duration(
+            Some(raw.server.session_lifetime.as_str()),
+            "server.session_lifetime",
+        );
 
         Config {
             server: raw.server,

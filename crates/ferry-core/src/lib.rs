@@ -6,6 +6,7 @@
 //! the rules of the product can be unit-tested without a database or a network.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod action;
 pub mod config;
 pub mod duration;
@@ -18,6 +19,7 @@ pub mod status;
 pub mod task;
 pub mod time;
 
+pub use access::{Permission, Principal, PrincipalKind, Role};
 pub use action::{Action, NotEligible};
 pub use filter::{MatchMode, Page, SortField, SortOrder, TaskFilter, TaskQuery, TextMatch};
 pub use ids::{ConfigId, TaskId};

@@ -270,6 +270,7 @@ async fn retention_prunes_thousands_of_old_final_tasks_and_nothing_else() {
                 actor: "test".into(),
                 reason: None,
                 at: h.clock.now(),
+                origin: None,
             },
         )
         .await

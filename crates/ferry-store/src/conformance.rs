@@ -4,10 +4,11 @@
 //! runs them all with [`conformance_suite!`](crate::conformance_suite), giving it a
 //! function that opens a fresh store (its own file, database or schema).
 
+use crate::access::{NewSession, NewToken, NewUser, UserChange};
 use crate::store::*;
 use ferry_core::filter::{Accept, TaskQuery};
 use ferry_core::task::{Level, Message, NewTask, Phase, Task, TaskSummary};
-use ferry_core::{Action, ConfigId, Status, TaskFilter, TaskId, Timestamp};
+use ferry_core::{Action, ConfigId, Role, Status, TaskFilter, TaskId, Timestamp};
 use serde_json::json;
 use std::any::Any;
 use std::sync::Arc;
@@ -52,7 +53,13 @@ macro_rules! conformance_suite {
             syncing_schedules_keeps_next_runs_unless_the_expression_changed,
             pruning_removes_old_final_tasks_only,
             pruning_by_count_keeps_the_newest_tasks,
-            the_audit_trail_lists_actions_newest_first_with_filters
+            the_audit_trail_lists_actions_newest_first_with_filters,
+            users_are_added_once_listed_and_changed,
+            disabling_a_user_or_changing_its_password_ends_its_sessions,
+            sessions_expire_and_follow_their_users_role,
+            tokens_are_found_by_digest_until_revoked,
+            credentials_exist_once_an_enabled_user_or_live_token_does,
+            audit_events_record_origin_and_are_never_deleted
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -96,6 +103,7 @@ fn request(action: Action, at_ms: i64) -> ActionRequest {
         actor: "conformance".into(),
         reason: None,
         at: at(at_ms),
+        origin: Some("127.0.0.1".into()),
     }
 }
 
@@ -953,4 +961,248 @@ pub async fn the_audit_trail_lists_actions_newest_first_with_filters(store: &dyn
     })
     .await;
     assert_eq!((items[0].actor.as_str(), total), ("alice", 2));
+}
+
+// ------------------------------------------------------------------ access
+
+fn new_user(name: &str, role: Role) -> NewUser {
+    NewUser {
+        name: name.into(),
+        role,
+        password_hash: format!("hash-of-{name}"),
+        at: at(0),
+    }
+}
+
+fn new_session(digest: &str, user: &str, expires_ms: i64) -> NewSession {
+    NewSession {
+        digest: digest.into(),
+        user: user.into(),
+        csrf: format!("csrf-{digest}"),
+        created_at: at(0),
+        expires_at: at(expires_ms),
+    }
+}
+
+pub async fn users_are_added_once_listed_and_changed(store: &dyn Store) {
+    assert!(
+        store
+            .add_user(&new_user("bob", Role::Viewer))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .add_user(&new_user("alice", Role::Admin))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store.add_user(&new_user("bob", Role::Admin)).await.unwrap(),
+        "a taken name is refused"
+    );
+    let users = store.users().await.unwrap();
+    let names: Vec<_> = users.iter().map(|u| (u.name.as_str(), u.role)).collect();
+    assert_eq!(names, [("alice", Role::Admin), ("bob", Role::Viewer)]);
+
+    let (bob, hash) = store.user_credentials("bob").await.unwrap().unwrap();
+    assert_eq!(
+        (bob.role, bob.disabled, hash.as_str()),
+        (Role::Viewer, false, "hash-of-bob")
+    );
+    assert!(store.user_credentials("carol").await.unwrap().is_none());
+
+    let change = UserChange {
+        role: Some(Role::Operator),
+        ..Default::default()
+    };
+    let changed = store
+        .change_user("bob", &change, at(5_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (changed.role, changed.updated_at),
+        (Role::Operator, at(5_000))
+    );
+    assert!(
+        store
+            .change_user("carol", &change, at(5_000))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn disabling_a_user_or_changing_its_password_ends_its_sessions(store: &dyn Store) {
+    store
+        .add_user(&new_user("bob", Role::Operator))
+        .await
+        .unwrap();
+    store
+        .add_session(&new_session("s1", "bob", 60_000))
+        .await
+        .unwrap();
+    assert!(store.session("s1", at(1)).await.unwrap().is_some());
+
+    let password = UserChange {
+        password_hash: Some("new".into()),
+        ..Default::default()
+    };
+    store.change_user("bob", &password, at(2)).await.unwrap();
+    assert!(store.session("s1", at(3)).await.unwrap().is_none());
+    assert_eq!(
+        store.user_credentials("bob").await.unwrap().unwrap().1,
+        "new"
+    );
+
+    store
+        .add_session(&new_session("s2", "bob", 60_000))
+        .await
+        .unwrap();
+    let disable = UserChange {
+        disabled: Some(true),
+        ..Default::default()
+    };
+    store.change_user("bob", &disable, at(4)).await.unwrap();
+    assert!(store.session("s2", at(5)).await.unwrap().is_none());
+    store
+        .add_session(&new_session("s3", "bob", 60_000))
+        .await
+        .unwrap();
+    assert!(
+        store.session("s3", at(5)).await.unwrap().is_none(),
+        "a disabled user has no live session"
+    );
+}
+
+pub async fn sessions_expire_and_follow_their_users_role(store: &dyn Store) {
+    store
+        .add_user(&new_user("bob", Role::Viewer))
+        .await
+        .unwrap();
+    store
+        .add_session(&new_session("s1", "bob", 10_000))
+        .await
+        .unwrap();
+    let live = store.session("s1", at(9_999)).await.unwrap().unwrap();
+    assert_eq!(live.user, "bob");
+    assert_eq!(live.role, Role::Viewer);
+    assert_eq!(live.csrf, "csrf-s1");
+    assert!(
+        store.session("s1", at(10_000)).await.unwrap().is_none(),
+        "expired"
+    );
+    assert!(store.session("nope", at(1)).await.unwrap().is_none());
+
+    store
+        .add_session(&new_session("s2", "bob", 60_000))
+        .await
+        .unwrap();
+    let admin = UserChange {
+        role: Some(Role::Admin),
+        ..Default::default()
+    };
+    store.change_user("bob", &admin, at(1)).await.unwrap();
+    assert_eq!(
+        store.session("s2", at(2)).await.unwrap().unwrap().role,
+        Role::Admin
+    );
+
+    store.end_session("s2").await.unwrap();
+    assert!(store.session("s2", at(2)).await.unwrap().is_none());
+}
+
+pub async fn tokens_are_found_by_digest_until_revoked(store: &dyn Store) {
+    let token = |name: &str, digest: &str| NewToken {
+        name: name.into(),
+        role: Role::Operator,
+        digest: digest.into(),
+        created_by: "alice".into(),
+        at: at(0),
+    };
+    assert!(store.add_token(&token("ci", "d1")).await.unwrap());
+    assert!(
+        !store.add_token(&token("ci", "d2")).await.unwrap(),
+        "name taken"
+    );
+    let found = store.token_by_digest("d1").await.unwrap().unwrap();
+    assert_eq!((found.name.as_str(), found.role), ("ci", Role::Operator));
+    assert!(store.token_by_digest("d2").await.unwrap().is_none());
+
+    assert!(store.revoke_token("ci", at(7)).await.unwrap());
+    assert!(
+        !store.revoke_token("ci", at(8)).await.unwrap(),
+        "already revoked"
+    );
+    assert!(!store.revoke_token("other", at(8)).await.unwrap());
+    assert!(store.token_by_digest("d1").await.unwrap().is_none());
+    let listed = store.tokens().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].revoked_at, Some(at(7)));
+    assert!(
+        !store.add_token(&token("ci", "d3")).await.unwrap(),
+        "a revoked token keeps its name"
+    );
+}
+
+pub async fn credentials_exist_once_an_enabled_user_or_live_token_does(store: &dyn Store) {
+    assert!(!store.has_credentials().await.unwrap());
+    store
+        .add_user(&new_user("bob", Role::Viewer))
+        .await
+        .unwrap();
+    assert!(store.has_credentials().await.unwrap());
+    let disable = UserChange {
+        disabled: Some(true),
+        ..Default::default()
+    };
+    store.change_user("bob", &disable, at(1)).await.unwrap();
+    assert!(!store.has_credentials().await.unwrap());
+    let token = NewToken {
+        name: "ci".into(),
+        role: Role::Viewer,
+        digest: "d".into(),
+        created_by: "cli".into(),
+        at: at(0),
+    };
+    store.add_token(&token).await.unwrap();
+    assert!(store.has_credentials().await.unwrap());
+    store.revoke_token("ci", at(2)).await.unwrap();
+    assert!(!store.has_credentials().await.unwrap());
+}
+
+pub async fn audit_events_record_origin_and_are_never_deleted(store: &dyn Store) {
+    let mut event = crate::access::event(
+        "alice",
+        "token.create",
+        Some("10.0.0.7".into()),
+        json!({"token": "ci", "role": "operator"}),
+    );
+    event.at = at(0);
+    let id = store.record_event(&event).await.unwrap();
+    let query = AuditQuery {
+        action: Some("token.create".into()),
+        ..Default::default()
+    };
+    let (items, total) = store.list_actions(&query).await.unwrap();
+    assert_eq!(total, 1);
+    assert_eq!(items[0].id, id);
+    assert_eq!(items[0].origin.as_deref(), Some("10.0.0.7"));
+    assert_eq!(items[0].target, json!({"token": "ci", "role": "operator"}));
+
+    let task = seed(store, "r", Status::New, 0).await;
+    let mut skip = request(Action::Skip, 1_000);
+    skip.origin = Some("192.0.2.1".into());
+    store.act_on_task(&task, &skip).await.unwrap();
+    let actions = store.task_actions(&task).await.unwrap();
+    assert_eq!(actions[0].origin.as_deref(), Some("192.0.2.1"));
+    // Retention deletes old tasks, never the record of what was done to them.
+    let rule = PruneRule {
+        updated_before: at(1_000_000),
+        max_tasks: None,
+    };
+    assert_eq!(store.prune(&rule, 100).await.unwrap(), 1);
+    let (_, total) = store.list_actions(&AuditQuery::default()).await.unwrap();
+    assert_eq!(total, 2);
 }

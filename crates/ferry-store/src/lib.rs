@@ -6,13 +6,17 @@
 //! once with sea-query in [`query`] and rendered per backend, every value bound.
 #![forbid(unsafe_code)]
 
+pub mod access;
+pub mod accounts;
 pub mod conformance;
+pub mod credentials;
 pub mod postgres;
 mod query;
 mod rows;
 pub mod sqlite;
 mod store;
 
+pub use access::{AccessStore, NewSession, NewToken, NewUser, Session, Token, User, UserChange};
 pub use store::*;
 
 /// Opens the store named by a storage URL (`sqlite://…` or `postgres://…`), applying

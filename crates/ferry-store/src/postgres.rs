@@ -31,6 +31,7 @@ const PRUNE_LOCK: i64 = 0x0FE2_2A02;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_tasks.sql")),
     (2, include_str!("../migrations/postgres/0002_schedules.sql")),
+    (3, include_str!("../migrations/postgres/0003_access.sql")),
 ];
 
 /// Connection settings beyond the URL.
@@ -165,14 +166,15 @@ async fn record_action(
     target: &serde_json::Value,
 ) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar(
-        "INSERT INTO operator_actions (at, actor, action, reason, target, matched, changed, ineligible, not_found)
-         VALUES ($1, $2, $3, $4, $5, 0, 0, 0, 0) RETURNING id",
+        "INSERT INTO operator_actions (at, actor, action, reason, target, origin, matched, changed, ineligible, not_found)
+         VALUES ($1, $2, $3, $4, $5, $6, 0, 0, 0, 0) RETURNING id",
     )
     .bind(request.at.millis())
     .bind(&request.actor)
     .bind(request.action.as_str())
     .bind(&request.reason)
     .bind(target.to_string())
+    .bind(&request.origin)
     .fetch_one(&mut **tx)
     .await?)
 }
@@ -228,6 +230,8 @@ fn allowed_condition(request: &ActionRequest) -> Expr {
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
+
+crate::access::access_store!(PgStore, sea_query::PostgresQueryBuilder, pool, pool);
 
 #[async_trait]
 impl Store for PgStore {
@@ -359,7 +363,7 @@ impl Store for PgStore {
 
     async fn task_actions(&self, id: &TaskId) -> Result<Vec<ActionRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT a.id, a.at, a.actor, a.action, a.reason, a.target, a.matched, a.changed, a.ineligible, a.not_found
+            "SELECT a.id, a.at, a.actor, a.action, a.reason, a.origin, a.target, a.matched, a.changed, a.ineligible, a.not_found
              FROM task_actions t JOIN operator_actions a ON a.id = t.action_id
              WHERE t.task_id = $1 ORDER BY a.id",
         )

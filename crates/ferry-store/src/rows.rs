@@ -71,6 +71,7 @@ pub(crate) fn action(row: &impl Columns) -> Result<ActionRecord, StoreError> {
         actor: row.text("actor")?,
         action: row.text("action")?,
         reason: row.opt_text("reason")?,
+        origin: row.opt_text("origin")?,
         target: serde_json::from_str(&row.text("target")?).unwrap_or(serde_json::Value::Null),
         outcome: BulkOutcome {
             matched: count("matched")?,

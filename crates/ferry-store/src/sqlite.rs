@@ -28,6 +28,7 @@ const CHUNK: usize = 500;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_tasks.sql")),
     (2, include_str!("../migrations/sqlite/0002_schedules.sql")),
+    (3, include_str!("../migrations/sqlite/0003_access.sql")),
 ];
 
 pub struct SqliteStore {
@@ -140,14 +141,15 @@ async fn record_action(
     target: &serde_json::Value,
 ) -> Result<i64, StoreError> {
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO operator_actions (at, actor, action, reason, target, matched, changed, ineligible, not_found)
-         VALUES (?, ?, ?, ?, ?, 0, 0, 0, 0) RETURNING id",
+        "INSERT INTO operator_actions (at, actor, action, reason, target, origin, matched, changed, ineligible, not_found)
+         VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0, 0) RETURNING id",
     )
     .bind(request.at.millis())
     .bind(&request.actor)
     .bind(request.action.as_str())
     .bind(&request.reason)
     .bind(target.to_string())
+    .bind(&request.origin)
     .fetch_one(&mut **tx)
     .await?;
     Ok(id)
@@ -208,6 +210,8 @@ async fn apply_to_eligible(
 fn allowed_condition(request: &ActionRequest) -> Expr {
     Expr::col("status").is_in(query::statuses(request.action.allowed_from()))
 }
+
+crate::access::access_store!(SqliteStore, SqliteQueryBuilder, reader, writer);
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -336,7 +340,7 @@ impl Store for SqliteStore {
 
     async fn task_actions(&self, id: &TaskId) -> Result<Vec<ActionRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT a.id, a.at, a.actor, a.action, a.reason, a.target, a.matched, a.changed, a.ineligible, a.not_found
+            "SELECT a.id, a.at, a.actor, a.action, a.reason, a.origin, a.target, a.matched, a.changed, a.ineligible, a.not_found
              FROM task_actions t JOIN operator_actions a ON a.id = t.action_id
              WHERE t.task_id = ? ORDER BY a.id",
         )

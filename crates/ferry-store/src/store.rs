@@ -64,6 +64,8 @@ pub struct ActionRequest {
     pub actor: String,
     pub reason: Option<String>,
     pub at: Timestamp,
+    /// From where: the client's address.
+    pub origin: Option<String>,
 }
 
 /// Result of a bulk action: `matched = changed + ineligible`; unknown identifiers are
@@ -133,6 +135,9 @@ pub struct ActionRecord {
     pub actor: String,
     pub action: String,
     pub reason: Option<String>,
+    /// From where: the client's address, when known.
+    pub origin: Option<String>,
+    /// What it acted on: task identifiers, a filter, a route, a user or a token.
     pub target: serde_json::Value,
     pub outcome: BulkOutcome,
 }
@@ -190,7 +195,7 @@ pub struct ClaimRequest<'a> {
 /// Contract: writes are atomic; a task is never deleted by an action; a claimed task is
 /// held by one worker until completed or its lease expires.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: crate::access::AccessStore + Send + Sync + 'static {
     /// Creates tasks (status `new`) with their import messages, all or none.
     async fn insert_tasks(&self, tasks: &[NewTask]) -> Result<(), StoreError>;
 

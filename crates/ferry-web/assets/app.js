@@ -85,10 +85,16 @@ function confirmAction(title, text) {
   });
 }
 
+/** The page's CSRF token: the server refuses changes from a signed-in page without it. */
+function csrfToken() {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  return meta ? meta.content : "";
+}
+
 async function api(method, url, body) {
   const response = await fetch(url, {
     method,
-    headers: { "content-type": "application/json", "x-ferry-actor": "web" },
+    headers: { "content-type": "application/json", "x-csrf-token": csrfToken() },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   let data = null;
@@ -149,8 +155,11 @@ function selection() {
     $("#selection-text").textContent = allMatching
       ? `All ${total} ${plural(total)} that match the filters are selected.`
       : `${n} ${plural(n)} selected on this page.`;
-    $("#bulk-skip").textContent = `Skip ${n} ${plural(n)}`;
-    $("#bulk-retry").textContent = `Retry ${n} ${plural(n)}`;
+    // Viewers get no action buttons.
+    for (const [id, verb] of [["#bulk-skip", "Skip"], ["#bulk-retry", "Retry"]]) {
+      const button = $(id);
+      if (button) button.textContent = `${verb} ${n} ${plural(n)}`;
+    }
     const pageAll = rows.length > 0 && rows.every((r) => r.checked);
     if (pageBox) {
       pageBox.checked = pageAll;
@@ -196,8 +205,10 @@ function selection() {
       flash(`Nothing was ${done}: ${e.message}`, "error");
     }
   }
-  $("#bulk-skip").addEventListener("click", (e) => bulk("skip", e.target));
-  $("#bulk-retry").addEventListener("click", (e) => bulk("retry", e.target));
+  for (const action of ["skip", "retry"]) {
+    const button = $(`#bulk-${action}`);
+    if (button) button.addEventListener("click", (e) => bulk(action, e.target));
+  }
   render();
 }
 

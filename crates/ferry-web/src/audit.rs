@@ -1,17 +1,39 @@
-//! `GET /api/v1/audit`: every operator action, newest first — who, when, what, on which
-//! tasks (the identifiers or the filter given), how many changed, and why. Append-only.
+//! The audit trail, as `GET /api/v1/audit` and as the Audit page: every skip, retry,
+//! route run, sign-in and user or token change, newest first — who, when, from where,
+//! what, on which tasks (the identifiers or the filter given), how many changed, and
+//! why. Append-only: the store refuses to change or delete an entry.
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
+use crate::pages::{Me, page_error, render};
+use askama::Template;
 use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use ferry_core::filter::{DEFAULT_PER_PAGE, MAX_PER_PAGE, MAX_VALUE_CHARS};
 use ferry_core::{Page, TaskId, Timestamp};
 use ferry_store::AuditQuery;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
+
+/// What the trail records.
+pub const ACTIONS: &[&str] = &[
+    "skip",
+    "retry",
+    "run",
+    "run.incoming",
+    "login",
+    "login.failed",
+    "logout",
+    "user.add",
+    "user.change",
+    "token.create",
+    "token.revoke",
+];
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/audit", get(list))
@@ -21,11 +43,16 @@ pub fn router() -> Router<AppState> {
 pub struct AuditEntry {
     pub id: i64,
     pub at: String,
+    /// A user's name, or `token:NAME` for an API token.
     pub actor: String,
-    /// skip or retry
+    /// skip, retry, run, run.incoming, login, login.failed, logout, user.add,
+    /// user.change, token.create or token.revoke
     pub action: String,
     pub reason: Option<String>,
-    /// `{"identifiers": [...]}` or `{"filter": {...}}`, as given.
+    /// The client's address.
+    pub origin: Option<String>,
+    /// `{"identifiers": [...]}` or `{"filter": {...}}` for skip and retry, as given;
+    /// `{"route": …}`, `{"incoming": …}`, `{"user": …}` or `{"token": …}` otherwise.
     #[schema(value_type = Object)]
     pub target: Value,
     pub matched: u64,
@@ -48,7 +75,8 @@ pub struct AuditList {
 pub struct AuditParams {
     /// Who acted (exact).
     actor: Option<String>,
-    /// skip or retry
+    /// One of the recorded actions: skip, retry, run, run.incoming, login,
+    /// login.failed, logout, user.add, user.change, token.create, token.revoke.
     action: Option<String>,
     /// Only actions that changed this task.
     task: Option<String>,
@@ -94,11 +122,14 @@ fn parse(raw: Option<&str>) -> ApiResult<AuditQuery> {
         };
         match k.as_ref() {
             "actor" => q.actor = Some(v),
-            "action" if v == "skip" || v == "retry" => q.action = Some(v),
+            "action" if ACTIONS.contains(&v.as_str()) => q.action = Some(v),
             "action" => {
                 return Err(bad(
                     "action",
-                    format!("'{v}' is not an action; use skip or retry"),
+                    format!(
+                        "'{v}' is not a recorded action; use one of {}",
+                        ACTIONS.join(", ")
+                    ),
                 ));
             }
             "task" => q.task = Some(TaskId::parse(&v).map_err(|e| bad("task", e.to_string()))?),
@@ -128,9 +159,28 @@ fn parse(raw: Option<&str>) -> ApiResult<AuditQuery> {
     Ok(q)
 }
 
-/// Operator actions, newest first, filtered by actor, action, task and time.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "tasks", params(AuditParams),
-    responses((status = 200, body = AuditList), (status = 400, body = crate::error::ErrorBody)))]
+impl From<ferry_store::ActionRecord> for AuditEntry {
+    fn from(a: ferry_store::ActionRecord) -> Self {
+        AuditEntry {
+            id: a.id,
+            at: a.at.to_rfc3339(),
+            actor: a.actor,
+            action: a.action,
+            reason: a.reason,
+            origin: a.origin,
+            target: a.target,
+            matched: a.outcome.matched,
+            changed: a.outcome.changed,
+            ineligible: a.outcome.ineligible,
+            not_found: a.outcome.not_found,
+        }
+    }
+}
+
+/// The audit trail, newest first, filtered by actor, action, task and time.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams),
+    responses((status = 200, body = AuditList), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -138,23 +188,115 @@ pub async fn list(
     let q = parse(raw.as_deref())?;
     let (items, total) = state.store().list_actions(&q).await?;
     Ok(Json(AuditList {
-        items: items
-            .into_iter()
-            .map(|a| AuditEntry {
-                id: a.id,
-                at: a.at.to_rfc3339(),
-                actor: a.actor,
-                action: a.action,
-                reason: a.reason,
-                target: a.target,
-                matched: a.outcome.matched,
-                changed: a.outcome.changed,
-                ineligible: a.outcome.ineligible,
-                not_found: a.outcome.not_found,
-            })
-            .collect(),
+        items: items.into_iter().map(AuditEntry::from).collect(),
         total,
         page: q.page.page,
         per_page: q.page.per_page,
     }))
+}
+
+struct AuditRow {
+    entry: AuditEntry,
+    /// The target in a line, as a person reads it.
+    what: String,
+    task_link: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    nav: &'static str,
+    me: Me,
+    rows: Vec<AuditRow>,
+    total: u64,
+    actor: String,
+    action: String,
+    task: String,
+    from: String,
+    to: String,
+    actions: &'static [&'static str],
+    prev_href: Option<String>,
+    next_href: Option<String>,
+    page: u32,
+    pages: u64,
+}
+
+fn describe(target: &Value) -> (String, Option<String>) {
+    if let Some(ids) = target.get("identifiers").and_then(Value::as_array) {
+        let first = ids.first().and_then(Value::as_str).map(str::to_owned);
+        let what = match ids.len() {
+            1 => format!("task {}", first.clone().unwrap_or_default()),
+            n => format!("{n} tasks by identifier"),
+        };
+        return (what, if ids.len() == 1 { first } else { None });
+    }
+    if let Some(filter) = target.get("filter") {
+        return (format!("tasks matching {filter}"), None);
+    }
+    let parts: Vec<String> = target
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| format!("{k} {}", v.as_str().map_or(v.to_string(), str::to_owned)))
+                .collect()
+        })
+        .unwrap_or_default();
+    (parts.join(", "), None)
+}
+
+/// The Audit page: the same trail with a filter form.
+pub async fn page(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let me = Me::of(&caller);
+    let q = match parse(raw.as_deref()) {
+        Ok(q) => q,
+        Err(e) => return page_error(me, StatusCode::BAD_REQUEST, "Bad audit filter", e.message),
+    };
+    let (items, total) = match state.store().list_actions(&q).await {
+        Ok(found) => found,
+        Err(e) => return axum::response::IntoResponse::into_response(ApiError::from(e)),
+    };
+    let pairs: Vec<(String, String)> =
+        form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
+            .filter(|(k, _)| k != "page")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    let href = |page: u32| {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        s.extend_pairs(&pairs);
+        s.append_pair("page", &page.to_string());
+        format!("/audit?{}", s.finish())
+    };
+    let per = u64::from(q.page.per_page);
+    let pages = total.div_ceil(per).max(1);
+    let t = AuditPage {
+        nav: "audit",
+        me,
+        rows: items
+            .into_iter()
+            .map(|a| {
+                let (what, task_link) = describe(&a.target);
+                AuditRow {
+                    entry: a.into(),
+                    what,
+                    task_link,
+                }
+            })
+            .collect(),
+        total,
+        actor: q.actor.clone().unwrap_or_default(),
+        action: q.action.clone().unwrap_or_default(),
+        task: q.task.as_ref().map(ToString::to_string).unwrap_or_default(),
+        from: q.from.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        to: q.to.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        actions: ACTIONS,
+        prev_href: (q.page.page > 1).then(|| href(q.page.page - 1)),
+        next_href: (u64::from(q.page.page) < pages).then(|| href(q.page.page + 1)),
+        page: q.page.page,
+        pages,
+    };
+    render(&t)
 }

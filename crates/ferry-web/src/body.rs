@@ -33,3 +33,13 @@ pub fn json_opt<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError>
         )
     })
 }
+
+/// A required JSON body.
+pub fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    json_opt(body)?.ok_or_else(|| {
+        ApiError::bad_request(
+            "empty_body",
+            "the request needs a JSON body; see /api/v1/openapi.json for its fields",
+        )
+    })
+}

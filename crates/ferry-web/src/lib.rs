@@ -5,9 +5,12 @@
 //! Depends on the engine, the store and the core; never on the binary.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod audit;
+pub mod auth;
 pub mod body;
 pub mod error;
+pub mod login;
 pub mod openapi;
 pub mod pages;
 pub mod routes;
@@ -28,11 +31,16 @@ use utoipa::OpenApi;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    /// Failed sign-ins, per address and per name (in this process).
+    pub throttle: Arc<auth::LoginThrottle>,
 }
 
 impl AppState {
     pub fn new(engine: Arc<Engine>) -> AppState {
-        AppState { engine }
+        AppState {
+            engine,
+            throttle: Arc::new(auth::LoginThrottle::default()),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -44,21 +52,33 @@ impl AppState {
     }
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application. Every route needs a signed-in user or an API token
+/// except liveness, the API index and OpenAPI document, the assets, the sign-in page,
+/// and webhooks (which check their own secret or an operator token).
 pub fn router(state: AppState) -> Router {
+    use auth::{Need, guard};
+    use axum::middleware::{from_fn, from_fn_with_state};
     let limit = state.config().server.max_body_bytes;
-    Router::new()
+    let protected = Router::new()
         .merge(tasks::router())
         .merge(audit::router())
         .merge(routes::router())
-        .merge(webhooks::router())
         .merge(pages::router())
+        .route_layer(from_fn(|r, n| guard(Need::ByMethod, r, n)));
+    let admin = access::router().route_layer(from_fn(|r, n| guard(Need::Administer, r, n)));
+    Router::new()
+        .merge(protected)
+        .merge(admin)
+        .merge(webhooks::router())
+        .merge(login::router())
+        .merge(pages::assets())
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/api/v1", get(index))
         .route("/healthz", get(health))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn(security_headers))
+        .layer(from_fn_with_state(state.clone(), auth::identify))
+        .layer(from_fn(security_headers))
         .with_state(state)
 }
 
@@ -123,7 +143,10 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -4,7 +4,9 @@ use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "ferry", description = "ferry's HTTP API: tasks, routes and webhooks (v1)."),
+    info(title = "ferry", description = "ferry's HTTP API: tasks, routes and webhooks (v1). Every call needs an API token (Authorization: Bearer ferry_…; create one with `ferry tokens create`) or a signed-in session, except /healthz, this document, and webhooks with a secret. Viewers read; operators also skip, retry, run and feed webhooks; admins also manage users and tokens. A missing or bad credential is 401, a role that may not act 403."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
     paths(
         crate::tasks::list,
         crate::tasks::counts,
@@ -16,6 +18,12 @@ use utoipa::OpenApi;
         crate::tasks::bulk_skip,
         crate::tasks::bulk_retry,
         crate::audit::list,
+        crate::access::list_users,
+        crate::access::add_user,
+        crate::access::change_user,
+        crate::access::list_tokens,
+        crate::access::create_token,
+        crate::access::revoke_token,
         crate::routes::list,
         crate::routes::one,
         crate::routes::run,
@@ -28,7 +36,23 @@ use utoipa::OpenApi;
         (name = "tasks", description = "Find, inspect, skip and retry tasks"),
         (name = "routes", description = "Routes and their runs"),
         (name = "webhooks", description = "Entities pushed in"),
+        (name = "audit", description = "Who did what, when and from where"),
+        (name = "access", description = "Users and API tokens (admin role)"),
         (name = "service", description = "Liveness and this document"),
     )
 )]
 pub struct ApiDoc;
+
+/// Declares the bearer-token scheme every operation uses.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}

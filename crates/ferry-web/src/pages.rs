@@ -4,26 +4,68 @@
 //! call the JSON API from `assets/app.js`.
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::tasks::parse_query;
 use askama::Template;
-use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use ferry_core::filter::{Accept, MatchMode, SortField, SortOrder, TaskQuery, TextMatch};
 use ferry_core::task::Phase;
-use ferry_core::{Action, Status, TaskFilter, TaskId, Timestamp};
+use ferry_core::{Action, Permission, Status, TaskFilter, TaskId, Timestamp};
 use ferry_store::StatusCounts;
 
+/// The pages that need a signed-in user.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/tasks") }))
         .route("/tasks", get(tasks_page))
         .route("/tasks/{identifier}", get(task_page))
         .route("/routes", get(routes_page))
+        .route("/audit", get(crate::audit::page))
+}
+
+/// Style and script, open to all (the sign-in page uses them).
+pub fn assets() -> Router<AppState> {
+    Router::new()
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
+}
+
+/// The signed-in user as the pages show it: name, role, what they may do, and the
+/// CSRF token the page's script sends back with every change.
+#[derive(Debug, Clone, Default)]
+pub struct Me {
+    pub signed_in: bool,
+    pub name: String,
+    pub role: String,
+    pub csrf: String,
+    pub can_operate: bool,
+}
+
+impl Me {
+    pub fn of(caller: &Caller) -> Me {
+        match &caller.principal {
+            Some(p) => Me {
+                signed_in: true,
+                name: p.actor(),
+                role: p.role.to_string(),
+                csrf: caller
+                    .session
+                    .as_ref()
+                    .map(|s| s.csrf.clone())
+                    .unwrap_or_default(),
+                can_operate: caller.may(Permission::Operate),
+            },
+            None => Me::anonymous(),
+        }
+    }
+
+    pub fn anonymous() -> Me {
+        Me::default()
+    }
 }
 
 async fn css() -> Response {
@@ -49,7 +91,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// Renders a template; a rendering failure is ours, logged, and a plain 500 page.
-fn render(t: &impl Template) -> Response {
+pub(crate) fn render(t: &impl Template) -> Response {
     match t.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
@@ -66,9 +108,10 @@ fn render(t: &impl Template) -> Response {
     }
 }
 
-fn page_error(status: StatusCode, title: &str, message: String) -> Response {
+pub(crate) fn page_error(me: Me, status: StatusCode, title: &str, message: String) -> Response {
     let t = MessagePage {
         nav: "",
+        me,
         title: title.to_owned(),
         message,
     };
@@ -82,6 +125,7 @@ fn page_error(status: StatusCode, title: &str, message: String) -> Response {
 )]
 struct MessagePage {
     nav: &'static str,
+    me: Me,
     title: String,
     message: String,
 }
@@ -128,6 +172,7 @@ struct Row {
 #[template(path = "tasks.html")]
 struct TasksPage {
     nav: &'static str,
+    me: Me,
     error: Option<String>,
     routes: Vec<Check>,
     statuses: Vec<StatusCheck>,
@@ -190,7 +235,11 @@ fn text_field(name: &'static str, label: &'static str, m: &Option<TextMatch>) ->
     }
 }
 
-async fn tasks_page(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+async fn tasks_page(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let (query, error) = match parse_query(raw.as_deref(), Accept::All) {
         Ok(q) => (q, None),
         Err(e) => (TaskQuery::default(), Some(e.message)),
@@ -233,6 +282,7 @@ async fn tasks_page(State(state): State<AppState>, RawQuery(raw): RawQuery) -> R
     let filter_json = f.to_json().to_string();
     let t = TasksPage {
         nav: "tasks",
+        me: Me::of(&caller),
         routes: state
             .config()
             .routes
@@ -351,12 +401,14 @@ struct ActionRow {
     actor: String,
     action: String,
     reason: String,
+    origin: String,
 }
 
 #[derive(Template)]
 #[template(path = "task.html")]
 struct TaskPage {
     nav: &'static str,
+    me: Me,
     id: String,
     route: String,
     entity_schema: String,
@@ -388,6 +440,7 @@ const TABS: [(&str, &str); 5] = [
 
 async fn task_page(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(raw): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -398,6 +451,7 @@ async fn task_page(
                 Some((key, _)) => tab = key,
                 None => {
                     return page_error(
+                        Me::of(&caller),
                         StatusCode::BAD_REQUEST,
                         "Unknown tab",
                         format!(
@@ -411,6 +465,7 @@ async fn task_page(
     let shown: String = raw.chars().take(64).collect();
     let not_found = || {
         page_error(
+            Me::of(&caller),
             StatusCode::NOT_FOUND,
             "No such task",
             format!("No task has the identifier '{shown}'. It may have been removed by retention."),
@@ -460,6 +515,7 @@ async fn task_page(
     let s = &task.summary;
     let t = TaskPage {
         nav: "tasks",
+        me: Me::of(&caller),
         id: s.id.to_string(),
         route: s.route.clone(),
         entity_schema: s.entity_schema.clone(),
@@ -506,6 +562,7 @@ async fn task_page(
                 actor: a.actor.clone(),
                 action: a.action.clone(),
                 reason: a.reason.clone().unwrap_or_default(),
+                origin: a.origin.clone().unwrap_or_default(),
             })
             .collect(),
     };
@@ -535,6 +592,7 @@ struct RouteView {
 #[template(path = "routes.html")]
 struct RoutesPage {
     nav: &'static str,
+    me: Me,
     total: u64,
     totals: Vec<CountLink>,
     failed_last_hour: u64,
@@ -557,7 +615,10 @@ fn human(d: std::time::Duration) -> String {
     }
 }
 
-async fn routes_page(State(state): State<AppState>) -> Response {
+async fn routes_page(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
     let store = state.store();
     let hour_ago = Timestamp::now().plus_millis(-3_600_000);
     let failed_since = |route: Option<&str>| TaskFilter {
@@ -710,6 +771,7 @@ async fn routes_page(State(state): State<AppState>) -> Response {
         .collect();
     let t = RoutesPage {
         nav: "routes",
+        me: Me::of(&caller),
         total: totals.total(),
         totals: links(&totals, None),
         failed_last_hour: failed,

@@ -1,11 +1,12 @@
 //! `/api/v1/routes` and `/api/v1/incoming`: routes with their counts, and running them.
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::tasks::Counts;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use ferry_core::config::Route;
 use ferry_core::retry::Backoff;
 use ferry_engine::{IncomingRunError, RunError};
@@ -173,12 +174,18 @@ pub async fn one(
     responses((status = 200, body = RunResult), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn run(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RunResult>> {
     let s = state.engine.run_route(&id).await.map_err(|e| match e {
         RunError::UnknownRoute(_) => unknown_route(&id, &state),
         RunError::Store(e) => e.into(),
     })?;
+    let outcome = serde_json::json!({
+        "route": id, "claimed": s.claimed, "finished": s.finished, "failed": s.failed,
+        "skipped": s.skipped, "retry": s.retry,
+    });
+    record(&state, &caller, "run", outcome).await?;
     Ok(Json(RunResult {
         claimed: s.claimed,
         finished: s.finished,
@@ -209,6 +216,7 @@ pub struct IncomingRunResult {
         (status = 409, body = crate::error::ErrorBody)))]
 pub async fn run_incoming(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<IncomingRunResult>> {
     let run = state.engine.run_incoming(&id).await.map_err(|e| match e {
@@ -222,6 +230,10 @@ pub async fn run_incoming(
         ),
         IncomingRunError::Store(e) => e.into(),
     })?;
+    let outcome = serde_json::json!({
+        "incoming": id, "created": run.created, "dropped": run.dropped, "errors": run.errors.len(),
+    });
+    record(&state, &caller, "run.incoming", outcome).await?;
     Ok(Json(IncomingRunResult {
         created: run.created,
         dropped: run.dropped,
@@ -255,4 +267,16 @@ pub async fn retention(State(state): State<AppState>) -> Json<RetentionDto> {
         removes_updated_before: state.engine.prune_rule().updated_before.to_rfc3339(),
         interval_seconds: r.interval.as_secs(),
     })
+}
+
+/// Writes a manual run to the audit trail.
+async fn record(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    target: serde_json::Value,
+) -> ApiResult<()> {
+    let event = ferry_store::access::event(&caller.actor(), action, caller.origin.clone(), target);
+    state.store().record_event(&event).await?;
+    Ok(())
 }

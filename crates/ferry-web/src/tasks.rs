@@ -1,14 +1,14 @@
 //! `/api/v1/tasks`: list, counts, detail, messages, and skip/retry one or many.
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::body;
 use crate::error::{ApiError, ApiResult};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use ferry_core::filter::{Accept, TaskQuery};
 use ferry_core::task::{Phase, Task, TaskSummary};
 use ferry_core::{Action, TaskId, Timestamp};
@@ -247,16 +247,6 @@ fn unknown_task(raw: &str) -> ApiError {
     )
 }
 
-/// Who acts: the `X-Ferry-Actor` header (the CLI sends the user name), else anonymous.
-pub fn actor(headers: &HeaderMap) -> String {
-    headers
-        .get("x-ferry-actor")
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().chars().take(100).collect::<String>())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "anonymous".to_owned())
-}
-
 fn reason(r: Option<String>) -> ApiResult<Option<String>> {
     match r {
         Some(r) if r.chars().count() > MAX_REASON_CHARS => Err(ApiError::bad_request(
@@ -458,7 +448,7 @@ pub async fn history(
 async fn act_one(
     state: AppState,
     raw: String,
-    headers: HeaderMap,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
     action: Action,
 ) -> ApiResult<Json<TaskDetailDto>> {
@@ -466,7 +456,8 @@ async fn act_one(
     let parsed: ActionBody = body::json_opt(&bytes)?.unwrap_or_default();
     let request = ActionRequest {
         action,
-        actor: actor(&headers),
+        actor: caller.actor(),
+        origin: caller.origin.clone(),
         reason: reason(parsed.reason)?,
         at: Timestamp::now(),
     };
@@ -488,10 +479,10 @@ async fn act_one(
 pub async fn skip_one(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<TaskDetailDto>> {
-    act_one(state, raw, headers, body, Action::Skip).await
+    act_one(state, raw, caller, body, Action::Skip).await
 }
 
 /// Retry one task (allowed from finished, failed and skipped); attempts reset.
@@ -503,15 +494,15 @@ pub async fn skip_one(
 pub async fn retry_one(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<TaskDetailDto>> {
-    act_one(state, raw, headers, body, Action::Retry).await
+    act_one(state, raw, caller, body, Action::Retry).await
 }
 
 async fn act_bulk(
     state: AppState,
-    headers: HeaderMap,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
     action: Action,
 ) -> ApiResult<Json<BulkResult>> {
@@ -524,7 +515,8 @@ async fn act_bulk(
     })?;
     let request = ActionRequest {
         action,
-        actor: actor(&headers),
+        actor: caller.actor(),
+        origin: caller.origin.clone(),
         reason: reason(parsed.reason)?,
         at: Timestamp::now(),
     };
@@ -580,10 +572,10 @@ async fn act_bulk(
     responses((status = 200, body = BulkResult), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn bulk_skip(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<BulkResult>> {
-    act_bulk(state, headers, body, Action::Skip).await
+    act_bulk(state, caller, body, Action::Skip).await
 }
 
 /// Retry many tasks: by identifiers or by filter, however many.
@@ -591,10 +583,10 @@ pub async fn bulk_skip(
     responses((status = 200, body = BulkResult), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn bulk_retry(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<BulkResult>> {
-    act_bulk(state, headers, body, Action::Retry).await
+    act_bulk(state, caller, body, Action::Retry).await
 }
 
 #[cfg(test)]

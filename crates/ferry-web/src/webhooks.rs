@@ -1,6 +1,7 @@
 //! `POST /api/v1/webhooks/{incoming_id}`: entities pushed by outside systems.
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::body;
 use crate::error::{ApiError, ApiResult};
 use axum::body::Bytes;
@@ -8,10 +9,12 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use ferry_core::Permission;
 use ferry_core::config::Subscriber;
 use ferry_core::entity::kind_of;
 use ferry_engine::IngestError;
+use ferry_store::credentials::constant_time_eq;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -35,41 +38,60 @@ pub const SIGNATURE_HEADER: &str = "x-ferry-signature";
 
 /// Lets a delivery in when it carries the webhook's secret as a bearer token or signs
 /// its body with it; answers 401 otherwise, without saying which part was wrong.
-fn authenticate(headers: &HeaderMap, body: &[u8], secret: &str, id: &str) -> Result<(), ApiError> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|token| constant_time_eq(token.trim().as_bytes(), secret.as_bytes()));
-    let signed = headers
-        .get(SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().strip_prefix("sha256="))
-        .and_then(decode_hex)
-        .is_some_and(|sig| {
-            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
-                .expect("HMAC takes any key");
-            mac.update(body);
-            mac.verify_slice(&sig).is_ok()
-        });
-    if bearer || signed {
-        return Ok(());
+/// A delivery is accepted with the incoming's secret (as a bearer token, or as the key
+/// of an HMAC-SHA256 signature of the body), or from an operator or admin: an API
+/// token, or a signed-in page that sends its CSRF token.
+fn authenticate(
+    headers: &HeaderMap,
+    body: &[u8],
+    secret: Option<&str>,
+    caller: &Caller,
+    id: &str,
+) -> Result<(), ApiError> {
+    if let Some(secret) = secret {
+        let bearer =
+            crate::auth::bearer(headers).is_some_and(|token| constant_time_eq(token, secret));
+        let signed = headers
+            .get(SIGNATURE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().strip_prefix("sha256="))
+            .and_then(decode_hex)
+            .is_some_and(|sig| {
+                let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+                    .expect("HMAC takes any key");
+                mac.update(body);
+                mac.verify_slice(&sig).is_ok()
+            });
+        if bearer || signed {
+            return Ok(());
+        }
+    }
+    let by_page_without_csrf = caller.session.as_ref().is_some_and(|s| {
+        !headers
+            .get(crate::auth::CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|sent| constant_time_eq(sent, &s.csrf))
+    });
+    if by_page_without_csrf {
+        return Err(crate::auth::csrf_refused());
+    }
+    if caller.principal.is_some() {
+        return caller.require(Permission::Operate).map(|_| ());
     }
     tracing::warn!(
         incoming = id,
         "webhook delivery refused: missing or wrong credentials"
     );
+    let how = if secret.is_some() {
+        "send Authorization: Bearer <secret>, or X-Ferry-Signature: sha256=<hex HMAC-SHA256 of the body, keyed with the secret>, or an operator's API token"
+    } else {
+        "it has no secret configured, so send an operator's API token as Authorization: Bearer <token> (or give it a secret in the configuration)"
+    };
     Err(ApiError::new(
         StatusCode::UNAUTHORIZED,
         "unauthorized",
-        format!(
-            "the webhook '{id}' needs its secret: send Authorization: Bearer <secret>, or X-Ferry-Signature: sha256=<hex HMAC-SHA256 of the body, keyed with the secret>"
-        ),
+        format!("the webhook '{id}' refused the delivery: {how}"),
     ))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
@@ -160,6 +182,7 @@ pub fn entities(content_type: Option<&str>, bytes: &[u8]) -> Result<Vec<Value>, 
 pub async fn receive(
     State(state): State<AppState>,
     Path(incoming_id): Path<String>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<WebhookResult>)> {
@@ -189,12 +212,11 @@ pub async fn receive(
         ));
     }
     let bytes = body::bytes(body)?;
-    if let Subscriber::Webhook {
-        secret: Some(secret),
-    } = &incoming.subscriber
-    {
-        authenticate(&headers, &bytes, secret.expose(), &incoming_id)?;
-    }
+    let secret = match &incoming.subscriber {
+        Subscriber::Webhook { secret } => secret.as_ref().map(|s| s.expose()),
+        _ => None,
+    };
+    authenticate(&headers, &bytes, secret, &caller, &incoming_id)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());

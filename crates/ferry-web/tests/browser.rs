@@ -6,6 +6,7 @@ mod common;
 
 use common::TestApp;
 use fantoccini::{Client, ClientBuilder, Locator};
+use ferry_core::Role;
 use serde_json::Value;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -157,12 +158,19 @@ async fn rows(c: &Client) -> Vec<(String, String, String)> {
     out
 }
 
+/// Submits the filter form and waits for the new page (its address changes; the old
+/// page's elements would otherwise answer the next lookups on a busy machine).
 async fn apply(c: &Client) {
+    let before = c.current_url().await.unwrap();
     css(c, "#filters button[type=submit]")
         .await
         .click()
         .await
         .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.current_url().await.unwrap() == before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     css(c, "main h1").await;
 }
 
@@ -171,6 +179,22 @@ fn query_of(url: &reqwest::Url) -> Vec<(String, String)> {
         .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
+}
+
+/// Adds a user and signs it in through the sign-in page; the page then shows its name.
+async fn sign_in(c: &Client, app: &TestApp, name: &str, role: Role) {
+    let password = "correct horse battery";
+    app.user(name, role, password).await;
+    c.goto(&app.url("/login")).await.unwrap();
+    css(c, "#login-user").await.send_keys(name).await.unwrap();
+    css(c, "#login-password")
+        .await
+        .send_keys(password)
+        .await
+        .unwrap();
+    css(c, "#login-submit").await.click().await.unwrap();
+    let shown = text(c, "#me-name").await;
+    assert_eq!(shown, name, "signed in");
 }
 
 /// Confirms the open dialog with a reason and waits for the page to report.
@@ -190,6 +214,7 @@ async fn filtering_by_each_dimension_changes_the_list_and_the_address() {
     let app = TestApp::start().await;
     app.populate(14, 0).await;
     let c = &b.client;
+    sign_in(c, &app, "olga", Role::Operator).await;
     c.goto(&app.url("/tasks")).await.unwrap();
     assert_eq!(rows(c).await.len(), 50);
     screenshot(c, "tasks").await;
@@ -333,6 +358,7 @@ async fn selecting_all_matching_tasks_across_pages_skips_exactly_the_eligible_on
     app.populate(30, 0).await; // 30 products × 4 routes
     let before = app.get_ok("/api/v1/tasks/counts").await;
     let c = &b.client;
+    sign_in(c, &app, "olga", Role::Operator).await;
     // idle: 30 new; strict: 30 failed → 60 tasks on 3 pages of 25; 30 can be skipped.
     c.goto(&app.url("/tasks?route=idle&route=strict&per_page=25"))
         .await
@@ -419,6 +445,7 @@ async fn a_failed_task_is_retried_from_its_detail_page_and_every_tab_opens() {
         .unwrap()
         .to_owned();
     let c = &b.client;
+    sign_in(c, &app, "olga", Role::Operator).await;
     c.goto(&app.url(&format!("/tasks/{id}"))).await.unwrap();
     let overview = css(c, ".tab-panel").await.text().await.unwrap();
     assert!(
@@ -477,6 +504,7 @@ async fn the_row_menu_offers_only_the_actions_the_status_allows() {
     let app = TestApp::start().await;
     app.populate(7, 0).await;
     let c = &b.client;
+    sign_in(c, &app, "olga", Role::Operator).await;
     c.goto(&app.url("/tasks?per_page=100")).await.unwrap();
     let mut seen = std::collections::BTreeSet::new();
     for row in c
@@ -544,6 +572,7 @@ async fn the_routes_page_shows_counts_and_runs_a_route() {
     let app = TestApp::start().await;
     app.push_products(&TestApp::products(5, 0)).await;
     let c = &b.client;
+    sign_in(c, &app, "olga", Role::Operator).await;
     c.goto(&app.url("/routes")).await.unwrap();
     let archive = css(c, "#route-archive").await;
     assert!(text(c, "#route-archive").await.contains("new 5"));

@@ -22,7 +22,7 @@ fn signature(secret: &str, body: &str) -> String {
 
 async fn deliver(app: &TestApp, headers: &[(&str, String)]) -> reqwest::Response {
     let mut req = app
-        .http
+        .anonymous
         .post(app.url("/api/v1/webhooks/signed"))
         .header("content-type", "application/json")
         .body(BODY);
@@ -67,7 +67,15 @@ async fn a_webhook_with_a_secret_takes_it_as_a_bearer_token_or_a_body_signature(
     .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(app.get_ok("/api/v1/tasks/counts").await["total"], 2);
-    // Webhooks without a secret stay open.
+    // A webhook without a secret takes an operator's token, never an anonymous call.
+    let anonymous = app
+        .anonymous
+        .post(app.url("/api/v1/webhooks/orders"))
+        .json(&serde_json::json!({"o": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         app.post("/api/v1/webhooks/orders", &serde_json::json!({"o": 1}))
             .await
@@ -115,10 +123,9 @@ async fn the_audit_trail_shows_who_did_what_to_which_tasks() {
         .as_str()
         .unwrap()
         .to_owned();
-    let r = app
-        .http
+    let alice = common::client_with_token(&app.token("alice", ferry_core::Role::Operator).await);
+    let r = alice
         .post(app.url(&format!("/api/v1/tasks/{id}/retry")))
-        .header("x-ferry-actor", "alice")
         .json(&serde_json::json!({"reason": "ERP back"}))
         .send()
         .await
@@ -130,20 +137,23 @@ async fn the_audit_trail_shows_who_did_what_to_which_tasks() {
     )
     .await;
 
+    let runs = app.get_ok("/api/v1/audit?action=run").await;
+    assert_eq!(runs["total"], 3, "populate ran three routes");
     let all = app.get_ok("/api/v1/audit").await;
-    assert_eq!(all["total"], 2);
+    // Two tokens made (the test's admin and alice's), three runs, a retry and a skip.
+    assert_eq!(all["total"], 2 + 3 + 2);
     assert_eq!(all["items"][0]["action"], "skip");
     assert_eq!(
         all["items"][0]["target"]["filter"]["route"],
         serde_json::json!(["idle"])
     );
     assert_eq!(all["items"][0]["changed"], 3);
-    let alice = app.get_ok("/api/v1/audit?actor=alice").await;
+    let alice = app.get_ok("/api/v1/audit?actor=token:alice").await;
     assert_eq!(alice["items"][0]["reason"], "ERP back");
     let on_task = app.get_ok(&format!("/api/v1/audit?task={id}")).await;
     assert_eq!(on_task["total"], 1);
     for (q, needle) in [
-        ("action=delete", "skip or retry"),
+        ("action=delete", "skip, retry, run"),
         ("from=yesterday", "RFC 3339"),
         ("task=42", "ULID"),
         ("per_page=0", "1 to 500"),

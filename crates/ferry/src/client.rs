@@ -14,12 +14,15 @@ pub struct ServerArgs {
         global = true
     )]
     pub server: String,
+    /// API token (create one with `ferry tokens create`); the audit trail names it.
+    #[arg(long, env = "FERRY_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 pub struct Client {
     http: reqwest::Client,
     base: String,
-    actor: String,
+    token: Option<String>,
 }
 
 impl Client {
@@ -27,7 +30,7 @@ impl Client {
         Client {
             http: reqwest::Client::new(),
             base: args.server.trim_end_matches('/').to_owned(),
-            actor: std::env::var("USER").unwrap_or_else(|_| "cli".into()),
+            token: args.token.clone().filter(|t| !t.trim().is_empty()),
         }
     }
 
@@ -46,16 +49,16 @@ impl Client {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
-        let response = req
-            .header("x-ferry-actor", &self.actor)
-            .send()
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot reach the ferry server at {} (set --server or FERRY_SERVER)",
-                    self.base
-                )
-            })?;
+        let req = match &self.token {
+            Some(token) => req.bearer_auth(token.trim()),
+            None => req,
+        };
+        let response = req.send().await.with_context(|| {
+            format!(
+                "cannot reach the ferry server at {} (set --server or FERRY_SERVER)",
+                self.base
+            )
+        })?;
         let status = response.status();
         let text = response
             .text()
@@ -66,6 +69,11 @@ impl Client {
                 .ok()
                 .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
                 .unwrap_or(text);
+            if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_none() {
+                bail!(
+                    "the server answered {status}: {message}\n(pass an API token with --token or FERRY_TOKEN; an admin creates one with 'ferry tokens create --config FILE --role operator --name NAME')"
+                );
+            }
             bail!("the server answered {status}: {message}");
         }
         serde_json::from_str(&text)

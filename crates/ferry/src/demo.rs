@@ -116,6 +116,7 @@ pub async fn run(args: Args) -> Result<()> {
         actor: "demo-operator".into(),
         reason: Some(reason.into()),
         at: now,
+        origin: Some("demo".into()),
     };
     // An operator skips a few warehouse tasks and retries one failed legacy task.
     let q = |pairs: &[(&str, &str)]| {
@@ -167,6 +168,7 @@ pub async fn run(args: Args) -> Result<()> {
         print_counts(&engine, dir).await?;
         return Ok(());
     }
+    let credentials = bootstrap_access(&*store, &args.listen).await?;
     let engine = Arc::new(engine);
     let base = format!("http://{}", args.listen);
     // Once the server (and so the sample catalog and ERP) answers, poll the catalog and
@@ -193,15 +195,50 @@ pub async fn run(args: Args) -> Result<()> {
         "\nRoutes now move on their own: the catalog is polled every 20 s, the ERP fed every 5 s (it is flaky: watch tasks retry), files dropped in {}/inbox are read every 10 s.",
         dir.display()
     );
-    println!("\nOpen {base}/ in a browser, or try:");
-    println!("  curl '{base}/api/v1/tasks?status=retry&per_page=5'");
-    println!("  curl '{base}/api/v1/routes'");
+    let DemoAccess { password, token } = credentials;
+    println!("\nOpen {base}/ in a browser and sign in as admin with the password {password}");
+    println!("(made up for this run and shown once). An operator API token for scripts:");
+    println!("  export FERRY_TOKEN={token}");
+    println!("Then try:");
     println!(
-        "  curl -X POST {base}/api/v1/webhooks/shop -H 'Content-Type: application/json' -d '{{\"sku\":\"NEW-1\",\"name\":\"Oar\",\"price\":\"12.50\"}}'"
+        "  curl -H \"Authorization: Bearer $FERRY_TOKEN\" '{base}/api/v1/tasks?status=retry&per_page=5'"
     );
-    println!("  cargo run -p ferry -- tasks list --status failed");
+    println!("  curl -H \"Authorization: Bearer $FERRY_TOKEN\" '{base}/api/v1/routes'");
+    println!(
+        "  curl -X POST {base}/api/v1/webhooks/shop -H \"Authorization: Bearer $FERRY_TOKEN\" -H 'Content-Type: application/json' -d '{{\"sku\":\"NEW-1\",\"name\":\"Oar\",\"price\":\"12.50\"}}'"
+    );
+    println!("  cargo run -p ferry -- tasks list --status failed   # reads FERRY_TOKEN");
     println!("  open {base}/api/v1/openapi.json\n");
     serve::serve_engine(engine, true, sample_systems()).await
+}
+
+struct DemoAccess {
+    password: String,
+    token: String,
+}
+
+/// The demo's own admin (with a password made up for this run) and an operator token,
+/// on loopback only: beyond it, the demo is refused like any server without users.
+async fn bootstrap_access(store: &dyn ferry_store::Store, listen: &str) -> Result<DemoAccess> {
+    let loopback = listen
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback())
+        || listen.starts_with("localhost:");
+    if !loopback {
+        anyhow::bail!(
+            "the demo makes up an admin password and prints it, which is only safe on loopback; listen on 127.0.0.1 (--listen 127.0.0.1:PORT), or run 'ferry serve' with users of your own"
+        );
+    }
+    let by = ferry_store::accounts::ChangedBy {
+        actor: "demo".into(),
+        origin: Some("local".into()),
+    };
+    let password = ferry_store::credentials::random_hex(10);
+    ferry_store::accounts::add_user(store, &by, "admin", ferry_core::Role::Admin, &password)
+        .await?;
+    let (_, token) =
+        ferry_store::accounts::create_token(store, &by, "demo", ferry_core::Role::Operator).await?;
+    Ok(DemoAccess { password, token })
 }
 
 async fn print_counts(engine: &ferry_engine::Engine, dir: &std::path::Path) -> Result<()> {

@@ -2,6 +2,7 @@
 //! operator CLI, which talks to a running server over its HTTP API.
 #![forbid(unsafe_code)]
 
+mod access_cmd;
 mod client;
 mod demo;
 mod filter_args;
@@ -45,6 +46,12 @@ enum Command {
     /// List and run routes on a running server.
     #[command(subcommand)]
     Routes(routes_cmd::Command),
+    /// Add, list, disable and change the role of users (on the configured store).
+    #[command(subcommand)]
+    Users(access_cmd::Users),
+    /// Create, list and revoke API tokens (on the configured store).
+    #[command(subcommand)]
+    Tokens(access_cmd::Tokens),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +76,8 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Tasks(cmd) => tasks_cmd::run(*cmd).await,
             Command::Routes(cmd) => routes_cmd::run(cmd).await,
+            Command::Users(cmd) => access_cmd::users(cmd).await,
+            Command::Tokens(cmd) => access_cmd::tokens(cmd).await,
         }
     });
     // Do not wait for a transformer that ran past its time limit and still spins.

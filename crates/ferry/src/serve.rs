@@ -1,6 +1,6 @@
 //! `ferry serve` and `ferry check`.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use ferry_core::config::{self, Config};
 use ferry_engine::runtime::Runtime;
 use ferry_engine::{Engine, Prepared};
@@ -160,6 +160,16 @@ pub async fn serve_engine(engine: Arc<Engine>, workers: bool, extra: axum::Route
         .await
         .with_context(|| format!("cannot listen on {listen} (server.listen); is another process using it? Pick another with --listen"))?;
     let addr = listener.local_addr()?;
+    if !engine.store().has_credentials().await? {
+        if !addr.ip().is_loopback() {
+            bail!(
+                "ferry will not listen on {addr} while no user or API token exists: anyone who can reach it would find nobody signed in and no way to sign in, and the store would be one setting away from open. Create an admin first (ferry users add --config FILE --role admin NAME), or listen on 127.0.0.1"
+            );
+        }
+        tracing::warn!(
+            "no user or API token exists yet, so nobody can sign in; create an admin with: ferry users add --config FILE --role admin NAME"
+        );
+    }
     tracing::info!("ferry is serving on http://{addr} (API at http://{addr}/api/v1/tasks)");
     println!("ferry is serving on http://{addr}");
     let runtime = if workers {
@@ -168,9 +178,12 @@ pub async fn serve_engine(engine: Arc<Engine>, workers: bool, extra: axum::Route
         None
     };
     let app = ferry_web::router(AppState::new(engine)).merge(extra);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     if let Some(runtime) = runtime {
         runtime.shutdown().await;
     }

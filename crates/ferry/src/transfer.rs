@@ -50,6 +50,8 @@ struct ActionLine {
     actor: String,
     action: String,
     reason: Option<String>,
+    #[serde(default)]
+    origin: Option<String>,
     target: Value,
     matched: u64,
     changed: u64,
@@ -128,6 +130,7 @@ async fn write_all(store: &dyn Store, out: &mut impl Write) -> Result<(u64, u64)
                         actor: a.actor.clone(),
                         action: a.action.clone(),
                         reason: a.reason.clone(),
+                        origin: a.origin.clone(),
                         target: a.target.clone(),
                         matched: a.outcome.matched,
                         changed: a.outcome.changed,
@@ -225,6 +228,7 @@ async fn read_all(store: &dyn Store, input: impl BufRead) -> Result<(u64, u64)> 
                     actor: a.actor,
                     action: a.action,
                     reason: a.reason,
+                    origin: a.origin,
                     target: a.target,
                     outcome: BulkOutcome {
                         matched: a.matched,

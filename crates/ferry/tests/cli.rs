@@ -45,6 +45,7 @@ fn ferry(server: &Server, args: &[&str]) -> Output {
     Command::new(FERRY)
         .args(args)
         .args(["--server", &server.base])
+        .env("FERRY_TOKEN", &server.token)
         .stdin(Stdio::null())
         .output()
         .expect("run ferry")
@@ -75,7 +76,8 @@ async fn operators_list_show_run_skip_and_retry_from_the_command_line() {
     let products: Vec<Value> = (1..=6)
         .map(|i| json!({"sku": format!("P-{i}"), "price": if i == 3 { 0 } else { 5 }}))
         .collect();
-    let r = reqwest::Client::new()
+    let r = server
+        .http()
         .post(format!("{}/api/v1/webhooks/shop", server.base))
         .json(&products)
         .send()

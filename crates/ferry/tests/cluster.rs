@@ -82,7 +82,7 @@ batch_size = 50
     let mut nodes = [a, b, c];
 
     // Entities arrive through every node.
-    let http = reqwest::Client::new();
+    let http = nodes[0].http();
     for (i, chunk) in (0..TASKS).collect::<Vec<_>>().chunks(500).enumerate() {
         let body: String = chunk
             .iter()
@@ -144,7 +144,7 @@ batch_size = 50
         .fetch_one(&mut db)
         .await
         .unwrap();
-    assert_eq!(migrations, 2);
+    assert_eq!(migrations, 3);
 
     let seen = seen.lock().unwrap().clone();
     let mut per_sku: HashMap<&str, usize> = HashMap::new();

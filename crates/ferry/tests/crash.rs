@@ -50,7 +50,8 @@ async fn every_task_ends_finished_exactly_once_when_a_node_is_killed_mid_run() {
     let products: Vec<serde_json::Value> = (0..TASKS)
         .map(|i| serde_json::json!({"sku": format!("P{i:04}")}))
         .collect();
-    let r = reqwest::Client::new()
+    let r = first
+        .http()
         .post(format!("{}/api/v1/webhooks/shop", first.base))
         .json(&products)
         .send()

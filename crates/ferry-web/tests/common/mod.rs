@@ -4,7 +4,9 @@
     reason = "each test file uses a different part of the helpers"
 )]
 
+use ferry_core::Role;
 use ferry_engine::Engine;
+use ferry_store::accounts::{self, ChangedBy};
 use ferry_web::AppState;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
@@ -85,9 +87,35 @@ disabled = true
 
 pub struct TestApp {
     pub base: String,
+    /// Sends the admin token on every request.
     pub http: reqwest::Client,
+    /// Sends no credentials.
+    pub anonymous: reqwest::Client,
+    pub admin_token: String,
     pub dir: tempfile::TempDir,
     pub state: AppState,
+}
+
+/// Who the tests' own changes are made by.
+pub fn test_setup() -> ChangedBy {
+    ChangedBy {
+        actor: "test-setup".into(),
+        origin: None,
+    }
+}
+
+/// A client that sends `token` as a bearer token on every request.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 impl TestApp {
@@ -107,6 +135,10 @@ impl TestApp {
             .expect("valid config");
         let store = ferry_store::open(&config.storage.url).await.expect("store");
         let engine = Engine::new(config, store, dir.path(), "ferry.toml").expect("engine");
+        let (_, admin_token) =
+            accounts::create_token(&**engine.store(), &test_setup(), "test-admin", Role::Admin)
+                .await
+                .expect("admin token");
         let state = AppState::new(Arc::new(engine));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -118,10 +150,67 @@ impl TestApp {
         });
         TestApp {
             base,
-            http: reqwest::Client::new(),
+            http: client_with_token(&admin_token),
+            anonymous: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            admin_token,
             dir,
             state,
         }
+    }
+
+    /// A new API token with `role`; answers its secret.
+    pub async fn token(&self, name: &str, role: Role) -> String {
+        accounts::create_token(&**self.state.store(), &test_setup(), name, role)
+            .await
+            .expect("token")
+            .1
+    }
+
+    /// A new user with `role` and `password`.
+    pub async fn user(&self, name: &str, role: Role, password: &str) {
+        accounts::add_user(&**self.state.store(), &test_setup(), name, role, password)
+            .await
+            .expect("user");
+    }
+
+    /// Signs in through the sign-in form like a browser; answers the session cookie
+    /// (`ferry_session=…`) and the page's CSRF token.
+    pub async fn sign_in(&self, name: &str, password: &str) -> Option<(String, String)> {
+        let form = self.anonymous.get(self.url("/login")).send().await.unwrap();
+        let login_cookie = set_cookie(&form, "ferry_login").expect("sign-in form cookie");
+        let html = form.text().await.unwrap();
+        let csrf = hidden_field(&html, "csrf").expect("csrf field");
+        let r = self
+            .anonymous
+            .post(self.url("/login"))
+            .header("cookie", format!("ferry_login={login_cookie}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "csrf={csrf}&next=%2Ftasks&user={name}&password={}",
+                form_urlencoded::byte_serialize(password.as_bytes()).collect::<String>()
+            ))
+            .send()
+            .await
+            .unwrap();
+        if r.status() != StatusCode::SEE_OTHER {
+            return None;
+        }
+        let session = format!("ferry_session={}", set_cookie(&r, "ferry_session")?);
+        let page = self
+            .anonymous
+            .get(self.url("/tasks"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let page_csrf = meta_csrf(&page).expect("csrf meta tag on a signed-in page");
+        Some((session, page_csrf))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -225,4 +314,28 @@ pub async fn assert_error(r: Response, status: StatusCode, code: &str, needle: &
         message.contains(needle),
         "message {message:?} should mention {needle:?}"
     );
+}
+
+/// The value a `Set-Cookie` header of `r` gives `name`.
+pub fn set_cookie(r: &Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap_or("").to_owned())
+}
+
+/// The value of `<input type="hidden" name="NAME" value="…">` in a page.
+pub fn hidden_field(html: &str, name: &str) -> Option<String> {
+    let attr = format!("name=\"{name}\" value=\"");
+    let rest = &html[html.find(&attr)? + attr.len()..];
+    Some(rest[..rest.find('"')?].to_owned())
+}
+
+/// The page's CSRF token from its `<meta name="csrf-token">`.
+pub fn meta_csrf(html: &str) -> Option<String> {
+    let tag = "<meta name=\"csrf-token\" content=\"";
+    let rest = &html[html.find(tag)? + tag.len()..];
+    Some(rest[..rest.find('"')?].to_owned())
 }

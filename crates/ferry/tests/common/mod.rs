@@ -13,6 +13,8 @@ pub const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// An admin API token, made with `ferry tokens create` before the server started.
+    pub token: String,
 }
 
 impl Drop for Server {
@@ -44,7 +46,9 @@ pub fn write_config(dir: &Path, config: &str) -> PathBuf {
 impl Server {
     /// Starts `ferry serve --config path` and waits until it answers.
     pub async fn start(config: &Path) -> Server {
-        let listen = format!("127.0.0.1:{}", free_port());
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let token = create_token(config, "admin", &format!("test-{port}"));
         let child = Command::new(FERRY)
             .args(["serve", "--config"])
             .arg(config)
@@ -56,6 +60,7 @@ impl Server {
         let server = Server {
             child,
             base: format!("http://{listen}"),
+            token,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -75,11 +80,26 @@ impl Server {
     }
 
     pub async fn get(&self, path: &str) -> serde_json::Value {
-        reqwest::get(format!("{}{path}", self.base))
+        self.http()
+            .get(format!("{}{path}", self.base))
+            .send()
             .await
             .unwrap()
             .json()
             .await
+            .unwrap()
+    }
+
+    /// A client that sends the admin token.
+    pub fn http(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", self.token).parse().unwrap(),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
             .unwrap()
     }
 
@@ -114,4 +134,28 @@ pub async fn sku_target(delay: Duration) -> (String, Deliveries) {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (url, seen)
+}
+
+/// `ferry tokens create --config … --role … --name …`; answers the token, which the
+/// command prints alone on its last line.
+pub fn create_token(config: &Path, role: &str, name: &str) -> String {
+    let out = Command::new(FERRY)
+        .args(["tokens", "create", "--config"])
+        .arg(config)
+        .args(["--role", role, "--name", name])
+        .env("FERRY_LOG", "warn")
+        .output()
+        .expect("run ferry tokens create");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ferry tokens create failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .last()
+        .expect("a token line")
+        .trim()
+        .to_owned()
 }
