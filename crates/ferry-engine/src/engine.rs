@@ -76,8 +76,12 @@ impl Prepared {
             .iter()
             .map(|r| (r.id.to_string(), compile(&r.transformers)))
             .collect();
+        // Outside systems are not trusted to behave: bounded connect time and redirects
+        // (each request also has its configured timeout, and answers are read capped).
         let client = reqwest::Client::builder()
             .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::limited(5))
             .build()
             .unwrap_or_default();
         let outgoing = config

@@ -132,13 +132,30 @@ impl HttpTarget {
         if status.is_success() {
             return Ok(format!("{method} {url} → {status}"));
         }
-        let body = response.text().await.unwrap_or_default();
+        let body = read_capped(response, 64 * 1024).await.unwrap_or_else(|e| e);
         let excerpt: String = body.chars().take(BODY_EXCERPT_CHARS).collect();
         Err(Failure {
             message: format!("{method} {url} → {status}: {excerpt}"),
             http_status: Some(status.as_u16()),
         })
     }
+}
+
+/// An answer's body as text, refused past `max` bytes (an outside system could send
+/// gigabytes); the error says how much was allowed.
+pub async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<String, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("reading the answer failed: {}", error_chain(&e)))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(format!("the answer is larger than {max} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The causes under reqwest's own summary (which repeats the URL), joined.

@@ -307,6 +307,8 @@ impl HttpSource {
     }
 
     async fn get(&self, url: &str) -> Result<Value, String> {
+        /// Largest page an http subscriber reads.
+        const MAX_PAGE_BYTES: usize = 32 * 1024 * 1024;
         let mut req = self.client.get(url).timeout(self.timeout);
         for (k, v) in &self.headers {
             req = req.header(k, v);
@@ -316,10 +318,9 @@ impl HttpSource {
             .await
             .map_err(|e| format!("GET {url}: {}", crate::publish::error_chain(&e)))?;
         let status = response.status();
-        let text = response
-            .text()
+        let text = crate::publish::read_capped(response, MAX_PAGE_BYTES)
             .await
-            .map_err(|e| format!("GET {url}: reading the answer failed: {e}"))?;
+            .map_err(|e| format!("GET {url}: {e}"))?;
         if !status.is_success() {
             let excerpt: String = text.chars().take(300).collect();
             return Err(format!("GET {url} → {status}: {excerpt}"));

@@ -430,12 +430,13 @@ struct TaskPage {
     actions_rows: Vec<ActionRow>,
 }
 
-const TABS: [(&str, &str); 5] = [
+const TABS: [(&str, &str); 6] = [
     ("overview", "Overview"),
     ("data", "Entity Data"),
     ("import", "Import Messages"),
     ("export", "Export Messages"),
     ("history", "History"),
+    ("audit", "Audit trail"),
 ];
 
 async fn task_page(
@@ -510,7 +511,8 @@ async fn task_page(
         None,
         Some(import.len()),
         Some(export.len()),
-        Some(attempts.len() + actions.len()),
+        Some(attempts.len()),
+        Some(actions.len()),
     ];
     let s = &task.summary;
     let t = TaskPage {

@@ -458,6 +458,7 @@ async fn a_failed_task_is_retried_from_its_detail_page_and_every_tab_opens() {
         ("Import Messages", "received from webhook shop"),
         ("Export Messages", "attempt 1"),
         ("History", "Attempts"),
+        ("Audit trail", "No operator has acted on this task"),
         ("Overview", "Entity identifier"),
     ] {
         let xpath = format!("//nav[@class='tabs']/a[starts-with(normalize-space(.), '{tab}')]");
@@ -494,6 +495,15 @@ async fn a_failed_task_is_retried_from_its_detail_page_and_every_tab_opens() {
     assert_eq!(
         css(c, ".task-head .badge").await.text().await.unwrap(),
         "new"
+    );
+    // The retry is on the task's audit tab, with who, why and from where.
+    c.goto(&app.url(&format!("/tasks/{id}?tab=audit")))
+        .await
+        .unwrap();
+    let audit = text(c, ".tab-panel table").await;
+    assert!(
+        audit.contains("olga retry ERP is back 127.0.0.1"),
+        "{audit}"
     );
     b.client.clone().close().await.unwrap();
 }
