@@ -47,12 +47,53 @@ pub struct ApiDoc;
 struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
+    /// Declares the scheme, and the 401 and 403 answers on every operation that needs
+    /// a credential (all but liveness).
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+                &mut item.put,
+            ];
+            for operation in operations.into_iter().flatten() {
+                if path == "/healthz" {
+                    operation.security = Some(Vec::new());
+                    continue;
+                }
+                let responses = &mut operation.responses.responses;
+                for (code, text) in [
+                    (
+                        "401",
+                        "no credential, or an unknown, revoked or expired one",
+                    ),
+                    ("403", "the caller's role may not do this"),
+                ] {
+                    responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| error(text).into());
+                }
+            }
+        }
     }
 }

@@ -472,6 +472,11 @@ async fn the_openapi_document_describes_the_api() {
         "/api/v1/routes/{id}/run",
         "/api/v1/incoming/{id}/run",
         "/api/v1/webhooks/{incoming_id}",
+        "/api/v1/audit",
+        "/api/v1/users",
+        "/api/v1/users/{name}",
+        "/api/v1/tokens",
+        "/api/v1/tokens/{name}",
     ] {
         assert!(
             doc["paths"][path].is_object(),
@@ -479,5 +484,15 @@ async fn the_openapi_document_describes_the_api() {
         );
     }
     assert!(doc["components"]["schemas"]["TaskSummaryDto"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let list = &doc["paths"]["/api/v1/tasks"]["get"]["responses"];
+    assert!(list["401"].is_object() && list["403"].is_object(), "{list}");
+    assert_eq!(
+        doc["paths"]["/healthz"]["get"]["security"],
+        serde_json::json!([])
+    );
     assert_eq!(app.get_ok("/healthz").await["status"], "ok");
 }
