@@ -32,6 +32,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_tasks.sql")),
     (2, include_str!("../migrations/postgres/0002_schedules.sql")),
     (3, include_str!("../migrations/postgres/0003_access.sql")),
+    (4, include_str!("../migrations/postgres/0004_search.sql")),
 ];
 
 /// Connection settings beyond the URL.

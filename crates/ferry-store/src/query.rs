@@ -39,21 +39,62 @@ pub enum Dialect {
     Postgres,
 }
 
+/// Columns with a trigram index for *contains* searches (migration 0004).
+const TRIGRAM_COLUMNS: [&str; 2] = ["id", "entity_identifier"];
+
 impl Dialect {
-    /// A case-sensitive substring test with no wildcard characters: `instr` on
-    /// SQLite (whose LIKE ignores ASCII case), `strpos` on PostgreSQL.
+    /// A case-sensitive substring test with no wildcard characters.
+    ///
+    /// PostgreSQL: `LIKE '%…%'` with `%`, `_` and `\` escaped, which the `pg_trgm` GIN
+    /// indexes serve. SQLite (whose LIKE ignores ASCII case): `instr`, and for the
+    /// trigram-indexed columns and values of three characters or more, first the
+    /// FTS5 trigram index (`tasks_fts`, case-sensitive) to find the candidates.
     fn contains(self, column: &'static str, value: &str) -> Expr {
-        let name = match self {
-            Dialect::Sqlite => "instr",
-            Dialect::Postgres => "strpos",
-        };
-        Expr::from(
-            Func::cust(name)
-                .arg(Expr::col(column))
-                .arg(value.to_owned()),
-        )
-        .gt(0)
+        match self {
+            Dialect::Postgres => Expr::col(column)
+                .like(sea_query::LikeExpr::new(format!("%{}%", escape_like(value))).escape('\\')),
+            Dialect::Sqlite => {
+                let exact = Expr::from(
+                    Func::cust("instr")
+                        .arg(Expr::col(column))
+                        .arg(value.to_owned()),
+                )
+                .gt(0);
+                if value.chars().count() < 3 || !TRIGRAM_COLUMNS.contains(&column) {
+                    return exact;
+                }
+                let phrase = format!("{column} : \"{}\"", value.replace('"', "\"\""));
+                let candidates = Query::select()
+                    .column("task_id")
+                    .from("task_search")
+                    .and_where(
+                        Expr::col("rowid").in_subquery(
+                            Query::select()
+                                .column("rowid")
+                                .from("tasks_fts")
+                                .and_where(Expr::cust_with_values("tasks_fts MATCH ?", [phrase]))
+                                .to_owned(),
+                        ),
+                    )
+                    .to_owned();
+                Expr::col(("tasks", "id"))
+                    .in_subquery(candidates)
+                    .and(exact)
+            }
+        }
     }
+}
+
+/// `value` with LIKE's wildcards and escape character taken literally.
+fn escape_like(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn text(dialect: Dialect, column: &'static str, m: &TextMatch) -> Expr {
@@ -451,6 +492,6 @@ mod tests {
         assert!(sql.contains("instr"), "{sql}");
         assert!(values.0.len() >= 4);
         let (sql, _) = list(Dialect::Postgres, &q).build(PostgresQueryBuilder);
-        assert!(sql.contains("strpos") && sql.contains("$1"), "{sql}");
+        assert!(sql.contains("LIKE") && sql.contains("$1"), "{sql}");
     }
 }

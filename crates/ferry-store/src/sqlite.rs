@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_tasks.sql")),
     (2, include_str!("../migrations/sqlite/0002_schedules.sql")),
     (3, include_str!("../migrations/sqlite/0003_access.sql")),
+    (4, include_str!("../migrations/sqlite/0004_search.sql")),
 ];
 
 pub struct SqliteStore {

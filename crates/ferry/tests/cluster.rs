@@ -144,7 +144,7 @@ batch_size = 50
         .fetch_one(&mut db)
         .await
         .unwrap();
-    assert_eq!(migrations, 3);
+    assert_eq!(migrations, 4);
 
     let seen = seen.lock().unwrap().clone();
     let mut per_sku: HashMap<&str, usize> = HashMap::new();
