@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::sync::{Mutex, Notify};
 
 /// A source of the current time, injectable so tests need no sleeping.
@@ -231,45 +232,156 @@ impl Engine {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// Runs a chain on one entity on a blocking thread, within the configured time
-    /// limit. A run past the limit fails; while runs that passed it may still be
-    /// spinning, new ones fail at once rather than pile up.
-    pub(crate) async fn transform(
+    /// Runs a chain on each entity, in order, on one blocking thread (one hand-off for a
+    /// whole delivery or batch), each entity within the configured time limit. An
+    /// entity past the limit fails; its thread is left to spin and the entities after it
+    /// go on on a new one. While runs that passed the limit may still be spinning, new
+    /// ones fail at once rather than pile up.
+    pub(crate) async fn transform_all(
         &self,
         chain: &Chain,
-        entity: Value,
-    ) -> Result<Transformed, String> {
+        entities: Vec<Value>,
+    ) -> Vec<Result<Transformed, String>> {
         if chain.is_empty() {
-            return Ok(Transformed {
-                outputs: vec![entity],
-                notes: Vec::new(),
-            });
+            return entities
+                .into_iter()
+                .map(|entity| {
+                    Ok(Transformed {
+                        outputs: vec![entity],
+                        notes: Vec::new(),
+                    })
+                })
+                .collect();
         }
         let limit = self.config.workers.transform_timeout;
-        if self.stuck.load(Ordering::SeqCst) >= MAX_STUCK_RUNS {
-            return Err(format!(
-                "transformers are disabled: {MAX_STUCK_RUNS} earlier runs passed the time limit of {limit:?} (workers.transform_timeout) and are still running; fix the filter and restart ferry"
-            ));
-        }
-        let run_chain = chain.clone();
-        let handle = tokio::task::spawn_blocking(move || transform::apply(&run_chain, entity));
-        let mut handle = Box::pin(handle);
-        match tokio::time::timeout(limit, &mut handle).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(format!("the transformer stopped unexpectedly: {join}")),
-            Err(_) => {
-                let stuck = self.stuck.clone();
-                stuck.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let _ = handle.await;
-                    stuck.fetch_sub(1, Ordering::SeqCst);
-                });
-                let steps: Vec<String> = chain.iter().map(|c| c.describe()).collect();
-                Err(format!(
-                    "the transformers took longer than {limit:?} (workers.transform_timeout): {}",
-                    steps.join(", ")
-                ))
+        let total = entities.len();
+        let mut results = Vec::with_capacity(total);
+        let mut pending: std::collections::VecDeque<Value> = entities.into();
+        while !pending.is_empty() {
+            if self.stuck.load(Ordering::SeqCst) >= MAX_STUCK_RUNS {
+                let message = format!(
+                    "transformers are disabled: {MAX_STUCK_RUNS} earlier runs passed the time limit of {limit:?} (workers.transform_timeout) and are still running; fix the filter and restart ferry"
+                );
+                results.extend(pending.drain(..).map(|_| Err(message.clone())));
+                break;
+            }
+            let batch = Arc::new(Batch::new(std::mem::take(&mut pending)));
+            let (worker, run_chain) = (batch.clone(), chain.clone());
+            let mut handle = Box::pin(tokio::task::spawn_blocking(move || worker.run(&run_chain)));
+            let tick = (limit / 4).clamp(Duration::from_millis(5), Duration::from_millis(250));
+            loop {
+                match tokio::time::timeout(tick, &mut handle).await {
+                    Ok(Ok(())) => {
+                        results.append(&mut batch.give_up().0);
+                        break;
+                    }
+                    Ok(Err(join)) => {
+                        // The entity in hand panicked; the rest go on on a new thread.
+                        let (mut done, rest) = batch.give_up();
+                        results.append(&mut done);
+                        results.push(Err(format!("the transformer stopped unexpectedly: {join}")));
+                        pending = rest;
+                        break;
+                    }
+                    Err(_) if batch.overdue(limit) => {
+                        let (mut done, rest) = batch.give_up();
+                        results.append(&mut done);
+                        let steps: Vec<String> = chain.iter().map(|c| c.describe()).collect();
+                        results.push(Err(format!(
+                            "the transformers took longer than {limit:?} (workers.transform_timeout): {}",
+                            steps.join(", ")
+                        )));
+                        pending = rest;
+                        let stuck = self.stuck.clone();
+                        stuck.fetch_add(1, Ordering::SeqCst);
+                        tokio::spawn(async move {
+                            let _ = handle.await;
+                            stuck.fetch_sub(1, Ordering::SeqCst);
+                        });
+                        break;
+                    }
+                    Err(_) => {}
+                }
             }
         }
+        debug_assert_eq!(results.len(), total);
+        results
+    }
+}
+
+/// Entities handed to one blocking thread, and what it has done with them so far.
+/// One lock over all of it, so giving up on the thread sees a consistent picture: the
+/// entity in hand is in neither the input nor the output.
+#[derive(Default)]
+struct Batch {
+    state: std::sync::Mutex<BatchState>,
+}
+
+#[derive(Default)]
+struct BatchState {
+    input: std::collections::VecDeque<Value>,
+    output: Vec<Result<Transformed, String>>,
+    /// When the entity in hand was started.
+    since: Option<std::time::Instant>,
+    /// The waiting side gave up on this thread: it must take and give nothing more.
+    abandoned: bool,
+}
+
+impl Batch {
+    fn new(input: std::collections::VecDeque<Value>) -> Batch {
+        Batch {
+            state: std::sync::Mutex::new(BatchState {
+                input,
+                ..BatchState::default()
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BatchState> {
+        // A panicking transformer must not poison the batch for the waiting side.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn run(&self, chain: &Chain) {
+        loop {
+            let entity = {
+                let mut st = self.lock();
+                if st.abandoned {
+                    return;
+                }
+                let Some(entity) = st.input.pop_front() else {
+                    return;
+                };
+                st.since = Some(std::time::Instant::now());
+                entity
+            };
+            let result = transform::apply(chain, entity);
+            let mut st = self.lock();
+            if st.abandoned {
+                return;
+            }
+            st.output.push(result);
+            st.since = None;
+        }
+    }
+
+    /// Everything done, and what was not started; the batch is then abandoned.
+    fn give_up(
+        &self,
+    ) -> (
+        Vec<Result<Transformed, String>>,
+        std::collections::VecDeque<Value>,
+    ) {
+        let mut st = self.lock();
+        st.abandoned = true;
+        (
+            std::mem::take(&mut st.output),
+            std::mem::take(&mut st.input),
+        )
+    }
+
+    /// Whether the entity in hand has run longer than `limit`.
+    fn overdue(&self, limit: Duration) -> bool {
+        self.lock().since.is_some_and(|t| t.elapsed() > limit)
     }
 }

@@ -125,7 +125,22 @@ impl Engine {
         let total = entities.len();
         let mut result = Ingested::default();
         let mut tasks = Vec::new();
-        for (index, Sourced { entity, origin }) in entities.into_iter().enumerate() {
+        // Every entity through the incoming chain, then every output through each
+        // route's chain: one hand-off to a blocking thread per chain, not per entity.
+        let (origins, values): (Vec<String>, Vec<Value>) =
+            entities.into_iter().map(|s| (s.origin, s.entity)).unzip();
+        let after_incoming = self.transform_all(&in_chain, values).await;
+        let passed: Vec<Value> = after_incoming
+            .iter()
+            .flat_map(|r| r.as_ref().map(|t| t.outputs.clone()).unwrap_or_default())
+            .collect();
+        let mut per_route = Vec::with_capacity(routes.len());
+        for route in &routes {
+            let chain = self.routes[route.id.as_str()].clone();
+            per_route.push(self.transform_all(&chain, passed.clone()).await.into_iter());
+        }
+        for (index, (after_incoming, origin)) in after_incoming.into_iter().zip(origins).enumerate()
+        {
             let mut reject = |route: Option<&Route>, message: String| {
                 result.rejected.push(Rejected {
                     index,
@@ -139,7 +154,7 @@ impl Engine {
                 Level::Info,
                 format!("received from {origin} (entity {} of {total})", index + 1),
             );
-            let after_incoming = match self.transform(&in_chain, entity).await {
+            let after_incoming = match after_incoming {
                 Ok(t) => t,
                 Err(message) => {
                     reject(None, message);
@@ -151,13 +166,19 @@ impl Engine {
                 result.dropped += 1;
                 continue;
             }
-            for route in &routes {
-                let chain = self.routes[route.id.as_str()].clone();
-                for value in &after_incoming.outputs {
-                    let after_route = match self.transform(&chain, value.clone()).await {
-                        Ok(t) => t,
-                        Err(message) => {
+            for (route, route_results) in routes.iter().zip(per_route.iter_mut()) {
+                for _ in &after_incoming.outputs {
+                    let after_route = match route_results.next() {
+                        Some(Ok(t)) => t,
+                        Some(Err(message)) => {
                             reject(Some(route), message);
+                            continue;
+                        }
+                        None => {
+                            reject(
+                                Some(route),
+                                "the route's transformers gave no result".into(),
+                            );
                             continue;
                         }
                     };

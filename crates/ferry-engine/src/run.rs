@@ -3,11 +3,11 @@
 
 use crate::Engine;
 use crate::publish::Publisher;
-use crate::transform::Chain;
+use crate::transform::Transformed;
 use ferry_core::TaskId;
 use ferry_core::config::Route;
 use ferry_core::retry::{AfterFailure, Failure};
-use ferry_core::task::{Level, Message, Task};
+use ferry_core::task::{Level, Message, Task, TaskSummary};
 use ferry_store::{ClaimRequest, Completion, Outcome, StoreError};
 use std::sync::{Arc, Mutex};
 
@@ -98,28 +98,43 @@ impl Engine {
         let mut completions = Vec::with_capacity(FLUSH_EVERY);
         let mut last_flush = std::time::Instant::now();
         let mut unstarted = Vec::new();
-        for task in claimed {
+        let mut claimed = claimed.into_iter().peekable();
+        while claimed.peek().is_some() {
+            // The outgoing transformers run on a chunk at a time (one hand-off to a
+            // blocking thread), the publisher on each task in order.
+            let chunk: Vec<Task> = claimed.by_ref().take(FLUSH_EVERY).collect();
             if self.is_stopping() {
-                unstarted.push(task.summary.id);
+                unstarted.extend(chunk.into_iter().map(|t| t.summary.id));
                 continue;
             }
-            let id = task.summary.id.clone();
-            let c = self.process(route, &chain, &publisher, task).await;
-            match c.outcome {
-                Outcome::Finished => summary.finished += 1,
-                Outcome::Skipped => summary.skipped += 1,
-                Outcome::Retry { .. } => summary.retry += 1,
-                Outcome::Failed { .. } => summary.failed += 1,
-            }
-            completions.push(c);
-            held.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .retain(|h| *h != id);
-            // Record outcomes as they come, so a crash repeats little that was done.
-            if completions.len() >= FLUSH_EVERY || last_flush.elapsed() >= FLUSH_AFTER {
-                self.store.complete(&self.worker, &completions).await?;
-                completions.clear();
-                last_flush = std::time::Instant::now();
+            let (tasks, entities): (Vec<_>, Vec<_>) = chunk
+                .into_iter()
+                .map(|t| (t.summary, t.entity_data))
+                .unzip();
+            let transformed = self.transform_all(&chain, entities).await;
+            for (task, transformed) in tasks.into_iter().zip(transformed) {
+                if self.is_stopping() {
+                    unstarted.push(task.id);
+                    continue;
+                }
+                let id = task.id.clone();
+                let c = self.process(route, &publisher, task, transformed).await;
+                match c.outcome {
+                    Outcome::Finished => summary.finished += 1,
+                    Outcome::Skipped => summary.skipped += 1,
+                    Outcome::Retry { .. } => summary.retry += 1,
+                    Outcome::Failed { .. } => summary.failed += 1,
+                }
+                completions.push(c);
+                held.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|h| *h != id);
+                // Record outcomes as they come, so a crash repeats little that was done.
+                if completions.len() >= FLUSH_EVERY || last_flush.elapsed() >= FLUSH_AFTER {
+                    self.store.complete(&self.worker, &completions).await?;
+                    completions.clear();
+                    last_flush = std::time::Instant::now();
+                }
             }
         }
         heartbeat.abort();
@@ -168,12 +183,12 @@ impl Engine {
     async fn process(
         &self,
         route: &Route,
-        chain: &Chain,
         publisher: &Publisher,
-        task: Task,
+        task: TaskSummary,
+        transformed: Result<Transformed, String>,
     ) -> Completion {
         let started_at = self.now();
-        let attempt = task.summary.attempts;
+        let attempt = task.attempts;
         let mut log = vec![Message::new(
             started_at,
             Level::Info,
@@ -183,7 +198,7 @@ impl Engine {
                 self.worker
             ),
         )];
-        let result = match self.transform(chain, task.entity_data).await {
+        let result = match transformed {
             Err(message) => Err(Failure {
                 message,
                 http_status: None,
@@ -256,7 +271,7 @@ impl Engine {
             },
         };
         Completion {
-            id: task.summary.id,
+            id: task.id,
             attempt,
             started_at,
             ended_at,

@@ -245,3 +245,67 @@ async fn runaway() {
         "time limit named"
     );
 }
+
+/// A delivery runs its transformers on one blocking thread; when one entity runs away,
+/// it alone fails and the entities after it still become tasks, each once.
+#[test]
+fn a_runaway_entity_in_a_delivery_fails_alone_and_the_rest_go_on() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let h = Harness::new(
+            r#"
+[workers]
+transform_timeout = "300ms"
+
+[[entity_schemas]]
+id = "product"
+identifier_path = ["sku"]
+
+[[incoming]]
+id = "in"
+entity_schema = "product"
+subscriber = { type = "file", path = "inbox/*.ndjson" }
+transformers = [{ type = "jq", filter = "if .sku == \"P-2\" then last(range(1e15)) else . end" }]
+
+[[outgoing]]
+id = "out"
+publisher = { type = "file", path = "out.ndjson" }
+
+[[routes]]
+id = "r"
+incoming = ["in"]
+outgoing = "out"
+"#,
+        )
+        .await;
+        let entities = ["P-1", "P-2", "P-3", "P-4"]
+            .iter()
+            .map(|sku| ferry_engine::subscribe::Sourced {
+                entity: serde_json::json!({ "sku": sku }),
+                origin: format!("test {sku}"),
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let ingested = h
+            .engine
+            .ingest_sourced("in", entities, ferry_engine::Mode::Lenient)
+            .await
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(ingested.created.len(), 3, "{ingested:?}");
+        assert_eq!(ingested.rejected.len(), 1);
+        assert_eq!(ingested.rejected[0].index, 1);
+        assert!(ingested.rejected[0].message.contains("took longer than"));
+        let mut skus = Vec::new();
+        for id in &ingested.created {
+            skus.push(
+                h.task(id).await.entity_data["sku"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        assert_eq!(skus, ["P-1", "P-3", "P-4"], "in delivery order");
+    });
+    rt.shutdown_background();
+}
