@@ -518,49 +518,80 @@ impl Store for PgStore {
 
     async fn complete(&self, worker: &str, completions: &[Completion]) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
-        let mut messages: Vec<(&str, Phase, &Message)> = Vec::new();
-        let mut recorded = 0;
-        for c in completions {
-            let next_attempt = match &c.outcome {
-                Outcome::Retry { at, .. } => Some(at.millis()),
-                _ => None,
-            };
-            let updated = sqlx::query(
-                "UPDATE tasks SET status = $1, updated_at = $2, last_error = $3, next_attempt_at = $4,
-                        lease_owner = NULL, lease_until = NULL
-                 WHERE id = $5 AND status = 'processing' AND lease_owner = $6",
-            )
-            .bind(c.outcome.status().as_str())
-            .bind(c.ended_at.millis())
-            .bind(c.outcome.error())
-            .bind(next_attempt)
-            .bind(c.id.as_str())
-            .bind(worker)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if updated == 0 {
-                tracing::warn!(task = %c.id, worker, "completion ignored: the worker no longer holds the task");
-                continue;
-            }
-            recorded += 1;
-            sqlx::query(
-                "INSERT INTO task_attempts (task_id, attempt, started_at, ended_at, outcome, error)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(c.id.as_str())
-            .bind(i64::from(c.attempt))
-            .bind(c.started_at.millis())
-            .bind(c.ended_at.millis())
-            .bind(c.outcome.status().as_str())
-            .bind(c.outcome.error())
-            .execute(&mut *tx)
-            .await?;
-            messages.extend(c.messages.iter().map(|m| (c.id.as_str(), Phase::Export, m)));
-        }
+        // One UPDATE … FROM UNNEST(arrays): only the tasks this worker still holds
+        // change, and RETURNING says which.
+        let next_attempt = |c: &Completion| match &c.outcome {
+            Outcome::Retry { at, .. } => Some(at.millis()),
+            _ => None,
+        };
+        let updated: HashSet<String> = sqlx::query_scalar(
+            "UPDATE tasks t SET status = c.status, updated_at = c.updated_at,
+                    last_error = c.last_error, next_attempt_at = c.next_attempt_at,
+                    lease_owner = NULL, lease_until = NULL
+             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[])
+                  AS c (id, status, updated_at, last_error, next_attempt_at)
+             WHERE t.id = c.id AND t.status = 'processing' AND t.lease_owner = $6
+             RETURNING t.id",
+        )
+        .bind(
+            completions
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            completions
+                .iter()
+                .map(|c| c.outcome.status().as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            completions
+                .iter()
+                .map(|c| c.ended_at.millis())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            completions
+                .iter()
+                .map(|c| c.outcome.error())
+                .collect::<Vec<_>>(),
+        )
+        .bind(completions.iter().map(next_attempt).collect::<Vec<_>>())
+        .bind(worker)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let recorded: Vec<&Completion> = completions
+            .iter()
+            .filter(|c| {
+                let held = updated.contains(c.id.as_str());
+                if !held {
+                    tracing::warn!(task = %c.id, worker, "completion ignored: the worker no longer holds the task");
+                }
+                held
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO task_attempts (task_id, attempt, started_at, ended_at, outcome, error)
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[])",
+        )
+        .bind(recorded.iter().map(|c| c.id.as_str()).collect::<Vec<_>>())
+        .bind(recorded.iter().map(|c| i64::from(c.attempt)).collect::<Vec<_>>())
+        .bind(recorded.iter().map(|c| c.started_at.millis()).collect::<Vec<_>>())
+        .bind(recorded.iter().map(|c| c.ended_at.millis()).collect::<Vec<_>>())
+        .bind(recorded.iter().map(|c| c.outcome.status().as_str()).collect::<Vec<_>>())
+        .bind(recorded.iter().map(|c| c.outcome.error()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        let messages: Vec<(&str, Phase, &Message)> = recorded
+            .iter()
+            .flat_map(|c| c.messages.iter().map(|m| (c.id.as_str(), Phase::Export, m)))
+            .collect();
         insert_messages(&mut tx, &messages).await?;
         tx.commit().await?;
-        Ok(recorded)
+        Ok(recorded.len() as u64)
     }
 
     async fn release(&self, worker: &str, ids: &[TaskId]) -> Result<u64, StoreError> {

@@ -487,49 +487,70 @@ impl Store for SqliteStore {
 
     async fn complete(&self, worker: &str, completions: &[Completion]) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
-        let mut messages: Vec<(&str, Phase, &Message)> = Vec::new();
-        let mut recorded = 0;
-        for c in completions {
-            let next_attempt = match &c.outcome {
-                Outcome::Retry { at, .. } => Some(at.millis()),
-                _ => None,
-            };
-            let updated = sqlx::query(
-                "UPDATE tasks SET status = ?, updated_at = ?, last_error = ?, next_attempt_at = ?,
+        let mut recorded: Vec<&Completion> = Vec::with_capacity(completions.len());
+        // One UPDATE … FROM (VALUES …) per chunk: only the tasks this worker still
+        // holds change, and RETURNING says which.
+        for chunk in completions.chunks(CHUNK) {
+            let rows = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "WITH c (id, status, updated_at, last_error, next_attempt_at) AS (VALUES {rows})
+                 UPDATE tasks SET status = c.status, updated_at = c.updated_at,
+                        last_error = c.last_error, next_attempt_at = c.next_attempt_at,
                         lease_owner = NULL, lease_until = NULL
-                 WHERE id = ? AND status = 'processing' AND lease_owner = ?",
-            )
-            .bind(c.outcome.status().as_str())
-            .bind(c.ended_at.millis())
-            .bind(c.outcome.error())
-            .bind(next_attempt)
-            .bind(c.id.as_str())
-            .bind(worker)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if updated == 0 {
-                tracing::warn!(task = %c.id, worker, "completion ignored: the worker no longer holds the task");
-                continue;
+                 FROM c WHERE tasks.id = c.id AND tasks.status = 'processing' AND tasks.lease_owner = ?
+                 RETURNING tasks.id"
+            );
+            let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+            for c in chunk {
+                let next_attempt = match &c.outcome {
+                    Outcome::Retry { at, .. } => Some(at.millis()),
+                    _ => None,
+                };
+                q = q
+                    .bind(c.id.as_str())
+                    .bind(c.outcome.status().as_str())
+                    .bind(c.ended_at.millis())
+                    .bind(c.outcome.error())
+                    .bind(next_attempt);
             }
-            recorded += 1;
-            sqlx::query(
-                "INSERT INTO task_attempts (task_id, attempt, started_at, ended_at, outcome, error)
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(c.id.as_str())
-            .bind(i64::from(c.attempt))
-            .bind(c.started_at.millis())
-            .bind(c.ended_at.millis())
-            .bind(c.outcome.status().as_str())
-            .bind(c.outcome.error())
-            .execute(&mut *tx)
-            .await?;
-            messages.extend(c.messages.iter().map(|m| (c.id.as_str(), Phase::Export, m)));
+            let updated: HashSet<String> = q
+                .bind(worker)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+            for c in chunk {
+                if updated.contains(c.id.as_str()) {
+                    recorded.push(c);
+                } else {
+                    tracing::warn!(task = %c.id, worker, "completion ignored: the worker no longer holds the task");
+                }
+            }
         }
+        for chunk in recorded.chunks(CHUNK) {
+            let rows = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO task_attempts (task_id, attempt, started_at, ended_at, outcome, error) VALUES {rows}"
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for c in chunk {
+                q = q
+                    .bind(c.id.as_str())
+                    .bind(i64::from(c.attempt))
+                    .bind(c.started_at.millis())
+                    .bind(c.ended_at.millis())
+                    .bind(c.outcome.status().as_str())
+                    .bind(c.outcome.error());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let messages: Vec<(&str, Phase, &Message)> = recorded
+            .iter()
+            .flat_map(|c| c.messages.iter().map(|m| (c.id.as_str(), Phase::Export, m)))
+            .collect();
         insert_messages(&mut tx, &messages).await?;
         tx.commit().await?;
-        Ok(recorded)
+        Ok(recorded.len() as u64)
     }
 
     async fn release(&self, worker: &str, ids: &[TaskId]) -> Result<u64, StoreError> {
