@@ -151,14 +151,30 @@ pub fn list(dialect: Dialect, q: &TaskQuery) -> SelectStatement {
         SortField::CreatedAt => "created_at",
         SortField::UpdatedAt => "updated_at",
     };
-    Query::select()
-        .columns(SUMMARY_COLUMNS)
+    let page = Query::select()
+        .column("id")
         .from(TASKS)
         .cond_where(condition(dialect, &q.filter))
         .order_by(column, order.clone())
-        .order_by("id", order)
+        .order_by("id", order.clone())
         .limit(u64::from(q.page.per_page))
         .offset(q.page.offset())
+        .to_owned();
+    if q.page.offset() == 0 {
+        return page
+            .clone()
+            .clear_selects()
+            .columns(SUMMARY_COLUMNS)
+            .to_owned();
+    }
+    // Deep pages: skip the offset on the (covering) order index, reading identifiers
+    // only, then fetch the page's rows; skipping whole rows costs a lookup each.
+    Query::select()
+        .columns(SUMMARY_COLUMNS)
+        .from(TASKS)
+        .and_where(Expr::col("id").in_subquery(page))
+        .order_by(column, order.clone())
+        .order_by("id", order)
         .to_owned()
 }
 
