@@ -11,7 +11,7 @@ use crate::store::*;
 use async_trait::async_trait;
 use ferry_core::task::{Level, Message, NewTask, Phase, Task};
 use ferry_core::{Status, TaskFilter, TaskId, TaskQuery, Timestamp};
-use sea_query::{Expr, ExprTrait, Query, SqliteQueryBuilder};
+use sea_query::{Cond, Expr, ExprTrait, Query, SqliteQueryBuilder};
 use sea_query_sqlx::SqlxBinder;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -24,6 +24,8 @@ use std::time::Duration;
 const D: Dialect = Dialect::Sqlite;
 /// Rows per multi-row statement, well under SQLite's bound-variable limit.
 const CHUNK: usize = 500;
+/// Tasks changed per transaction by a bulk action by filter.
+const BULK_BATCH: u64 = 10_000;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_tasks.sql")),
@@ -436,19 +438,39 @@ impl Store for SqliteStore {
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
-        let changed = match filter.with_statuses_within(request.action.allowed_from()) {
-            Some(eligible) => {
-                apply_to_eligible(&mut tx, query::condition(D, &eligible), action_id, request)
-                    .await?
+        tx.commit().await?;
+        // In batches, each its own transaction: workers and other writers get the
+        // database between them, and memory stays bounded however many tasks match.
+        // A changed task leaves the eligible set, so the next batch finds the next ones.
+        let mut changed = 0;
+        if let Some(eligible) = filter.with_statuses_within(request.action.allowed_from()) {
+            loop {
+                let batch = Cond::all().add(
+                    Expr::col((TASKS, "id")).in_subquery(
+                        Query::select()
+                            .column("id")
+                            .from(TASKS)
+                            .cond_where(query::condition(D, &eligible))
+                            .limit(BULK_BATCH)
+                            .to_owned(),
+                    ),
+                );
+                let mut tx = self.write().await?;
+                let n = apply_to_eligible(&mut tx, batch, action_id, request).await?;
+                tx.commit().await?;
+                changed += n;
+                if n < BULK_BATCH {
+                    break;
+                }
             }
-            None => 0,
-        };
+        }
         let outcome = BulkOutcome {
             matched: matched as u64,
             changed,
-            ineligible: matched as u64 - changed,
+            ineligible: (matched as u64).saturating_sub(changed),
             not_found: 0,
         };
+        let mut tx = self.write().await?;
         finish_action(&mut tx, action_id, &outcome).await?;
         tx.commit().await?;
         Ok(outcome)
