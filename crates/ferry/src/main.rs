@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod access_cmd;
+mod bench;
 mod client;
 mod demo;
 mod filter_args;
@@ -52,6 +53,8 @@ enum Command {
     /// Create, list and revoke API tokens (on the configured store).
     #[command(subcommand)]
     Tokens(access_cmd::Tokens),
+    /// Measure ingest, processing, queries, bulk actions and memory at scale.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
             Command::Routes(cmd) => routes_cmd::run(cmd).await,
             Command::Users(cmd) => access_cmd::users(cmd).await,
             Command::Tokens(cmd) => access_cmd::tokens(cmd).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     // Do not wait for a transformer that ran past its time limit and still spins.
