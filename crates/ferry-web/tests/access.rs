@@ -345,18 +345,7 @@ async fn signing_in_gives_a_session_that_pages_and_the_api_accept_until_sign_out
 async fn the_session_cookie_is_http_only_same_site_and_secure() {
     let app = TestApp::start().await;
     app.user("alice", Role::Viewer, "alice password 1").await;
-    let form = app.anonymous.get(app.url("/login")).send().await.unwrap();
-    let login_cookie = common::set_cookie(&form, "ferry_login").unwrap();
-    let csrf = common::hidden_field(&form.text().await.unwrap(), "csrf").unwrap();
-    let r = app
-        .anonymous
-        .post(app.url("/login"))
-        .header("cookie", format!("ferry_login={login_cookie}"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("csrf={csrf}&user=alice&password=alice+password+1"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.submit_sign_in("alice", "alice password 1").await;
     let header = r
         .headers()
         .get_all("set-cookie")
@@ -461,18 +450,7 @@ async fn wrong_names_wrong_passwords_and_disabled_users_get_the_same_answer() {
         ("nobody", "alice password 1"),
         ("bob", "bob password 12"),
     ] {
-        let form = app.anonymous.get(app.url("/login")).send().await.unwrap();
-        let login_cookie = common::set_cookie(&form, "ferry_login").unwrap();
-        let csrf = common::hidden_field(&form.text().await.unwrap(), "csrf").unwrap();
-        let r = app
-            .anonymous
-            .post(app.url("/login"))
-            .header("cookie", format!("ferry_login={login_cookie}"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("csrf={csrf}&user={user}&password={password}"))
-            .send()
-            .await
-            .unwrap();
+        let r = app.submit_sign_in(user, password).await;
         let status = r.status();
         let html = r.text().await.unwrap();
         let start = html.find("role=\"alert\"").expect("an error shown");
@@ -494,18 +472,7 @@ async fn repeated_failed_sign_ins_are_throttled() {
         } else {
             "wrong password"
         };
-        let form = app.anonymous.get(app.url("/login")).send().await.unwrap();
-        let login_cookie = common::set_cookie(&form, "ferry_login").unwrap();
-        let csrf = common::hidden_field(&form.text().await.unwrap(), "csrf").unwrap();
-        let r = app
-            .anonymous
-            .post(app.url("/login"))
-            .header("cookie", format!("ferry_login={login_cookie}"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("csrf={csrf}&user=alice&password={password}"))
-            .send()
-            .await
-            .unwrap();
+        let r = app.submit_sign_in("alice", password).await;
         if r.status() == StatusCode::TOO_MANY_REQUESTS {
             assert!(r.headers().contains_key("retry-after"));
         }
@@ -533,40 +500,8 @@ async fn webhooks_take_their_secret_its_signature_or_an_operator_token() {
         r.send()
     };
     let anon = app.anonymous.clone();
-    // No secret configured: only an operator (or admin) may push.
-    assert_eq!(
-        post(&anon, "/api/v1/webhooks/shop", &[])
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
     let viewer = client_with_token(&app.token("v", Role::Viewer).await);
-    assert_eq!(
-        post(&viewer, "/api/v1/webhooks/shop", &[])
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
     let operator = client_with_token(&app.token("o", Role::Operator).await);
-    assert_eq!(
-        post(&operator, "/api/v1/webhooks/shop", &[])
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
-
-    // With a secret: the secret, a signature made with it, or an operator token.
-    let bearer = ("authorization", "Bearer s3cret-value".to_owned());
-    assert_eq!(
-        post(&anon, "/api/v1/webhooks/signed", &[bearer])
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
     use hmac::{Hmac, Mac};
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret-value").unwrap();
     mac.update(body.as_bytes());
@@ -576,44 +511,26 @@ async fn webhooks_take_their_secret_its_signature_or_an_operator_token() {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let signed = ("x-ferry-signature", format!("sha256={hex}"));
-    assert_eq!(
-        post(&anon, "/api/v1/webhooks/signed", &[signed])
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
-    let forged = ("x-ferry-signature", format!("sha256={}", "0".repeat(64)));
-    assert_eq!(
-        post(&anon, "/api/v1/webhooks/signed", &[forged])
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    let wrong = ("authorization", "Bearer not-the-secret".to_owned());
-    assert_eq!(
-        post(&anon, "/api/v1/webhooks/signed", &[wrong])
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        post(&operator, "/api/v1/webhooks/signed", &[])
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
-    assert_eq!(
-        post(&viewer, "/api/v1/webhooks/signed", &[])
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
+    let bearer = |v: &str| vec![("authorization", format!("Bearer {v}"))];
+    let signature = |v: String| vec![("x-ferry-signature", format!("sha256={v}"))];
+    let cases = [
+        // No secret configured: only an operator (or admin) may push.
+        (&anon, "shop", vec![], 401),
+        (&viewer, "shop", vec![], 403),
+        (&operator, "shop", vec![], 201),
+        // With a secret: the secret, a signature made with it, or an operator token.
+        (&anon, "signed", bearer("s3cret-value"), 201),
+        (&anon, "signed", signature(hex), 201),
+        (&anon, "signed", signature("0".repeat(64)), 401),
+        (&anon, "signed", bearer("not-the-secret"), 401),
+        (&operator, "signed", vec![], 201),
+        (&viewer, "signed", vec![], 403),
+    ];
+    for (client, incoming, headers, expected) in cases {
+        let path = format!("/api/v1/webhooks/{incoming}");
+        let status = post(client, &path, &headers).await.unwrap().status();
+        assert_eq!(status, expected, "{incoming} with {headers:?}");
+    }
 
     let total = app.get_ok("/api/v1/tasks/counts").await["total"]
         .as_u64()

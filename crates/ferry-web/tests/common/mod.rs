@@ -176,25 +176,31 @@ impl TestApp {
             .expect("user");
     }
 
-    /// Signs in through the sign-in form like a browser; answers the session cookie
-    /// (`ferry_session=…`) and the page's CSRF token.
-    pub async fn sign_in(&self, name: &str, password: &str) -> Option<(String, String)> {
+    /// Fetches the sign-in form and posts it back filled in, as a browser does.
+    pub async fn submit_sign_in(&self, name: &str, password: &str) -> Response {
         let form = self.anonymous.get(self.url("/login")).send().await.unwrap();
         let login_cookie = set_cookie(&form, "ferry_login").expect("sign-in form cookie");
         let html = form.text().await.unwrap();
         let csrf = hidden_field(&html, "csrf").expect("csrf field");
-        let r = self
-            .anonymous
+        let field = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        self.anonymous
             .post(self.url("/login"))
             .header("cookie", format!("ferry_login={login_cookie}"))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(format!(
-                "csrf={csrf}&next=%2Ftasks&user={name}&password={}",
-                form_urlencoded::byte_serialize(password.as_bytes()).collect::<String>()
+                "csrf={csrf}&next=%2Ftasks&user={}&password={}",
+                field(name),
+                field(password)
             ))
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Signs in through the sign-in form like a browser; answers the session cookie
+    /// (`ferry_session=…`) and the page's CSRF token.
+    pub async fn sign_in(&self, name: &str, password: &str) -> Option<(String, String)> {
+        let r = self.submit_sign_in(name, password).await;
         if r.status() != StatusCode::SEE_OTHER {
             return None;
         }
