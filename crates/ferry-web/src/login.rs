@@ -47,10 +47,12 @@ struct LoginPage {
 /// Only paths of this site: never `//host` or an absolute URL.
 fn safe_next(next: Option<&str>) -> String {
     match next {
+        // Browsers drop tabs and newlines and read `\` as `/`: `/\t/host` is `//host`.
         Some(n)
             if n.starts_with('/')
                 && !n.starts_with("//")
-                && !n.starts_with("/\\")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control)
                 && n.len() <= 2_000 =>
         {
             n.to_owned()
@@ -282,7 +284,13 @@ mod tests {
             safe_next(Some("/tasks?status=failed")),
             "/tasks?status=failed"
         );
-        for bad in ["//evil.example", "https://evil.example", "/\\evil", "tasks"] {
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "/\t/evil",
+            "tasks",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/tasks", "{bad}");
         }
         assert_eq!(safe_next(None), "/tasks");
