@@ -479,12 +479,22 @@ impl Store for SqliteStore {
     async fn claim(&self, r: &ClaimRequest<'_>) -> Result<Vec<Task>, StoreError> {
         let lease_until = r.now.plus_millis(r.lease.as_millis() as i64);
         let mut tx = self.write().await?;
+        // New and due-retry tasks are picked apart, each straight from its index
+        // (`tasks_route_status_created`): one `status IN …` walk of the route in creation
+        // order would step over every finished task first, slower as the route ages.
         let rows = sqlx::query(
             "UPDATE tasks SET status = 'processing', attempts = attempts + 1, updated_at = ?1,
                     lease_owner = ?2, lease_until = ?3
              WHERE id IN (
-                 SELECT id FROM tasks
-                 WHERE route = ?4 AND (status = 'new' OR (status = 'retry' AND next_attempt_at <= ?1))
+                 SELECT id FROM (
+                     SELECT * FROM (
+                         SELECT id, created_at FROM tasks WHERE route = ?4 AND status = 'new'
+                         ORDER BY created_at, id LIMIT ?5)
+                     UNION ALL
+                     SELECT * FROM (
+                         SELECT id, created_at FROM tasks
+                         WHERE route = ?4 AND status = 'retry' AND next_attempt_at <= ?1
+                         ORDER BY created_at, id LIMIT ?5))
                  ORDER BY created_at, id LIMIT ?5)
              RETURNING id, route, entity_schema, entity_identifier, status, attempts, created_at,
                        updated_at, entity_data, last_error, next_attempt_at",
