@@ -375,7 +375,7 @@ macro_rules! access_store {
             ) -> Result<Option<($crate::access::User, String)>, $crate::StoreError> {
                 let row =
                     $crate::access::access_bound!($crate::access::sql::users(Some(name)), $builder)
-                        .fetch_optional(&self.$writer)
+                        .fetch_optional(&self.$reader)
                         .await?;
                 row.map(|r| {
                     Ok((

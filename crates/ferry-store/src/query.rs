@@ -151,8 +151,7 @@ pub fn list(dialect: Dialect, q: &TaskQuery) -> SelectStatement {
         SortField::CreatedAt => "created_at",
         SortField::UpdatedAt => "updated_at",
     };
-    let page = Query::select()
-        .column("id")
+    let mut page = Query::select()
         .from(TASKS)
         .cond_where(condition(dialect, &q.filter))
         .order_by(column, order.clone())
@@ -161,12 +160,9 @@ pub fn list(dialect: Dialect, q: &TaskQuery) -> SelectStatement {
         .offset(q.page.offset())
         .to_owned();
     if q.page.offset() == 0 {
-        return page
-            .clone()
-            .clear_selects()
-            .columns(SUMMARY_COLUMNS)
-            .to_owned();
+        return page.columns(SUMMARY_COLUMNS).to_owned();
     }
+    page.column("id");
     // Deep pages: skip the offset on the (covering) order index, reading identifiers
     // only, then fetch the page's rows; skipping whole rows costs a lookup each.
     Query::select()

@@ -248,7 +248,8 @@ pub async fn guard(need: Need, request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-fn csrf_ok(headers: &HeaderMap, expected: &str) -> bool {
+/// Whether the request carries the page's CSRF token.
+pub fn csrf_ok(headers: &HeaderMap, expected: &str) -> bool {
     headers
         .get(CSRF_HEADER)
         .and_then(|v| v.to_str().ok())

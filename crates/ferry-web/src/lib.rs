@@ -66,18 +66,22 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::router())
         .route_layer(from_fn(|r, n| guard(Need::ByMethod, r, n)));
     let admin = access::router().route_layer(from_fn(|r, n| guard(Need::Administer, r, n)));
-    Router::new()
+    // Credentials are looked up only where they matter: assets, liveness and the
+    // OpenAPI document cost no store query even when a cookie comes along.
+    let identified = Router::new()
         .merge(protected)
         .merge(admin)
         .merge(webhooks::router())
         .merge(login::router())
+        .layer(from_fn_with_state(state.clone(), auth::identify));
+    Router::new()
+        .merge(identified)
         .merge(pages::assets())
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/api/v1", get(index))
         .route("/healthz", get(health))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(from_fn_with_state(state.clone(), auth::identify))
         .layer(from_fn(security_headers))
         .with_state(state)
 }

@@ -66,12 +66,10 @@ fn authenticate(
             return Ok(());
         }
     }
-    let by_page_without_csrf = caller.session.as_ref().is_some_and(|s| {
-        !headers
-            .get(crate::auth::CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|sent| constant_time_eq(sent, &s.csrf))
-    });
+    let by_page_without_csrf = caller
+        .session
+        .as_ref()
+        .is_some_and(|s| !crate::auth::csrf_ok(headers, &s.csrf));
     if by_page_without_csrf {
         return Err(crate::auth::csrf_refused());
     }
