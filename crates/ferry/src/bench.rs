@@ -8,6 +8,11 @@
 //! publisher sends to. The raw limits are measured outside ferry, with Python's `sqlite3`
 //! module on SQLite and with `psql` (COPY) and `pgbench` on PostgreSQL; a missing client
 //! skips its figure with a reason.
+//!
+//! With `--store postgres --graphile`, the same run also measures graphile-worker on the
+//! same PostgreSQL with its own protocol (`bench/graphile.sh`, built into the binary:
+//! it installs graphile-worker from npm into the run's temporary folder), next to ferry
+//! draining as many tasks with its cheapest publisher, and prints ferry ÷ graphile-worker.
 
 use anyhow::{Context, Result, bail, ensure};
 use ferry_core::task::{Level, Message, NewTask};
@@ -46,6 +51,10 @@ const SPAN_MS: i64 = 30 * 24 * 3_600 * 1_000;
 /// Each product travels this many routes (consecutive tasks share an entity).
 const ROUTES_PER_ENTITY: u64 = 4;
 const ADMIN_TOKEN_NAME: &str = "bench";
+/// graphile-worker's own benchmark protocol (see its header); run with bash.
+const GRAPHILE_SH: &str = include_str!("../../../bench/graphile.sh");
+/// The route ferry drains next to graphile-worker.
+const GRAPHILE_ROUTE: &str = "gw-file";
 
 /// The plain table of the raw baselines: the columns ferry writes when it creates a task.
 const RAW_TABLE: &str = "id TEXT NOT NULL, route TEXT NOT NULL, entity_schema TEXT NOT NULL, \
@@ -87,6 +96,53 @@ impl StoreKind {
     }
 }
 
+/// A part of the run that `--phases` can pick.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum Phase {
+    /// The machine's raw database limits (the ratios' denominators).
+    Raw,
+    /// The Tasks page's queries.
+    Queries,
+    /// Ingest through the webhook.
+    Webhook,
+    /// Route processing with the file and the HTTP publisher.
+    Processing,
+    /// Bulk retry and skip by filter.
+    Bulk,
+    /// graphile-worker side by side (with `--graphile`).
+    Graphile,
+}
+
+impl Phase {
+    const ALL: [Phase; 6] = [
+        Phase::Raw,
+        Phase::Queries,
+        Phase::Webhook,
+        Phase::Processing,
+        Phase::Bulk,
+        Phase::Graphile,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Raw => "raw",
+            Phase::Queries => "queries",
+            Phase::Webhook => "webhook",
+            Phase::Processing => "processing",
+            Phase::Bulk => "bulk",
+            Phase::Graphile => "graphile",
+        }
+    }
+
+    /// Whether the phase works on the data set of `--tasks` tasks.
+    fn needs_data_set(self) -> bool {
+        matches!(
+            self,
+            Phase::Queries | Phase::Webhook | Phase::Processing | Phase::Bulk
+        )
+    }
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Tasks in the data set.
@@ -107,6 +163,40 @@ pub struct Args {
     /// Repetitions of each query.
     #[arg(long, default_value_t = 20)]
     pub runs: usize,
+    /// Also measure graphile-worker (installed from npm at run time; needs node and npm)
+    /// on the same PostgreSQL next to ferry, and print ferry ÷ graphile-worker
+    /// (with `--store postgres`).
+    #[arg(long)]
+    pub graphile: bool,
+    /// Jobs graphile-worker works through, and tasks ferry drains next to it.
+    #[arg(long, default_value_t = 200_000)]
+    pub graphile_jobs: u64,
+    /// The phases to run, comma-separated: raw, queries, webhook, processing, bulk,
+    /// graphile (default: all; graphile only with --graphile). The data set is built
+    /// only when queries, webhook, processing or bulk is among them.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub phases: Vec<Phase>,
+}
+
+impl Args {
+    /// The phases to run, in the run's order.
+    fn selected(&self) -> Vec<Phase> {
+        Phase::ALL
+            .into_iter()
+            .filter(|p| {
+                (self.phases.is_empty() || self.phases.contains(p))
+                    && (*p != Phase::Graphile || self.graphile)
+            })
+            .collect()
+    }
+
+    fn runs_phase(&self, phase: Phase) -> bool {
+        self.selected().contains(&phase)
+    }
+
+    fn needs_data_set(&self) -> bool {
+        self.selected().into_iter().any(Phase::needs_data_set)
+    }
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -119,6 +209,19 @@ pub async fn run(args: Args) -> Result<()> {
         "--tasks: use at least 10 per route"
     );
     ensure!(args.runs >= 1, "--runs: use at least 1");
+    ensure!(
+        !args.graphile || args.store == StoreKind::Postgres,
+        "--graphile compares ferry and graphile-worker on PostgreSQL: add --store postgres \
+         (and --postgres-url when the database is not the local test one)"
+    );
+    ensure!(
+        args.graphile || !args.phases.contains(&Phase::Graphile),
+        "--phases graphile runs only with --graphile: add --graphile --store postgres"
+    );
+    ensure!(
+        args.graphile_jobs >= 1_000,
+        "--graphile-jobs: use at least 1000"
+    );
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             "target/bench/{}-{}.json",
@@ -155,6 +258,8 @@ struct Scratch {
 struct PgScratch {
     base_url: String,
     schema: String,
+    /// The database graphile-worker's run makes (and drops) with `--graphile`.
+    graphile_db: Option<String>,
 }
 
 impl Scratch {
@@ -182,6 +287,9 @@ impl Scratch {
             )?;
             scratch.postgres = Some(PgScratch {
                 base_url: args.postgres_url.clone(),
+                graphile_db: args
+                    .runs_phase(Phase::Graphile)
+                    .then(|| format!("{schema}_gw")),
                 schema,
             });
         }
@@ -212,6 +320,17 @@ impl Drop for Scratch {
             )
         {
             eprintln!("warning: could not drop the schema {}: {e:#}", pg.schema);
+        }
+        // The graphile script drops its database when it succeeds; after a failure or
+        // an interruption this does (FORCE ends the workers' connections).
+        if let Some(pg) = &self.postgres
+            && let Some(db) = &pg.graphile_db
+            && let Err(e) = psql(
+                &pg.base_url,
+                &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+            )
+        {
+            eprintln!("warning: could not drop the database {db}: {e:#}");
         }
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             eprintln!("warning: could not remove {}: {e}", self.dir.display());
@@ -524,7 +643,15 @@ struct Baseline {
 }
 
 /// The order of the table's sections.
-const SECTIONS: [&str; 6] = ["raw", "ingest", "processing", "query", "bulk", "memory"];
+const SECTIONS: [&str; 7] = [
+    "raw",
+    "ingest",
+    "processing",
+    "graphile",
+    "query",
+    "bulk",
+    "memory",
+];
 
 #[derive(Default)]
 struct Report {
@@ -640,12 +767,16 @@ impl Report {
     fn print(&self, args: &Args, out: &Path) {
         let m = &self.machine;
         println!();
-        println!(
-            "ferry bench: {} tasks over {} routes on {}",
-            thousands(args.tasks as f64),
-            args.routes,
-            m["store_version"].as_str().unwrap_or("?")
-        );
+        let store = m["store_version"].as_str().unwrap_or("?");
+        if args.needs_data_set() {
+            println!(
+                "ferry bench: {} tasks over {} routes on {store}",
+                thousands(args.tasks as f64),
+                args.routes,
+            );
+        } else {
+            println!("ferry bench on {store} (no data set)");
+        }
         println!(
             "working folder at run time: {}",
             m["revision"].as_str().unwrap_or("?")
@@ -663,10 +794,20 @@ impl Report {
             loadavg()
         );
         println!(
-            "queries ran at {} tasks, {} times each after one warm-up, over HTTP",
-            thousands(self.tasks_at_query_time as f64),
-            args.runs
+            "phases: {}",
+            args.selected()
+                .iter()
+                .map(|p| p.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
+        if self.tasks_at_query_time > 0 {
+            println!(
+                "queries ran at {} tasks, {} times each after one warm-up, over HTTP",
+                thousands(self.tasks_at_query_time as f64),
+                args.runs
+            );
+        }
         // Columns line up over the rows that have a target or a ratio; the others are
         // a name and a value.
         let width = |f: fn(&Row) -> usize| {
@@ -681,6 +822,9 @@ impl Report {
         let value_w = width(|r| r.value.chars().count());
         let target_w = width(|r| r.target.chars().count());
         for section in SECTIONS {
+            if !self.rows.iter().any(|r| r.section == section) {
+                continue;
+            }
             println!("\n{section}");
             for r in self.rows.iter().filter(|r| r.section == section) {
                 let line = if r.target.is_empty() && r.ratio.is_empty() {
@@ -712,6 +856,7 @@ impl Report {
             "tasks": args.tasks,
             "routes": args.routes,
             "runs": args.runs,
+            "phases": args.selected().iter().map(|p| p.name()).collect::<Vec<_>>(),
             "tasks_at_query_time": self.tasks_at_query_time,
             "machine": self.machine,
             "baselines": self.baselines.iter()
@@ -858,39 +1003,78 @@ impl<'a> Bench<'a> {
             scratch.dir.display()
         );
 
+        let phases = args.selected();
+        ensure!(
+            !phases.is_empty(),
+            "--phases: name at least one of raw, queries, webhook, processing, bulk, graphile"
+        );
+        eprintln!(
+            "[bench] phases: {}",
+            phases
+                .iter()
+                .map(|p| p.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+
         // Raw limits first, so every later rate can be shown as a ratio of them.
-        let t = Instant::now();
-        bench.raw_limits()?;
-        bench.report.phase("raw limits", t);
+        if args.runs_phase(Phase::Raw) {
+            let t = Instant::now();
+            bench.raw_limits()?;
+            bench.report.phase("raw limits", t);
+        }
 
         // The data set is made before the engine exists: task identifiers are ULIDs
         // from the creation time, increasing within the process.
-        let t = Instant::now();
-        bench.build_data_set().await?;
-        bench.report.phase("data set insert", t);
-        let t = Instant::now();
-        bench.give_statuses().await?;
-        bench.report.phase("data set statuses", t);
+        if args.needs_data_set() {
+            let t = Instant::now();
+            bench.build_data_set().await?;
+            bench.report.phase("data set insert", t);
+            let t = Instant::now();
+            bench.give_statuses().await?;
+            bench.report.phase("data set statuses", t);
+        } else {
+            bench.report.note(
+                "no data set was built: none of the phases queries, webhook, processing, bulk ran",
+            );
+        }
+        if phases == [Phase::Raw] {
+            return Ok(bench.report);
+        }
 
         let (target_url, received) = start_target().await?;
         let server = bench.start_server(&target_url).await?;
 
         // Queries at exactly N tasks, before the other phases add their own.
-        let t = Instant::now();
-        bench.queries(&server).await?;
-        bench.report.phase("queries", t);
+        if args.runs_phase(Phase::Queries) {
+            let t = Instant::now();
+            bench.queries(&server).await?;
+            bench.report.phase("queries", t);
+        }
 
-        let t = Instant::now();
-        bench.webhook_ingest(&server).await?;
-        bench.report.phase("webhook ingest", t);
+        if args.runs_phase(Phase::Webhook) {
+            let t = Instant::now();
+            bench.webhook_ingest(&server).await?;
+            bench.report.phase("webhook ingest", t);
+        }
 
-        let t = Instant::now();
-        bench.processing(&server, &received).await?;
-        bench.report.phase("processing", t);
+        if args.runs_phase(Phase::Processing) {
+            let t = Instant::now();
+            bench.processing(&server, &received).await?;
+            bench.report.phase("processing", t);
+        }
 
-        let t = Instant::now();
-        bench.bulk_actions(&server).await?;
-        bench.report.phase("bulk actions", t);
+        if args.runs_phase(Phase::Bulk) {
+            let t = Instant::now();
+            bench.bulk_actions(&server).await?;
+            bench.report.phase("bulk actions", t);
+        }
+
+        if args.runs_phase(Phase::Graphile) {
+            let t = Instant::now();
+            bench.graphile(&server).await?;
+            bench.report.phase("graphile side by side", t);
+        }
 
         let _ = server.stop.send(());
         let _ = server.serving.await;
@@ -966,6 +1150,16 @@ batch_size = {PROCESS_BATCH_SIZE}
 id = "proc-http"
 incoming = ["feed"]
 outgoing = "http-out"
+batch_size = {PROCESS_BATCH_SIZE}
+
+[[outgoing]]
+id = "gw-out"
+publisher = {{ type = "file", path = "out/graphile-side-by-side.ndjson" }}
+
+[[routes]]
+id = "{GRAPHILE_ROUTE}"
+incoming = ["feed"]
+outgoing = "gw-out"
 batch_size = {PROCESS_BATCH_SIZE}
 "#,
             url = self.scratch.storage_url(),
@@ -1739,6 +1933,298 @@ batch_size = {PROCESS_BATCH_SIZE}
         }
         Ok(())
     }
+
+    // ------------------------------------------------------------ phase: graphile
+
+    /// ferry next to graphile-worker on the same PostgreSQL: ferry inserts
+    /// `--graphile-jobs` small new tasks on one route and drains it with the file
+    /// publisher (its cheapest) through `Engine::drain_route`; then graphile-worker's
+    /// own protocol (`bench/graphile.sh`) enqueues as many no-op jobs in one call and
+    /// works them, unbatched and batched. Answers ferry ÷ graphile-worker.
+    async fn graphile(&mut self, server: &Server) -> Result<()> {
+        let n = self.args.graphile_jobs;
+        let route = GRAPHILE_ROUTE;
+        eprintln!(
+            "[bench] graphile side by side: ferry inserts and drains {} tasks on {route}…",
+            thousands(n as f64)
+        );
+        let now = Timestamp::now();
+        let mut busy = Duration::ZERO;
+        for start in (0..n).step_by(INSERT_BATCH as usize) {
+            // Small entities, like graphile-worker's `{"id": i}` payloads.
+            let batch = (start..(start + INSERT_BATCH).min(n))
+                .map(|i| {
+                    let sku = format!("GW-{i:08}");
+                    new_task(route, "product", &sku, json!({"sku": sku, "id": i}), now)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let t = Instant::now();
+            self.store.insert_tasks(&batch).await?;
+            busy += t.elapsed();
+        }
+        let inserted = n as f64 / busy.as_secs_f64().max(1e-9);
+        self.report.rate(
+            "graphile",
+            format!("ferry: Store::insert_tasks, {INSERT_BATCH}/call, small entities"),
+            n,
+            busy.as_secs_f64(),
+            None,
+        );
+        let t = Instant::now();
+        let summary = server.engine.drain_route(route).await?;
+        let seconds = t.elapsed().as_secs_f64();
+        ensure!(
+            summary.finished == n,
+            "{route}: {} of {n} tasks finished ({summary:?})",
+            summary.finished
+        );
+        let drained = n as f64 / seconds.max(1e-9);
+        self.report.rate(
+            "graphile",
+            format!(
+                "ferry: {route} drained, file publisher, batch_size {PROCESS_BATCH_SIZE}, one engine"
+            ),
+            n,
+            seconds,
+            None,
+        );
+
+        let lines = tokio::task::block_in_place(|| self.run_graphile_script(n))?;
+        let median_of = |mode: &str| -> Result<(f64, Vec<Value>)> {
+            let picked: Vec<Value> = lines
+                .iter()
+                .filter(|l| l["mode"] == mode)
+                .cloned()
+                .collect();
+            let rates: Vec<f64> = picked
+                .iter()
+                .filter_map(|l| l["jobs_per_s"].as_f64())
+                .collect();
+            ensure!(
+                !rates.is_empty(),
+                "bench/graphile.sh printed no {mode} figure (its output is above)"
+            );
+            Ok((Stats::new(rates).median(), picked))
+        };
+        let first = lines.first().cloned().unwrap_or_default();
+        let version = first["graphile_worker"].as_str().unwrap_or("?").to_owned();
+        self.report.note(format!(
+            "graphile-worker {version} on node {} ran bench/graphile.sh on the same PostgreSQL ({}): \
+             work rates are jobs ÷ (work time − one empty run's startup time), as its own perfTest",
+            first["node"].as_str().unwrap_or("?"),
+            first["postgres"].as_str().unwrap_or("?")
+        ));
+        let (enqueue, enqueue_lines) = median_of("enqueue")?;
+        self.report.push(
+            "graphile",
+            format!(
+                "graphile-worker {version}: enqueue, one add_jobs call of {}",
+                thousands(n as f64)
+            ),
+            format!("{} jobs/s", thousands(enqueue)),
+            json!({"jobs": n, "jobs_per_s": enqueue, "lines": enqueue_lines}),
+        );
+        let mut work = Vec::new();
+        for mode in ["unbatched", "batched"] {
+            let (rate, picked) = median_of(mode)?;
+            let l = &picked[0];
+            let wall = picked
+                .iter()
+                .filter_map(|l| l["jobs_per_s_wall"].as_f64())
+                .collect::<Vec<_>>();
+            let wall = Stats::new(wall).median();
+            let queue = match l["local_queue"].as_u64() {
+                Some(q) => format!(", local queue {q}"),
+                None => String::new(),
+            };
+            self.report.push(
+                "graphile",
+                format!(
+                    "graphile-worker {version}: work, {mode} ({} procs × {}{queue})",
+                    l["procs"], l["concurrency"]
+                ),
+                format!(
+                    "{} jobs/s ({} jobs/s with startup)",
+                    thousands(rate),
+                    thousands(wall)
+                ),
+                json!({"jobs": n, "jobs_per_s": rate, "jobs_per_s_wall": wall, "lines": picked}),
+            );
+            work.push((mode, rate));
+        }
+        let at_least = Some((Target::AtLeast(1.0), "≥ 1.00×"));
+        for (mode, rate) in work.into_iter().rev() {
+            let ratio = drained / rate;
+            self.report
+                .push(
+                    "graphile",
+                    format!("ferry ÷ graphile-worker ({mode})"),
+                    format!(
+                        "{ratio:.2}×  ({} ÷ {} jobs/s)",
+                        thousands(drained),
+                        thousands(rate)
+                    ),
+                    json!({"ratio": ratio, "ferry_tasks_per_s": drained, "graphile_jobs_per_s": rate}),
+                )
+                .judge(at_least, ratio);
+        }
+        let ratio = inserted / enqueue;
+        self.report.push(
+            "graphile",
+            "ferry ÷ graphile-worker (enqueue)".into(),
+            format!(
+                "{ratio:.2}×  ({} ÷ {} jobs/s)",
+                thousands(inserted),
+                thousands(enqueue)
+            ),
+            json!({"ratio": ratio, "ferry_tasks_per_s": inserted, "graphile_jobs_per_s": enqueue}),
+        );
+        Ok(())
+    }
+
+    /// Runs `bench/graphile.sh` (its progress goes to stderr) with the connection of
+    /// `--postgres-url`; answers its JSON lines.
+    fn run_graphile_script(&self, jobs: u64) -> Result<Vec<Value>> {
+        let pg = self
+            .scratch
+            .postgres
+            .as_ref()
+            .context("no PostgreSQL schema")?;
+        let db = pg.graphile_db.as_deref().context("no graphile database")?;
+        for tool in ["node", "npm"] {
+            ensure!(
+                Command::new(tool).arg("--version").output().is_ok(),
+                "--graphile installs graphile-worker from npm and runs it with Node.js: \
+                 install node and npm (Node.js 18 or later), or leave out --graphile"
+            );
+        }
+        let conn = PgConn::from_url(&pg.base_url)?;
+        let script = self.scratch.dir.join("graphile.sh");
+        std::fs::write(&script, GRAPHILE_SH)
+            .with_context(|| format!("cannot write {}", script.display()))?;
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script)
+            .env("JOBS", jobs.to_string())
+            .env("GW_DB", db)
+            .env("PGHOST", &conn.host)
+            .env("PGPORT", conn.port.to_string())
+            .env("PGUSER", &conn.user)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit());
+        if let Some(password) = &conn.password {
+            cmd.env("PGPASSWORD", password);
+        }
+        // A GW_DIR of the caller's (with GW_REUSE_INSTALL=1) saves the npm install.
+        if std::env::var_os("GW_DIR").is_none() {
+            cmd.env("GW_DIR", self.scratch.dir.join("graphile-worker"));
+        }
+        eprintln!(
+            "[bench] running bench/graphile.sh: {} jobs on {}:{} as {}, database {db} (npm install first)…",
+            thousands(jobs as f64),
+            conn.host,
+            conn.port,
+            conn.user
+        );
+        let out = cmd.output().context("cannot run bash")?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success(),
+            "bench/graphile.sh failed ({}); its messages are above. It needs npm registry access, \
+             and a PostgreSQL role that may create databases (--postgres-url)",
+            out.status
+        );
+        let lines: Vec<Value> = stdout
+            .lines()
+            .filter(|l| l.trim_start().starts_with('{'))
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["bench"] == "graphile")
+            .collect();
+        ensure!(
+            !lines.is_empty(),
+            "bench/graphile.sh printed no JSON line; its output was: {}",
+            stdout.trim()
+        );
+        Ok(lines)
+    }
+}
+
+/// Connection settings for PostgreSQL's clients (PGHOST, PGPORT, PGUSER, PGPASSWORD),
+/// read from a `postgres://user:password@host:port/database?host=/socket/folder` URL.
+#[derive(Debug, PartialEq)]
+struct PgConn {
+    host: String,
+    port: u16,
+    user: String,
+    password: Option<String>,
+}
+
+impl PgConn {
+    fn from_url(url: &str) -> Result<PgConn> {
+        let parsed = reqwest::Url::parse(url).with_context(|| {
+            format!(
+                "--postgres-url is not a URL ({}); use postgres://USER@HOST:PORT/DATABASE",
+                crate::serve::redact(url)
+            )
+        })?;
+        let query = |key: &str| {
+            parsed
+                .query_pairs()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.into_owned())
+        };
+        let host = query("host")
+            .or_else(|| {
+                parsed
+                    .host_str()
+                    .filter(|h| !h.is_empty())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| "/var/run/postgresql".into());
+        let port = match query("port") {
+            Some(p) => p
+                .parse()
+                .with_context(|| format!("--postgres-url: port {p} is not a number"))?,
+            None => parsed.port().unwrap_or(5432),
+        };
+        let user = match query("user") {
+            Some(u) => u,
+            None if !parsed.username().is_empty() => percent_decode(parsed.username()),
+            None => std::env::var("PGUSER")
+                .or_else(|_| std::env::var("USER"))
+                .context("--postgres-url names no user: use postgres://USER@HOST:PORT/DATABASE")?,
+        };
+        let password = query("password").or_else(|| parsed.password().map(percent_decode));
+        Ok(PgConn {
+            host,
+            port,
+            user,
+            password,
+        })
+    }
+}
+
+/// Decodes `%XX` escapes (a URL's user name and password).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// One query of the Tasks page: its API path and parameters.
@@ -1875,6 +2361,31 @@ mod tests {
             .collect();
         let mean = sizes.iter().sum::<usize>() / sizes.len();
         assert!((850..=1_200).contains(&mean), "mean entity size {mean}");
+    }
+
+    #[test]
+    fn connection_settings_come_from_the_postgres_url() {
+        let c = PgConn::from_url("postgres://postgres@127.0.0.1:5432/test").unwrap();
+        assert_eq!(
+            c,
+            PgConn {
+                host: "127.0.0.1".into(),
+                port: 5432,
+                user: "postgres".into(),
+                password: None
+            }
+        );
+        let c = PgConn::from_url("postgres://me:p%40ss@db.local/ferry?sslmode=disable").unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("db.local", 5432));
+        assert_eq!(
+            (c.user.as_str(), c.password.as_deref()),
+            ("me", Some("p@ss"))
+        );
+        let c = PgConn::from_url("postgres:///db?host=/var/run/postgresql&port=5433&user=ferry")
+            .unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("/var/run/postgresql", 5433));
+        assert_eq!(c.user, "ferry");
+        assert!(PgConn::from_url("not a url").is_err());
     }
 
     #[test]
