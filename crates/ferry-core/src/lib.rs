@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod action;
+pub mod bulk;
 pub mod config;
 pub mod duration;
 pub mod entity;
@@ -21,6 +22,7 @@ pub mod time;
 
 pub use access::{Permission, Principal, PrincipalKind, Role};
 pub use action::{Action, NotEligible};
+pub use bulk::{JobState, Progress};
 pub use filter::{MatchMode, Page, SortField, SortOrder, TaskFilter, TaskQuery, TextMatch};
 pub use ids::{ConfigId, TaskId};
 pub use status::Status;

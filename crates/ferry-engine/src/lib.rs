@@ -3,6 +3,7 @@
 //! Depends on the core and the store; never on the web or the binary.
 #![forbid(unsafe_code)]
 
+mod bulk;
 mod engine;
 mod ingest;
 pub mod jq;

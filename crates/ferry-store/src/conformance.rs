@@ -8,7 +8,7 @@ use crate::access::{NewSession, NewToken, NewUser, UserChange};
 use crate::store::*;
 use ferry_core::filter::{Accept, TaskQuery};
 use ferry_core::task::{Level, Message, NewTask, Phase, Task, TaskSummary};
-use ferry_core::{Action, ConfigId, Role, Status, TaskFilter, TaskId, Timestamp};
+use ferry_core::{Action, ConfigId, JobState, Role, Status, TaskFilter, TaskId, Timestamp};
 use serde_json::json;
 use std::any::Any;
 use std::sync::Arc;
@@ -59,7 +59,9 @@ macro_rules! conformance_suite {
             sessions_expire_and_follow_their_users_role,
             tokens_are_found_by_digest_until_revoked,
             credentials_exist_once_an_enabled_user_or_live_token_does,
-            audit_events_record_origin_and_are_never_deleted
+            audit_events_record_origin_and_are_never_deleted,
+            a_filter_action_in_steps_acts_once_on_each_task_eligible_when_it_began,
+            bulk_jobs_record_progress_cancel_requests_and_their_end
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -1205,4 +1207,121 @@ pub async fn audit_events_record_origin_and_are_never_deleted(store: &dyn Store)
     assert_eq!(store.prune(&rule, 100).await.unwrap(), 1);
     let (_, total) = store.list_actions(&AuditQuery::default()).await.unwrap();
     assert_eq!(total, 2);
+}
+
+pub async fn a_filter_action_in_steps_acts_once_on_each_task_eligible_when_it_began(
+    store: &dyn Store,
+) {
+    let mut failed = Vec::new();
+    for k in 0..7 {
+        failed.push(seed(store, "r", Status::Failed, k * 10).await);
+    }
+    seed(store, "r", Status::New, 100).await;
+    let filter = query(&[("route", "r")]).filter;
+    let req = request(Action::Retry, 1_000);
+    let begun = store.begin_filter_action(&filter, &req).await.unwrap();
+    assert_eq!((begun.matched, begun.eligible), (8, 7));
+    // A task that failed after the action began is not part of it.
+    let late = seed(store, "r", Status::Failed, 2_000).await;
+    let mut steps = Vec::new();
+    loop {
+        let n = store
+            .step_filter_action(&filter, &req, begun.action_id, 3)
+            .await
+            .unwrap();
+        steps.push(n);
+        if n < 3 {
+            break;
+        }
+    }
+    assert_eq!(steps, vec![3, 3, 1]);
+    for id in &failed {
+        assert_eq!(status_of(store, id).await, Status::New);
+    }
+    assert_eq!(status_of(store, &late).await, Status::Failed);
+    // Once more: nothing left, however often it is asked.
+    let again = store
+        .step_filter_action(&filter, &req, begun.action_id, 3)
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    let outcome = begun.outcome(7);
+    store
+        .finish_filter_action(begun.action_id, &outcome)
+        .await
+        .unwrap();
+    let actions = store.task_actions(&failed[0]).await.unwrap();
+    let last = actions.last().unwrap();
+    assert_eq!(last.id, begun.action_id);
+    assert_eq!(
+        (
+            last.outcome.matched,
+            last.outcome.changed,
+            last.outcome.ineligible
+        ),
+        (8, 7, 1)
+    );
+    assert!(store.task_actions(&late).await.unwrap().is_empty());
+}
+
+pub async fn bulk_jobs_record_progress_cancel_requests_and_their_end(store: &dyn Store) {
+    for k in 0..4 {
+        seed(store, "r", Status::Failed, k * 10).await;
+    }
+    let filter = query(&[("route", "r")]).filter;
+    let mut req = request(Action::Retry, 1_000);
+    req.actor = "alice".into();
+    req.reason = Some("target fixed".into());
+    let begun = store.begin_filter_action(&filter, &req).await.unwrap();
+    let id = store
+        .add_bulk_job(begun.action_id, begun.matched, begun.eligible, at(1_000))
+        .await
+        .unwrap();
+    let job = store.bulk_job(id).await.unwrap().expect("the job");
+    assert_eq!(job.state, JobState::Running);
+    assert_eq!((job.matched, job.eligible, job.changed), (4, 4, 0));
+    assert_eq!(job.action.actor, "alice");
+    assert_eq!(job.action.reason.as_deref(), Some("target fixed"));
+    assert_eq!(job.action.target["filter"]["route"], json!(["r"]));
+    assert_eq!(job.started_at, at(1_000));
+    assert!(!job.cancel_requested);
+
+    assert!(!store.bulk_job_progress(id, 2, at(1_500)).await.unwrap());
+    let job = store.cancel_bulk_job(id, "bob").await.unwrap().unwrap();
+    assert!(job.cancel_requested);
+    assert_eq!(job.cancelled_by.as_deref(), Some("bob"));
+    assert_eq!((job.changed, job.updated_at), (2, at(1_500)));
+    assert!(store.bulk_job_progress(id, 3, at(1_600)).await.unwrap());
+    assert_eq!(store.bulk_jobs(true, 10).await.unwrap().len(), 1);
+
+    store
+        .end_bulk_job(id, JobState::Cancelled, 3, None, at(1_700))
+        .await
+        .unwrap();
+    let job = store.bulk_job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+    assert_eq!((job.changed, job.finished_at), (3, Some(at(1_700))));
+    // An ended job stays as it ended.
+    store
+        .end_bulk_job(id, JobState::Done, 4, None, at(1_800))
+        .await
+        .unwrap();
+    let cancelled_again = store.cancel_bulk_job(id, "carol").await.unwrap().unwrap();
+    assert_eq!(cancelled_again.state, JobState::Cancelled);
+    assert_eq!(cancelled_again.cancelled_by.as_deref(), Some("bob"));
+
+    let second = store.add_bulk_job(begun.action_id, 0, 0, at(2_000)).await;
+    // One job per operator action.
+    assert!(second.is_err());
+    assert!(store.bulk_jobs(true, 10).await.unwrap().is_empty());
+    let all = store.bulk_jobs(false, 10).await.unwrap();
+    assert_eq!(all.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
+    assert!(store.bulk_job(id + 1_000).await.unwrap().is_none());
+    assert!(
+        store
+            .cancel_bulk_job(id + 1_000, "x")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

@@ -10,6 +10,7 @@ pub mod access;
 pub mod accounts;
 pub mod conformance;
 pub mod credentials;
+pub mod jobs;
 pub mod postgres;
 mod query;
 mod rows;
@@ -17,6 +18,7 @@ pub mod sqlite;
 mod store;
 
 pub use access::{AccessStore, NewSession, NewToken, NewUser, Session, Token, User, UserChange};
+pub use jobs::{BulkJob, JobStore};
 pub use store::*;
 
 /// Opens the store named by a storage URL (`sqlite://…` or `postgres://…`), applying

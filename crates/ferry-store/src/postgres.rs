@@ -12,7 +12,7 @@ use crate::store::*;
 use async_trait::async_trait;
 use ferry_core::task::{Level, Message, NewTask, Phase, Task};
 use ferry_core::{TaskFilter, TaskId, TaskQuery, Timestamp};
-use sea_query::{Expr, ExprTrait, PostgresQueryBuilder, Query};
+use sea_query::{Expr, ExprTrait, LockBehavior, LockType, PostgresQueryBuilder, Query};
 use sea_query_sqlx::SqlxBinder;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/postgres/0002_schedules.sql")),
     (3, include_str!("../migrations/postgres/0003_access.sql")),
     (4, include_str!("../migrations/postgres/0004_search.sql")),
+    (5, include_str!("../migrations/postgres/0005_bulk_jobs.sql")),
 ];
 
 /// Connection settings beyond the URL.
@@ -211,7 +212,8 @@ async fn apply_to_eligible(
     values.0.0.push(action_message(request).into());
     let sql = format!(
         "WITH upd AS ({update_sql}),
-              link AS (INSERT INTO task_actions (task_id, action_id) SELECT id, ${a} FROM upd)
+              link AS (INSERT INTO task_actions (task_id, action_id) SELECT id, ${a} FROM upd
+                       ON CONFLICT DO NOTHING)
          INSERT INTO task_messages (task_id, phase, at, level, message)
          SELECT id, 'export', ${b}, 'info', ${c} FROM upd",
         a = n + 1,
@@ -224,6 +226,22 @@ async fn apply_to_eligible(
         .rows_affected())
 }
 
+async fn count_by_status<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    filter: &TaskFilter,
+) -> Result<StatusCounts, StoreError> {
+    let rows = bound!(query::count_by_status(D, filter))
+        .fetch_all(db)
+        .await?;
+    let mut counts = StatusCounts::default();
+    for row in rows {
+        let status: String = row.try_get(0)?;
+        let n: i64 = row.try_get(1)?;
+        counts.0.insert(rows::status(&status)?, n as u64);
+    }
+    Ok(counts)
+}
+
 fn allowed_condition(request: &ActionRequest) -> Expr {
     Expr::col("status").is_in(query::statuses(request.action.allowed_from()))
 }
@@ -233,6 +251,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 }
 
 crate::access::access_store!(PgStore, sea_query::PostgresQueryBuilder, pool, pool);
+crate::jobs::job_store!(PgStore, sea_query::PostgresQueryBuilder, pool, pool);
 
 #[async_trait]
 impl Store for PgStore {
@@ -279,16 +298,7 @@ impl Store for PgStore {
     }
 
     async fn count_tasks(&self, filter: &TaskFilter) -> Result<StatusCounts, StoreError> {
-        let rows = bound!(query::count_by_status(D, filter))
-            .fetch_all(&self.pool)
-            .await?;
-        let mut counts = StatusCounts::default();
-        for row in rows {
-            let status: String = row.try_get(0)?;
-            let n: i64 = row.try_get(1)?;
-            counts.0.insert(rows::status(&status)?, n as u64);
-        }
-        Ok(counts)
+        count_by_status(&self.pool, filter).await
     }
 
     async fn counts_by_route(&self) -> Result<BTreeMap<String, StatusCounts>, StoreError> {
@@ -450,49 +460,82 @@ impl Store for PgStore {
         Ok(outcome)
     }
 
-    async fn act_on_filter(
+    async fn begin_filter_action(
         &self,
         filter: &TaskFilter,
         request: &ActionRequest,
-    ) -> Result<BulkOutcome, StoreError> {
+    ) -> Result<FilterAction, StoreError> {
         let mut tx = self.write().await?;
-        let action_id = record_action(
-            &mut tx,
-            request,
-            &serde_json::json!({ "filter": filter.to_json() }),
-        )
-        .await?;
-        let matched: i64 = bound!(query::count(D, filter))
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-        let changed = match filter.with_statuses_within(request.action.allowed_from()) {
-            Some(eligible) => {
-                apply_to_eligible(&mut tx, query::condition(D, &eligible), action_id, request)
-                    .await?
-            }
-            None => 0,
-        };
-        let matched = std::cmp::max(matched as u64, changed);
-        let outcome = BulkOutcome {
-            matched,
-            changed,
-            ineligible: matched - changed,
-            not_found: 0,
-        };
-        finish_action(&mut tx, action_id, &outcome).await?;
+        let target = serde_json::json!({ "filter": filter.to_json() });
+        let action_id = record_action(&mut tx, request, &target).await?;
+        let counts = count_by_status(&mut *tx, filter).await?;
         tx.commit().await?;
-        Ok(outcome)
+        Ok(FilterAction {
+            action_id,
+            matched: counts.total(),
+            eligible: counts.within(request.action.allowed_from()),
+        })
+    }
+
+    async fn step_filter_action(
+        &self,
+        filter: &TaskFilter,
+        request: &ActionRequest,
+        action_id: i64,
+        limit: u32,
+    ) -> Result<u32, StoreError> {
+        let Some(eligible) = step_filter(filter, request) else {
+            return Ok(0);
+        };
+        // Tasks a worker holds locked right now are left to the next batch.
+        let batch = Query::select()
+            .column("id")
+            .from(TASKS)
+            .cond_where(query::condition(D, &eligible))
+            .limit(u64::from(limit))
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            .to_owned();
+        let cond = sea_query::Cond::all().add(Expr::col("id").in_subquery(batch));
+        let mut tx = self.write().await?;
+        let n = apply_to_eligible(&mut tx, cond, action_id, request).await?;
+        tx.commit().await?;
+        Ok(n as u32)
+    }
+
+    async fn finish_filter_action(
+        &self,
+        action_id: i64,
+        outcome: &BulkOutcome,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        finish_action(&mut tx, action_id, outcome).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn claim(&self, r: &ClaimRequest<'_>) -> Result<Vec<Task>, StoreError> {
         let lease_until = r.now.plus_millis(r.lease.as_millis() as i64);
+        // New and due-retry tasks are picked apart, each in creation order straight from
+        // `tasks_route_status_created` (due retries also from `tasks_retry_due`), then
+        // the oldest `limit` of both: one `status = 'new' OR …` search makes PostgreSQL
+        // gather and sort every new task of the route on each claim, or walk the route's
+        // finished tasks. Rows locked by `due` or `fresh` but not picked are let go when
+        // the statement ends.
         let rows = sqlx::query(
-            "WITH picked AS (
-                 SELECT id FROM tasks
-                 WHERE route = $4 AND (status = 'new' OR (status = 'retry' AND next_attempt_at <= $1))
+            "WITH fresh AS (
+                 SELECT id, created_at FROM tasks
+                 WHERE route = $4 AND status = 'new'
                  ORDER BY created_at, id LIMIT $5
-                 FOR UPDATE SKIP LOCKED)
+                 FOR UPDATE SKIP LOCKED),
+             due AS (
+                 SELECT id, created_at FROM tasks
+                 WHERE route = $4 AND status = 'retry' AND next_attempt_at <= $1
+                 ORDER BY created_at, id LIMIT $5
+                 FOR UPDATE SKIP LOCKED),
+             picked AS (
+                 SELECT id FROM (SELECT id, created_at FROM fresh
+                                 UNION ALL SELECT id, created_at FROM due) AS both_kinds
+                 ORDER BY created_at, id LIMIT $5)
              UPDATE tasks t SET status = 'processing', attempts = t.attempts + 1, updated_at = $1,
                     lease_owner = $2, lease_until = $3
              FROM picked WHERE t.id = picked.id

@@ -11,7 +11,7 @@ use crate::store::*;
 use async_trait::async_trait;
 use ferry_core::task::{Level, Message, NewTask, Phase, Task};
 use ferry_core::{Status, TaskFilter, TaskId, TaskQuery, Timestamp};
-use sea_query::{Cond, Expr, ExprTrait, Query, SqliteQueryBuilder};
+use sea_query::{Cond, Expr, ExprTrait, Query, SelectStatement, SqliteQueryBuilder};
 use sea_query_sqlx::SqlxBinder;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -24,14 +24,13 @@ use std::time::Duration;
 const D: Dialect = Dialect::Sqlite;
 /// Rows per multi-row statement, well under SQLite's bound-variable limit.
 const CHUNK: usize = 500;
-/// Tasks changed per transaction by a bulk action by filter.
-const BULK_BATCH: u64 = 10_000;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_tasks.sql")),
     (2, include_str!("../migrations/sqlite/0002_schedules.sql")),
     (3, include_str!("../migrations/sqlite/0003_access.sql")),
     (4, include_str!("../migrations/sqlite/0004_search.sql")),
+    (5, include_str!("../migrations/sqlite/0005_bulk_jobs.sql")),
 ];
 
 pub struct SqliteStore {
@@ -176,38 +175,73 @@ async fn finish_action(tx: &mut Tx, id: i64, o: &BulkOutcome) -> Result<(), Stor
 /// to the statuses the action allows); answers how many changed.
 async fn apply_to_eligible(
     tx: &mut Tx,
-    eligible: sea_query::Cond,
+    eligible: SelectStatement,
     action_id: i64,
     request: &ActionRequest,
 ) -> Result<u64, StoreError> {
-    let select_ids = |extra: Vec<Expr>| {
-        let mut s = Query::select().column("id").from(TASKS).to_owned();
-        for e in extra {
-            s.expr(e);
-        }
-        s.cond_where(eligible.clone()).to_owned()
-    };
-    let link = Query::insert()
-        .into_table("task_actions")
-        .columns(["task_id", "action_id"])
-        .select_from(select_ids(vec![Expr::val(action_id)]))
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+    // The chosen tasks go to a temporary table first: the filter is evaluated once, and
+    // the link, the log line and the change are each a plain join on it. Nothing else
+    // writes inside this (immediate) transaction, so every chosen task changes.
+    sqlx::query(
+        "CREATE TEMP TABLE IF NOT EXISTS acting (id TEXT NOT NULL PRIMARY KEY) WITHOUT ROWID",
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM temp.acting")
+        .execute(&mut **tx)
+        .await?;
+    let (select, values) = eligible.build_sqlx(SqliteQueryBuilder);
+    sqlx::query_with(
+        AssertSqlSafe(format!("INSERT OR IGNORE INTO temp.acting (id) {select}")),
+        values,
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT OR IGNORE INTO task_actions (task_id, action_id) SELECT id, ? FROM temp.acting",
+    )
+    .bind(action_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO task_messages (task_id, phase, at, level, message)
+         SELECT id, ?, ?, ?, ? FROM temp.acting",
+    )
+    .bind(Phase::Export.as_str())
+    .bind(request.at.millis())
+    .bind(Level::Info.as_str())
+    .bind(action_message(request))
+    .execute(&mut **tx)
+    .await?;
+    let update = action_update(request)
+        .and_where(Expr::cust("id IN (SELECT id FROM temp.acting)"))
         .to_owned();
-    bound!(link).execute(&mut **tx).await?;
-    let log = Query::insert()
-        .into_table("task_messages")
-        .columns(["task_id", "phase", "at", "level", "message"])
-        .select_from(select_ids(vec![
-            Expr::val(Phase::Export.as_str()),
-            Expr::val(request.at.millis()),
-            Expr::val(Level::Info.as_str()),
-            Expr::val(action_message(request)),
-        ]))
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?
-        .to_owned();
-    bound!(log).execute(&mut **tx).await?;
-    let update = action_update(request).cond_where(eligible).to_owned();
     Ok(bound!(update).execute(&mut **tx).await?.rows_affected())
+}
+
+async fn count_by_status<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    filter: &TaskFilter,
+) -> Result<StatusCounts, StoreError> {
+    let rows = bound!(query::count_by_status(D, filter))
+        .fetch_all(db)
+        .await?;
+    let mut counts = StatusCounts::default();
+    for row in rows {
+        let status: String = row.try_get(0)?;
+        let n: i64 = row.try_get(1)?;
+        counts.0.insert(rows::status(&status)?, n as u64);
+    }
+    Ok(counts)
+}
+
+/// The tasks a condition selects, to act on.
+fn chosen(cond: Cond) -> SelectStatement {
+    Query::select()
+        .column("id")
+        .from(TASKS)
+        .cond_where(cond)
+        .to_owned()
 }
 
 fn allowed_condition(request: &ActionRequest) -> Expr {
@@ -215,6 +249,7 @@ fn allowed_condition(request: &ActionRequest) -> Expr {
 }
 
 crate::access::access_store!(SqliteStore, SqliteQueryBuilder, reader, writer);
+crate::jobs::job_store!(SqliteStore, SqliteQueryBuilder, reader, writer);
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -254,17 +289,7 @@ impl Store for SqliteStore {
     }
 
     async fn count_tasks(&self, filter: &TaskFilter) -> Result<StatusCounts, StoreError> {
-        let rows = bound!(query::count_by_status(D, filter))
-            .fetch_all(&self.reader)
-            .await?;
-        let mut counts = StatusCounts::default();
-        for row in rows {
-            let status: String = row.try_get(0)?;
-            let n: i64 = row.try_get(1)?;
-            let s = rows::status(&status)?;
-            counts.0.insert(s, n as u64);
-        }
-        Ok(counts)
+        count_by_status(&self.reader, filter).await
     }
 
     async fn counts_by_route(&self) -> Result<BTreeMap<String, StatusCounts>, StoreError> {
@@ -371,7 +396,7 @@ impl Store for SqliteStore {
         let cond = sea_query::Cond::all()
             .add(Expr::col("id").eq(id.as_str()))
             .add(allowed_condition(request));
-        let changed = apply_to_eligible(&mut tx, cond, action_id, request).await?;
+        let changed = apply_to_eligible(&mut tx, chosen(cond), action_id, request).await?;
         let outcome = BulkOutcome {
             matched: 1,
             changed,
@@ -415,7 +440,7 @@ impl Store for SqliteStore {
             let cond = sea_query::Cond::all()
                 .add(Expr::col("id").is_in(chunk.iter().copied()))
                 .add(allowed_condition(request));
-            let changed = apply_to_eligible(&mut tx, cond, action_id, request).await?;
+            let changed = apply_to_eligible(&mut tx, chosen(cond), action_id, request).await?;
             outcome.matched += found;
             outcome.changed += changed;
             outcome.not_found += chunk.len() as u64 - found;
@@ -426,54 +451,54 @@ impl Store for SqliteStore {
         Ok(outcome)
     }
 
-    async fn act_on_filter(
+    async fn begin_filter_action(
         &self,
         filter: &TaskFilter,
         request: &ActionRequest,
-    ) -> Result<BulkOutcome, StoreError> {
+    ) -> Result<FilterAction, StoreError> {
         let mut tx = self.write().await?;
         let target = serde_json::json!({ "filter": filter.to_json() });
         let action_id = record_action(&mut tx, request, &target).await?;
-        let matched: i64 = bound!(query::count(D, filter))
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
+        let counts = count_by_status(&mut *tx, filter).await?;
         tx.commit().await?;
-        // In batches, each its own transaction: workers and other writers get the
-        // database between them, and memory stays bounded however many tasks match.
-        // A changed task leaves the eligible set, so the next batch finds the next ones.
-        let mut changed = 0;
-        if let Some(eligible) = filter.with_statuses_within(request.action.allowed_from()) {
-            loop {
-                let batch = Cond::all().add(
-                    Expr::col((TASKS, "id")).in_subquery(
-                        Query::select()
-                            .column("id")
-                            .from(TASKS)
-                            .cond_where(query::condition(D, &eligible))
-                            .limit(BULK_BATCH)
-                            .to_owned(),
-                    ),
-                );
-                let mut tx = self.write().await?;
-                let n = apply_to_eligible(&mut tx, batch, action_id, request).await?;
-                tx.commit().await?;
-                changed += n;
-                if n < BULK_BATCH {
-                    break;
-                }
-            }
-        }
-        let outcome = BulkOutcome {
-            matched: matched as u64,
-            changed,
-            ineligible: (matched as u64).saturating_sub(changed),
-            not_found: 0,
+        Ok(FilterAction {
+            action_id,
+            matched: counts.total(),
+            eligible: counts.within(request.action.allowed_from()),
+        })
+    }
+
+    async fn step_filter_action(
+        &self,
+        filter: &TaskFilter,
+        request: &ActionRequest,
+        action_id: i64,
+        limit: u32,
+    ) -> Result<u32, StoreError> {
+        let Some(eligible) = step_filter(filter, request) else {
+            return Ok(0);
         };
+        let batch = Query::select()
+            .column("id")
+            .from(TASKS)
+            .cond_where(query::condition(D, &eligible))
+            .limit(u64::from(limit))
+            .to_owned();
         let mut tx = self.write().await?;
-        finish_action(&mut tx, action_id, &outcome).await?;
+        let n = apply_to_eligible(&mut tx, batch, action_id, request).await?;
         tx.commit().await?;
-        Ok(outcome)
+        Ok(n as u32)
+    }
+
+    async fn finish_filter_action(
+        &self,
+        action_id: i64,
+        outcome: &BulkOutcome,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        finish_action(&mut tx, action_id, outcome).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn claim(&self, r: &ClaimRequest<'_>) -> Result<Vec<Task>, StoreError> {

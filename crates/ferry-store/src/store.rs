@@ -55,6 +55,11 @@ impl StatusCounts {
     pub fn get(&self, s: Status) -> u64 {
         self.0.get(&s).copied().unwrap_or(0)
     }
+
+    /// The tasks in any of `statuses`.
+    pub fn within(&self, statuses: &[Status]) -> u64 {
+        statuses.iter().map(|s| self.get(*s)).sum()
+    }
 }
 
 /// Who did an operator action, and why.
@@ -76,6 +81,60 @@ pub struct BulkOutcome {
     pub changed: u64,
     pub ineligible: u64,
     pub not_found: u64,
+}
+
+/// Tasks per transaction of a bulk action by filter: small enough that workers and
+/// the pages get the database between two batches, large enough to be quick.
+pub const FILTER_ACTION_BATCH: u32 = 5_000;
+
+/// What one step of a bulk action by filter may act on: tasks that match, whose status
+/// allows the action, and that were last updated no later than the action began.
+/// `None` when the filter's statuses leave nothing eligible.
+pub fn step_filter(filter: &TaskFilter, request: &ActionRequest) -> Option<TaskFilter> {
+    let mut eligible = filter.with_statuses_within(request.action.allowed_from())?;
+    eligible.updated_to = Some(match eligible.updated_to {
+        Some(to) if to < request.at => to,
+        _ => request.at,
+    });
+    Some(eligible)
+}
+
+/// A bulk action by filter that has begun.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilterAction {
+    /// Its row in the audit trail.
+    pub action_id: i64,
+    /// Tasks that matched the filter when it began.
+    pub matched: u64,
+    /// Of them, those whose status allows the action.
+    pub eligible: u64,
+}
+
+impl FilterAction {
+    /// The outcome once `changed` tasks were acted on and the action ran to its end.
+    pub fn outcome(&self, changed: u64) -> BulkOutcome {
+        // Workers may have moved tasks into the set meanwhile: never fewer matched than
+        // changed.
+        let matched = self.matched.max(changed);
+        BulkOutcome {
+            matched,
+            changed,
+            ineligible: matched - changed,
+            not_found: 0,
+        }
+    }
+
+    /// The outcome of an action stopped before its end (cancelled, or by an error): the
+    /// tasks it did not reach were eligible, so only those that were not count as such.
+    pub fn stopped_outcome(&self, changed: u64) -> BulkOutcome {
+        let matched = self.matched.max(changed);
+        BulkOutcome {
+            matched,
+            changed,
+            ineligible: matched - self.eligible.clamp(changed, matched),
+            not_found: 0,
+        }
+    }
 }
 
 /// How one processing attempt ended.
@@ -195,7 +254,9 @@ pub struct ClaimRequest<'a> {
 /// Contract: writes are atomic; a task is never deleted by an action; a claimed task is
 /// held by one worker until completed or its lease expires.
 #[async_trait]
-pub trait Store: crate::access::AccessStore + Send + Sync + 'static {
+pub trait Store:
+    crate::access::AccessStore + crate::jobs::JobStore + Send + Sync + 'static
+{
     /// Creates tasks (status `new`) with their import messages, all or none.
     async fn insert_tasks(&self, tasks: &[NewTask]) -> Result<(), StoreError>;
 
@@ -228,12 +289,56 @@ pub trait Store: crate::access::AccessStore + Send + Sync + 'static {
         request: &ActionRequest,
     ) -> Result<BulkOutcome, StoreError>;
 
-    /// Skip or retry every task that matches, however many, in bounded memory.
+    /// Skip or retry every task that matches, however many, in bounded memory: the
+    /// steps of [`Store::begin_filter_action`] run to the end at once.
     async fn act_on_filter(
         &self,
         filter: &TaskFilter,
         request: &ActionRequest,
-    ) -> Result<BulkOutcome, StoreError>;
+    ) -> Result<BulkOutcome, StoreError> {
+        let begun = self.begin_filter_action(filter, request).await?;
+        let mut changed = 0;
+        loop {
+            let n = self
+                .step_filter_action(filter, request, begun.action_id, FILTER_ACTION_BATCH)
+                .await?;
+            changed += u64::from(n);
+            if n < FILTER_ACTION_BATCH {
+                break;
+            }
+        }
+        let outcome = begun.outcome(changed);
+        self.finish_filter_action(begun.action_id, &outcome).await?;
+        Ok(outcome)
+    }
+
+    /// Starts a bulk action by filter: records it in the audit trail (counts still 0)
+    /// and counts the tasks that match now, and those of them the action may change.
+    async fn begin_filter_action(
+        &self,
+        filter: &TaskFilter,
+        request: &ActionRequest,
+    ) -> Result<FilterAction, StoreError>;
+
+    /// One batch of a bulk action by filter, in its own transaction: acts on at most
+    /// `limit` tasks that match, are eligible and were last updated no later than the
+    /// action began (so a task a worker finished again meanwhile is not acted on twice);
+    /// links and logs each. Answers how many changed; fewer than `limit` means none is
+    /// left.
+    async fn step_filter_action(
+        &self,
+        filter: &TaskFilter,
+        request: &ActionRequest,
+        action_id: i64,
+        limit: u32,
+    ) -> Result<u32, StoreError>;
+
+    /// Records a bulk action's final counts in the audit trail.
+    async fn finish_filter_action(
+        &self,
+        action_id: i64,
+        outcome: &BulkOutcome,
+    ) -> Result<(), StoreError>;
 
     /// Claims the route's `new` tasks and due `retry` tasks, oldest first, sets them
     /// `processing` with one more attempt, and returns them in creation order.

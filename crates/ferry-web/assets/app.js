@@ -191,7 +191,24 @@ function selection() {
     const reason = await confirmAction(`${verb} ${n} task${n === 1 ? "" : "s"}`,
       `${verb} ${what}? Tasks whose status does not allow it are left as they are.`);
     if (reason === null) return;
-    const body = allMatching ? { filter: JSON.parse(bar.dataset.filter) } : { identifiers: selectedIds() };
+    // Every task that matches: a tracked job in the background, followed below.
+    if (allMatching) {
+      const body = { action, filter: JSON.parse(bar.dataset.filter) };
+      if (reason) body.reason = reason;
+      busy(button, true);
+      try {
+        const job = await api("POST", "/api/v1/bulk-jobs", body);
+        busy(button, false);
+        allMatching = false;
+        render();
+        followJob(job, true);
+      } catch (e) {
+        busy(button, false);
+        flash(`Nothing was ${done}: ${e.message}`, "error");
+      }
+      return;
+    }
+    const body = { identifiers: selectedIds() };
     if (reason) body.reason = reason;
     busy(button, true);
     try {
@@ -210,6 +227,91 @@ function selection() {
     if (button) button.addEventListener("click", (e) => bulk(action, e.target));
   }
   render();
+}
+
+// ----- bulk jobs: progress of bulk actions by filter, from any operator, until they end
+const number = (n) => Number(n).toLocaleString("en-US");
+
+function jobText(job) {
+  const [, done] = verbs[job.action] || [job.action, job.action];
+  const who = `${job.action === "skip" ? "Skipping" : "Retrying"} by ${job.actor}`;
+  const pct = Math.floor(job.progress * 100);
+  switch (job.state) {
+    case "running": {
+      let t = `${who}: ${number(job.changed)} of ${number(job.eligible)} tasks ${done} (${pct}%)`;
+      if (job.tasks_per_second) t += ` · ${number(job.tasks_per_second)} tasks/s`;
+      if (job.seconds_left != null) t += ` · about ${Math.ceil(job.seconds_left)} s left`;
+      if (job.cancel_requested) t += " · stopping after this batch…";
+      return t;
+    }
+    case "done": {
+      let t = `${number(job.changed)} of ${number(job.matched)} tasks ${done}.`;
+      const left = job.matched - job.changed;
+      if (left > 0) t += ` ${number(left)} could not be ${done}: their status did not allow it.`;
+      return t;
+    }
+    case "cancelled":
+      return `Cancelled by ${job.cancelled_by || "an operator"} after ${number(job.changed)} of ${number(job.eligible)} tasks were ${done}; those stay ${done}.`;
+    case "failed":
+      return `Stopped by an error after ${number(job.changed)} tasks were ${done}: ${job.error}. Start the action again to finish it.`;
+    default:
+      return `Interrupted after ${number(job.changed)} of ${number(job.eligible)} tasks were ${done}: the ferry node running it stopped. Start the action again to finish it.`;
+  }
+}
+
+function followJob(job, mine) {
+  const box = $("#jobs");
+  if (!box || box.querySelector(`[data-job="${job.id}"]`)) return;
+  const row = document.createElement("div");
+  row.className = "job";
+  row.dataset.job = job.id;
+  const text = document.createElement("span");
+  text.className = "job-text";
+  const bar = document.createElement("progress");
+  bar.max = 1;
+  row.append(text, bar);
+  let cancel = null;
+  if (box.dataset.canOperate === "true") {
+    cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.className = "link";
+    cancel.textContent = "Cancel";
+    cancel.addEventListener("click", async () => {
+      cancel.disabled = true;
+      try { show(await api("POST", `/api/v1/bulk-jobs/${job.id}/cancel`)); }
+      catch (e) { flash(`Could not cancel: ${e.message}`, "error"); cancel.disabled = false; }
+    });
+    row.append(cancel);
+  }
+  box.append(row);
+  function show(j) {
+    text.textContent = jobText(j);
+    bar.value = j.progress;
+    row.dataset.state = j.state;
+    if (cancel) cancel.hidden = j.state !== "running" || j.cancel_requested;
+    return j;
+  }
+  show(job);
+  const poll = async () => {
+    let j;
+    try { j = show(await api("GET", `/api/v1/bulk-jobs/${job.id}`)); }
+    catch (_) { setTimeout(poll, 2000); return; }
+    if (j.state === "running") { setTimeout(poll, 500); return; }
+    if (mine && j.state === "done") { flashAfterReload(jobText(j), "ok"); return; }
+    const reload = document.createElement("a");
+    reload.href = location.href;
+    reload.textContent = "Reload to see the changes";
+    row.append(reload);
+  };
+  setTimeout(poll, 300);
+}
+
+async function runningJobs() {
+  if (!$("#jobs")) return;
+  try {
+    const list = await api("GET", "/api/v1/bulk-jobs?state=running");
+    for (const job of list.items) if (job.state === "running") followJob(job, false);
+  } catch (_) { /* the page works without it */ }
 }
 
 // ----- Routes page: run now
@@ -276,6 +378,7 @@ document.addEventListener("DOMContentLoaded", () => {
   presets();
   singleActions();
   selection();
+  runningJobs();
   runButtons();
   copyButtons();
   menus();

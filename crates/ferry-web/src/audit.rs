@@ -24,6 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 pub const ACTIONS: &[&str] = &[
     "skip",
     "retry",
+    "bulk.cancel",
     "run",
     "run.incoming",
     "login",

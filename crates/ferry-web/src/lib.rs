@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod jobs;
 pub mod login;
 pub mod openapi;
 pub mod pages;
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router {
     let limit = state.config().server.max_body_bytes;
     let protected = Router::new()
         .merge(tasks::router())
+        .merge(jobs::router())
         .merge(audit::router())
         .merge(routes::router())
         .merge(pages::router())

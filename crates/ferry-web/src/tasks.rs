@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ferry_core::filter::{Accept, TaskQuery};
 use ferry_core::task::{Phase, Task, TaskSummary};
-use ferry_core::{Action, TaskId, Timestamp};
+use ferry_core::{Action, TaskFilter, TaskId, Timestamp};
 use ferry_store::{ActionError, ActionRequest, BulkOutcome, StatusCounts};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -247,7 +247,7 @@ fn unknown_task(raw: &str) -> ApiError {
     )
 }
 
-fn reason(r: Option<String>) -> ApiResult<Option<String>> {
+pub(crate) fn reason(r: Option<String>) -> ApiResult<Option<String>> {
     match r {
         Some(r) if r.chars().count() > MAX_REASON_CHARS => Err(ApiError::bad_request(
             "invalid_reason",
@@ -256,6 +256,20 @@ fn reason(r: Option<String>) -> ApiResult<Option<String>> {
         Some(r) if r.trim().is_empty() => Ok(None),
         other => Ok(other),
     }
+}
+
+/// A bulk action's JSON filter object, validated exactly like the list's parameters.
+pub(crate) fn parse_filter(filter: &serde_json::Map<String, Value>) -> ApiResult<TaskFilter> {
+    let pairs = filter_pairs(filter)?;
+    let q = TaskQuery::parse(
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        Accept::FiltersOnly,
+    )
+    .map_err(|mut e| {
+        e.parameter = format!("filter.{}", e.parameter);
+        e
+    })?;
+    Ok(q.filter)
 }
 
 /// The JSON filter object as query pairs, so it is validated exactly like the list's.
@@ -545,16 +559,8 @@ async fn act_bulk(
             o
         }
         (None, Some(filter)) => {
-            let pairs = filter_pairs(&filter)?;
-            let q = TaskQuery::parse(
-                pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                Accept::FiltersOnly,
-            )
-            .map_err(|mut e| {
-                e.parameter = format!("filter.{}", e.parameter);
-                e
-            })?;
-            state.store().act_on_filter(&q.filter, &request).await?
+            let filter = parse_filter(&filter)?;
+            state.store().act_on_filter(&filter, &request).await?
         }
         _ => {
             return Err(ApiError::bad_request(

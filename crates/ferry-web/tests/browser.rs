@@ -432,6 +432,104 @@ async fn selecting_all_matching_tasks_across_pages_skips_exactly_the_eligible_on
     b.client.clone().close().await.unwrap();
 }
 
+/// Waits until the element's text satisfies `check`; answers it.
+async fn text_until(c: &Client, selector: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = text(c, selector).await;
+        if check(&t) {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "{selector} stayed: {t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_bulk_job_running_on_another_node_shows_its_progress_and_can_be_cancelled() {
+    let Some(b) = browser().await else { return };
+    let app = TestApp::start().await;
+    app.populate(30, 0).await;
+    // A job as another node records it: begun and counted, its batches still to come.
+    let store = app.state.store().clone();
+    let request = ferry_store::ActionRequest {
+        action: ferry_core::Action::Retry,
+        actor: "alice".into(),
+        reason: None,
+        at: ferry_core::Timestamp::now(),
+        origin: None,
+    };
+    let filter = ferry_core::TaskFilter::default();
+    let begun = store.begin_filter_action(&filter, &request).await.unwrap();
+    let id = store
+        .add_bulk_job(begun.action_id, begun.matched, begun.eligible, request.at)
+        .await
+        .unwrap();
+    let eligible = begun.eligible;
+    assert!(eligible > 10, "{begun:?}");
+
+    let c = &b.client;
+    sign_in(c, &app, "olga", Role::Operator).await;
+    c.goto(&app.url("/tasks")).await.unwrap();
+    let job = format!(".job[data-job='{id}'] .job-text");
+    let shown = text_until(c, &job, |t| t.contains("Retrying by alice")).await;
+    assert!(
+        shown.contains(&format!("0 of {eligible} tasks retried (0%)")),
+        "{shown}"
+    );
+
+    // The other node gets halfway: the bar follows.
+    store
+        .bulk_job_progress(id, eligible / 2, ferry_core::Timestamp::now())
+        .await
+        .unwrap();
+    let half = format!("{} of {eligible} tasks retried", eligible / 2);
+    text_until(c, &job, |t| t.contains(&half)).await;
+    let bar: f64 = css(c, &format!(".job[data-job='{id}'] progress"))
+        .await
+        .attr("value")
+        .await
+        .unwrap()
+        .expect("the bar has a value")
+        .parse()
+        .unwrap();
+    assert!((0.4..=0.6).contains(&bar), "{bar}");
+    screenshot(c, "tasks-bulk-job-running").await;
+
+    // Cancel from the page: the job is asked to stop after its current batch.
+    css(c, &format!(".job[data-job='{id}'] button"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    text_until(c, &job, |t| t.contains("stopping after this batch")).await;
+    assert!(
+        store
+            .bulk_job_progress(id, eligible / 2 + 1, ferry_core::Timestamp::now())
+            .await
+            .unwrap()
+    );
+    store
+        .end_bulk_job(
+            id,
+            ferry_core::JobState::Cancelled,
+            eligible / 2 + 1,
+            None,
+            ferry_core::Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    let ended = text_until(c, &job, |t| t.starts_with("Cancelled")).await;
+    assert!(
+        ended.contains("Cancelled by token:") || ended.contains("Cancelled by olga"),
+        "{ended}"
+    );
+    screenshot(c, "tasks-bulk-job-cancelled").await;
+    let audit = app.get_ok("/api/v1/audit?action=bulk.cancel").await;
+    assert_eq!(audit["items"][0]["actor"], "olga");
+    b.client.clone().close().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_failed_task_is_retried_from_its_detail_page_and_every_tab_opens() {
     let Some(b) = browser().await else { return };

@@ -4,6 +4,7 @@ use crate::client::{Client, ServerArgs};
 use crate::filter_args::FilterArgs;
 use crate::table;
 use anyhow::{Result, bail};
+use ferry_web::jobs::{BulkJobDto, BulkJobList};
 use ferry_web::tasks::{BulkResult, Counts, History, MessageList, TaskDetailDto, TaskList};
 use serde_json::{Value, json};
 use std::io::{BufRead, IsTerminal, Write};
@@ -42,6 +43,19 @@ pub enum Command {
     Skip(ActArgs),
     /// Retry tasks (finished, failed or skipped) by identifiers or by filter.
     Retry(ActArgs),
+    /// Bulk jobs (skips and retries by filter), newest first; or cancel one.
+    Jobs {
+        /// Only those still running.
+        #[arg(long)]
+        running: bool,
+        /// Ask this running job to stop after its current batch.
+        #[arg(long, value_name = "ID")]
+        cancel: Option<i64>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -59,6 +73,9 @@ pub struct ActArgs {
     /// Do not ask for confirmation.
     #[arg(long, short)]
     pub yes: bool,
+    /// With a filter: start the bulk job and return at once, without following it.
+    #[arg(long)]
+    pub no_wait: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -136,7 +153,62 @@ pub async fn run(cmd: Command) -> Result<()> {
         } => show(&Client::new(&server), &identifier, json).await,
         Command::Skip(args) => act(args, "skip").await,
         Command::Retry(args) => act(args, "retry").await,
+        Command::Jobs {
+            running,
+            cancel,
+            json,
+            server,
+        } => jobs(&Client::new(&server), running, cancel, json).await,
     }
+}
+
+async fn jobs(client: &Client, running: bool, cancel: Option<i64>, as_json: bool) -> Result<()> {
+    if let Some(id) = cancel {
+        let job: BulkJobDto = client
+            .post(&format!("/api/v1/bulk-jobs/{id}/cancel"), &json!({}))
+            .await?;
+        println!(
+            "bulk job {} will stop after its current batch ({} of {} task(s) changed so far)",
+            job.id, job.changed, job.eligible
+        );
+        return Ok(());
+    }
+    let mut q = vec![("limit".to_owned(), "50".to_owned())];
+    if running {
+        q.push(("state".into(), "running".into()));
+    }
+    if as_json {
+        let v: Value = client.get("/api/v1/bulk-jobs", &q).await?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let list: BulkJobList = client.get("/api/v1/bulk-jobs", &q).await?;
+    let rows: Vec<Vec<String>> = list
+        .items
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.to_string(),
+                j.action.clone(),
+                j.state.clone(),
+                format!("{:.0}%", j.progress * 100.0),
+                format!("{}/{}", j.changed, j.eligible),
+                j.actor.clone(),
+                j.started_at.clone(),
+                j.filter.to_string(),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table::render(
+            &[
+                "JOB", "ACTION", "STATE", "PROGRESS", "CHANGED", "BY", "STARTED", "FILTER"
+            ],
+            &rows
+        )
+    );
+    Ok(())
 }
 
 async fn show(client: &Client, id: &str, as_json: bool) -> Result<()> {
@@ -255,11 +327,22 @@ async fn act(args: ActArgs, verb: &str) -> Result<()> {
             return Ok(());
         }
     }
-    let mut body = if args.identifiers.is_empty() {
-        json!({ "filter": args.filter.json() })
-    } else {
-        json!({ "identifiers": args.identifiers })
-    };
+    if args.identifiers.is_empty() {
+        let mut body = json!({ "action": verb, "filter": args.filter.json() });
+        if let Some(r) = &args.reason {
+            body["reason"] = json!(r);
+        }
+        let job: BulkJobDto = client.post("/api/v1/bulk-jobs", &body).await?;
+        if args.no_wait {
+            println!(
+                "bulk job {} started: {} task(s) match, {} can be acted on; follow it with `ferry tasks jobs`",
+                job.id, job.matched, job.eligible
+            );
+            return Ok(());
+        }
+        return follow(&client, job).await;
+    }
+    let mut body = json!({ "identifiers": args.identifiers });
     if let Some(r) = &args.reason {
         body["reason"] = json!(r);
     }
@@ -269,4 +352,68 @@ async fn act(args: ActArgs, verb: &str) -> Result<()> {
         result.matched, result.changed, result.ineligible, result.not_found
     );
     Ok(())
+}
+
+/// Follows a bulk job to its end with a progress bar (on a terminal); Ctrl-C asks the
+/// job to stop after its current batch.
+async fn follow(client: &Client, mut job: BulkJobDto) -> Result<()> {
+    let bar = indicatif::ProgressBar::new(job.eligible);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {pos}/{len} tasks ({per_sec}, {eta} left)",
+        )?
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!("bulk job {}: {}", job.id, job.action));
+    let path = format!("/api/v1/bulk-jobs/{}", job.id);
+    let mut interrupted = false;
+    while job.state == "running" {
+        bar.set_length(job.eligible.max(job.changed));
+        bar.set_position(job.changed);
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                bar.println(format!(
+                    "Stopping bulk job {} after its current batch (the batches done stay done)…",
+                    job.id
+                ));
+                let _: Value = client
+                    .post(&format!("{path}/cancel"), &json!({}))
+                    .await
+                    .unwrap_or(Value::Null);
+            }
+        }
+        job = client.get(&path, &[]).await?;
+    }
+    bar.finish_and_clear();
+    match job.state.as_str() {
+        "done" => {
+            println!(
+                "matched {}, changed {}, not eligible {}, not found 0",
+                job.matched,
+                job.changed,
+                job.matched.saturating_sub(job.changed)
+            );
+            Ok(())
+        }
+        "cancelled" => bail!(
+            "bulk job {} was cancelled by {} after {} of {} task(s) changed; those stay changed",
+            job.id,
+            job.cancelled_by.as_deref().unwrap_or("an operator"),
+            job.changed,
+            job.eligible
+        ),
+        "failed" => bail!(
+            "bulk job {} stopped after {} task(s) changed: {}; run the command again to finish",
+            job.id,
+            job.changed,
+            job.error.as_deref().unwrap_or("unknown error")
+        ),
+        other => bail!(
+            "bulk job {} is {other} after {} task(s) changed (the ferry node running it stopped); run the command again to finish",
+            job.id,
+            job.changed
+        ),
+    }
 }

@@ -157,6 +157,23 @@ async fn operators_list_show_run_skip_and_retry_from_the_command_line() {
         skipped.trim(),
         "matched 6, changed 6, not eligible 0, not found 0"
     );
+    // A skip by filter is a bulk job, listed with its progress.
+    let jobs = ok(ferry(&server, &["tasks", "jobs"]));
+    let line = jobs.lines().nth(1).unwrap_or_default();
+    assert!(
+        jobs.starts_with("JOB")
+            && line.contains("skip")
+            && line.contains("done")
+            && line.contains("100%")
+            && line.contains("6/6")
+            && line.contains("idle"),
+        "{jobs}"
+    );
+    let err = failing(ferry(&server, &["tasks", "jobs", "--cancel", "99"]));
+    assert!(
+        err.contains("404") && err.contains("no bulk job '99'"),
+        "{err}"
+    );
     let retried = ok(ferry(&server, &["tasks", "retry", &id, "--yes"]));
     assert_eq!(
         retried.trim(),
@@ -165,6 +182,15 @@ async fn operators_list_show_run_skip_and_retry_from_the_command_line() {
     let shown = ok(ferry(&server, &["tasks", "show", &id, "--json"]));
     let v: Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(v["task"]["status"], "new");
+    // The rest of the route, without following the job.
+    let started = ok(ferry(
+        &server,
+        &["tasks", "retry", "--route", "idle", "--yes", "--no-wait"],
+    ));
+    assert!(
+        started.starts_with("bulk job 2 started: 6 task(s) match, 5 can be acted on"),
+        "{started}"
+    );
 
     let err = failing(ferry(&server, &["tasks", "list", "--status", "done"]));
     assert!(

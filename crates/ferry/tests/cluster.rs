@@ -144,7 +144,7 @@ batch_size = 50
         .fetch_one(&mut db)
         .await
         .unwrap();
-    assert_eq!(migrations, 4);
+    assert_eq!(migrations, 5);
 
     let seen = seen.lock().unwrap().clone();
     let mut per_sku: HashMap<&str, usize> = HashMap::new();
