@@ -205,13 +205,27 @@ impl Page {
     }
 }
 
-/// A whole list request: filter, sort and page.
+/// How a list counts the tasks that match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CountMode {
+    /// Every match counted (`count=exact`, the default).
+    #[default]
+    Exact,
+    /// Counted up to a threshold and no further (`count=capped`): quick on any number
+    /// of tasks; above the threshold the total is a lower bound, marked as such.
+    Capped,
+    /// Not counted: the caller has the total from the status counts.
+    Skip,
+}
+
+/// A whole list request: filter, sort, page, and how to count.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TaskQuery {
     pub filter: TaskFilter,
     pub sort: SortField,
     pub order: SortOrder,
     pub page: Page,
+    pub count: CountMode,
 }
 
 /// A parameter that cannot be used, and why; `parameter` names it as the client wrote it.
@@ -258,7 +272,7 @@ impl TaskQuery {
                 ));
             }
             let value = raw.trim();
-            let is_paging = matches!(key, "page" | "per_page" | "sort" | "order");
+            let is_paging = matches!(key, "page" | "per_page" | "sort" | "order" | "count");
             if is_paging && accept == Accept::FiltersOnly {
                 return Err(bad(
                     key,
@@ -304,6 +318,18 @@ impl TaskQuery {
                             return Err(bad(
                                 key,
                                 format!("'{value}' is not sortable; use created_at or updated_at"),
+                            ));
+                        }
+                    }
+                }
+                "count" => {
+                    q.count = match value {
+                        "exact" => CountMode::Exact,
+                        "capped" => CountMode::Capped,
+                        _ => {
+                            return Err(bad(
+                                key,
+                                format!("'{value}' is not a way to count; use exact or capped"),
                             ));
                         }
                     }
@@ -516,6 +542,23 @@ mod tests {
     fn filters_only_refuses_paging() {
         let err = TaskQuery::parse([("page", "2")], Accept::FiltersOnly).unwrap_err();
         assert_eq!(err.parameter, "page");
+    }
+
+    #[test]
+    fn the_list_counts_exactly_unless_asked_for_a_capped_count() {
+        assert_eq!(parse(&[]).unwrap().count, CountMode::Exact);
+        assert_eq!(
+            parse(&[("count", "capped")]).unwrap().count,
+            CountMode::Capped
+        );
+        assert_eq!(
+            parse(&[("count", "exact")]).unwrap().count,
+            CountMode::Exact
+        );
+        let err = parse(&[("count", "roughly")]).unwrap_err();
+        assert!(err.message.contains("use exact or capped"), "{err}");
+        let err = TaskQuery::parse([("count", "capped")], Accept::FiltersOnly).unwrap_err();
+        assert_eq!(err.parameter, "count");
     }
 
     #[test]

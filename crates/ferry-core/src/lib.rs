@@ -23,7 +23,9 @@ pub mod time;
 pub use access::{Permission, Principal, PrincipalKind, Role};
 pub use action::{Action, NotEligible};
 pub use bulk::{JobState, Progress};
-pub use filter::{MatchMode, Page, SortField, SortOrder, TaskFilter, TaskQuery, TextMatch};
+pub use filter::{
+    CountMode, MatchMode, Page, SortField, SortOrder, TaskFilter, TaskQuery, TextMatch,
+};
 pub use ids::{ConfigId, TaskId};
 pub use status::Status;
 pub use task::{Level, Message, NewTask, Phase, Task, TaskSummary};

@@ -61,7 +61,8 @@ macro_rules! conformance_suite {
             credentials_exist_once_an_enabled_user_or_live_token_does,
             audit_events_record_origin_and_are_never_deleted,
             a_filter_action_in_steps_acts_once_on_each_task_eligible_when_it_began,
-            bulk_jobs_record_progress_cancel_requests_and_their_end
+            bulk_jobs_record_progress_cancel_requests_and_their_end,
+            a_capped_count_is_exact_up_to_the_cap_and_a_marked_lower_bound_above
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -1323,5 +1324,37 @@ pub async fn bulk_jobs_record_progress_cancel_requests_and_their_end(store: &dyn
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+pub async fn a_capped_count_is_exact_up_to_the_cap_and_a_marked_lower_bound_above(
+    store: &dyn Store,
+) {
+    let cap = COUNT_CAP as i64;
+    let tasks: Vec<NewTask> = (0..cap + 5)
+        .map(|k| {
+            let route = if k < 3 { "few" } else { "many" };
+            new_task(route, "product", &format!("SKU-{k}"), k)
+        })
+        .collect();
+    store.insert_tasks(&tasks).await.unwrap();
+    let list = |pairs: &[(&str, &str)]| {
+        let mut q = query(pairs);
+        q.count = ferry_core::CountMode::Capped;
+        q
+    };
+    let page = store.list_tasks(&list(&[("route", "few")])).await.unwrap();
+    assert_eq!((page.total, page.total_exact), (3, true));
+    let page = store.list_tasks(&list(&[])).await.unwrap();
+    assert_eq!((page.total, page.total_exact), (COUNT_CAP, false));
+    assert_eq!(page.items.len(), 50);
+    let exact = store.list_tasks(&query(&[])).await.unwrap();
+    assert_eq!((exact.total, exact.total_exact), (COUNT_CAP + 5, true));
+    let mut skip = query(&[("route", "many")]);
+    skip.count = ferry_core::CountMode::Skip;
+    let page = store.list_tasks(&skip).await.unwrap();
+    assert_eq!(
+        (page.total, page.total_exact, page.items.len()),
+        (0, false, 50)
     );
 }

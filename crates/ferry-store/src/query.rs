@@ -1,7 +1,7 @@
 //! Statements built once with sea-query and rendered per backend; every value is bound.
 
 use crate::ActionRequest;
-use ferry_core::filter::{MatchMode, SortField, SortOrder, TextMatch};
+use ferry_core::filter::{CountMode, MatchMode, SortField, SortOrder, TextMatch};
 use ferry_core::{Status, TaskFilter, TaskQuery};
 use sea_query::{Asterisk, Cond, Expr, ExprTrait, Func, Order, Query, SelectStatement};
 
@@ -180,6 +180,40 @@ pub fn count(dialect: Dialect, f: &TaskFilter) -> SelectStatement {
         .from(TASKS)
         .cond_where(condition(dialect, f))
         .to_owned()
+}
+
+/// The matches counted up to `cap + 1`: more than `cap` means the count stopped.
+pub fn count_capped(dialect: Dialect, f: &TaskFilter, cap: u64) -> SelectStatement {
+    let matches = Query::select()
+        .expr(Expr::val(1))
+        .from(TASKS)
+        .cond_where(condition(dialect, f))
+        .limit(cap + 1)
+        .to_owned();
+    Query::select()
+        .expr(Func::count(Expr::col(Asterisk)))
+        .from_subquery(matches, "capped")
+        .to_owned()
+}
+
+/// The statement that counts a list's matches the way it asks, if at all.
+pub fn list_count(dialect: Dialect, q: &TaskQuery) -> Option<SelectStatement> {
+    match q.count {
+        CountMode::Exact => Some(count(dialect, &q.filter)),
+        CountMode::Capped => Some(count_capped(dialect, &q.filter, crate::COUNT_CAP)),
+        CountMode::Skip => None,
+    }
+}
+
+/// A page's total from the count [`list_count`] made (`None`: not counted).
+pub fn page_total(q: &TaskQuery, counted: Option<i64>) -> (u64, bool) {
+    match counted {
+        None => (0, false),
+        Some(n) if q.count == CountMode::Capped && n as u64 > crate::COUNT_CAP => {
+            (crate::COUNT_CAP, false)
+        }
+        Some(n) => (n as u64, true),
+    }
 }
 
 pub fn count_by_status(dialect: Dialect, f: &TaskFilter) -> SelectStatement {

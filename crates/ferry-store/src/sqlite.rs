@@ -278,13 +278,15 @@ impl Store for SqliteStore {
             .iter()
             .map(rows::summary)
             .collect::<Result<Vec<_>, _>>()?;
-        let total: i64 = bound!(query::count(D, &q.filter))
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get(0)?;
+        let counted: Option<i64> = match query::list_count(D, q) {
+            Some(count) => Some(bound!(count).fetch_one(&mut *conn).await?.try_get(0)?),
+            None => None,
+        };
+        let (total, total_exact) = query::page_total(q, counted);
         Ok(TaskPage {
             items,
-            total: total as u64,
+            total,
+            total_exact,
         })
     }
 

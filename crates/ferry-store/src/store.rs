@@ -35,8 +35,15 @@ pub enum ActionError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskPage {
     pub items: Vec<TaskSummary>,
+    /// Every match when `total_exact`; otherwise a lower bound (a capped count stopped
+    /// at [`COUNT_CAP`]) or, for a list not counted, 0.
     pub total: u64,
+    pub total_exact: bool,
 }
+
+/// Where a capped count (`count=capped`) stops: counting 10,000 index entries takes a
+/// millisecond or two on any number of tasks.
+pub const COUNT_CAP: u64 = 10_000;
 
 /// Tasks per status; statuses without tasks are present with 0.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
-use ferry_core::filter::{Accept, MatchMode, SortField, SortOrder, TaskQuery, TextMatch};
+use ferry_core::filter::{
+    Accept, CountMode, MatchMode, SortField, SortOrder, TaskQuery, TextMatch,
+};
 use ferry_core::task::Phase;
 use ferry_core::{Action, Permission, Status, TaskFilter, TaskId, Timestamp};
 use ferry_store::StatusCounts;
@@ -240,16 +242,19 @@ async fn tasks_page(
     Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let (query, error) = match parse_query(raw.as_deref(), Accept::All) {
+    let (mut query, error) = match parse_query(raw.as_deref(), Accept::All) {
         Ok(q) => (q, None),
         Err(e) => (TaskQuery::default(), Some(e.message)),
     };
+    // The status counts below give the total: the list need not count again.
+    query.count = CountMode::Skip;
     let store = state.store();
     let (page, counts) = if error.is_some() {
         (
             ferry_store::TaskPage {
                 items: Vec::new(),
                 total: 0,
+                total_exact: true,
             },
             StatusCounts::default(),
         )
@@ -266,7 +271,12 @@ async fn tasks_page(
             Ok(c) => c,
             Err(e) => return crate::error::ApiError::from(e).into_response(),
         };
-        (page, counts)
+        let total = if query.filter.statuses.is_empty() {
+            counts.total()
+        } else {
+            counts.within(&query.filter.statuses)
+        };
+        (ferry_store::TaskPage { total, ..page }, counts)
     };
     let f = &query.filter;
     let time = |t: Option<Timestamp>| t.map(Timestamp::to_rfc3339).unwrap_or_default();

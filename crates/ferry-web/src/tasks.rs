@@ -93,9 +93,18 @@ impl From<&Task> for TaskDetailDto {
 #[derive(Serialize, Deserialize, ToSchema, Debug)]
 pub struct TaskList {
     pub items: Vec<TaskSummaryDto>,
+    /// Every matching task; with `count=capped` and more than 10,000 matches, 10,000
+    /// and `total_exact` false (at least that many).
     pub total: u64,
+    /// Whether `total` counts every match.
+    #[serde(default = "exact")]
+    pub total_exact: bool,
     pub page: u32,
     pub per_page: u32,
+}
+
+fn exact() -> bool {
+    true
 }
 
 #[derive(Serialize, Deserialize, ToSchema, Debug)]
@@ -221,6 +230,9 @@ pub struct ListParams {
     sort: Option<String>,
     /// desc (default) or asc.
     order: Option<String>,
+    /// exact (default): count every match; capped: count up to 10,000 and no further
+    /// (quick however many tasks match; `total_exact` says whether the count stopped).
+    count: Option<String>,
 }
 
 // ---------------------------------------------------------------- helpers
@@ -325,6 +337,7 @@ pub async fn list(
     Ok(Json(TaskList {
         items: page.items.iter().map(Into::into).collect(),
         total: page.total,
+        total_exact: page.total_exact,
         page: q.page.page,
         per_page: q.page.per_page,
     }))

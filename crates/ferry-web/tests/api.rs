@@ -496,3 +496,29 @@ async fn the_openapi_document_describes_the_api() {
     );
     assert_eq!(app.get_ok("/healthz").await["status"], "ok");
 }
+
+#[tokio::test]
+async fn a_capped_count_is_exact_below_ten_thousand_and_a_bad_count_mode_is_refused() {
+    let app = TestApp::start().await;
+    app.populate(5, 0).await;
+    let list = app.get_ok("/api/v1/tasks?count=capped&route=idle").await;
+    assert_eq!(
+        (&list["total"], &list["total_exact"]),
+        (&json!(5), &json!(true))
+    );
+    let list = app.get_ok("/api/v1/tasks").await;
+    assert_eq!(
+        (&list["total"], &list["total_exact"]),
+        (&json!(20), &json!(true))
+    );
+    let r = app.get("/api/v1/tasks?count=roughly").await;
+    assert_error(
+        r,
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+        "use exact or capped",
+    )
+    .await;
+    let r = app.get("/api/v1/tasks/counts?count=capped").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
