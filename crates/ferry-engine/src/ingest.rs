@@ -129,17 +129,31 @@ impl Engine {
         // route's chain: one hand-off to a blocking thread per chain, not per entity.
         let (origins, values): (Vec<String>, Vec<Value>) =
             entities.into_iter().map(|s| (s.origin, s.entity)).unzip();
-        let after_incoming = self.transform_all(&in_chain, values).await;
-        let passed: Vec<Value> = after_incoming
-            .iter()
-            .flat_map(|r| r.as_ref().map(|t| t.outputs.clone()).unwrap_or_default())
-            .collect();
-        let mut per_route = Vec::with_capacity(routes.len());
-        for route in &routes {
-            let chain = self.routes[route.id.as_str()].clone();
-            per_route.push(self.transform_all(&chain, passed.clone()).await.into_iter());
+        let mut after_incoming = self.transform_all(&in_chain, values).await;
+        // The outputs move on to the routes (copied only for the second route and more);
+        // what stays is how many each entity made.
+        let mut outputs = Vec::with_capacity(after_incoming.len());
+        let mut passed: Vec<Value> = Vec::with_capacity(after_incoming.len());
+        for r in after_incoming.iter_mut() {
+            let made = r.as_mut().map(|t| std::mem::take(&mut t.outputs));
+            outputs.push(made.as_ref().map_or(0, Vec::len));
+            passed.extend(made.unwrap_or_default());
         }
-        for (index, (after_incoming, origin)) in after_incoming.into_iter().zip(origins).enumerate()
+        let mut per_route = Vec::with_capacity(routes.len());
+        for (k, route) in routes.iter().enumerate() {
+            let chain = self.routes[route.id.as_str()].clone();
+            let input = if k + 1 == routes.len() {
+                std::mem::take(&mut passed)
+            } else {
+                passed.clone()
+            };
+            per_route.push(self.transform_all(&chain, input).await.into_iter());
+        }
+        for (index, ((after_incoming, outputs), origin)) in after_incoming
+            .into_iter()
+            .zip(outputs)
+            .zip(origins)
+            .enumerate()
         {
             let mut reject = |route: Option<&Route>, message: String| {
                 result.rejected.push(Rejected {
@@ -161,13 +175,13 @@ impl Engine {
                     continue;
                 }
             };
-            if after_incoming.outputs.is_empty() {
+            if outputs == 0 {
                 tracing::debug!(incoming = incoming_id, index, notes = ?after_incoming.notes, "entity dropped");
                 result.dropped += 1;
                 continue;
             }
             for (route, route_results) in routes.iter().zip(per_route.iter_mut()) {
-                for _ in &after_incoming.outputs {
+                for _ in 0..outputs {
                     let after_route = match route_results.next() {
                         Some(Ok(t)) => t,
                         Some(Err(message)) => {

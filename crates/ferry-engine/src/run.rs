@@ -9,6 +9,7 @@ use ferry_core::config::Route;
 use ferry_core::retry::{AfterFailure, Failure};
 use ferry_core::task::{Level, Message, Task, TaskSummary};
 use ferry_store::{ClaimRequest, Completion, Outcome, StoreError};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 /// Outcomes are recorded at least this often, in tasks…
@@ -91,7 +92,7 @@ impl Engine {
         if claimed.is_empty() {
             return Ok(summary);
         }
-        let held: Arc<Mutex<Vec<TaskId>>> = Arc::new(Mutex::new(
+        let held: Arc<Mutex<HashSet<TaskId>>> = Arc::new(Mutex::new(
             claimed.iter().map(|t| t.summary.id.clone()).collect(),
         ));
         let heartbeat = self.renew_leases(held.clone());
@@ -117,7 +118,6 @@ impl Engine {
                     unstarted.push(task.id);
                     continue;
                 }
-                let id = task.id.clone();
                 let c = self.process(route, &publisher, task, transformed).await;
                 match c.outcome {
                     Outcome::Finished => summary.finished += 1,
@@ -125,10 +125,8 @@ impl Engine {
                     Outcome::Retry { .. } => summary.retry += 1,
                     Outcome::Failed { .. } => summary.failed += 1,
                 }
+                held.lock().unwrap_or_else(|p| p.into_inner()).remove(&c.id);
                 completions.push(c);
-                held.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .retain(|h| *h != id);
                 // Record outcomes as they come, so a crash repeats little that was done.
                 if completions.len() >= FLUSH_EVERY || last_flush.elapsed() >= FLUSH_AFTER {
                     self.store.complete(&self.worker, &completions).await?;
@@ -160,7 +158,7 @@ impl Engine {
     }
 
     /// Extends the leases of `held` every third of a lease until aborted.
-    fn renew_leases(&self, held: Arc<Mutex<Vec<TaskId>>>) -> tokio::task::JoinHandle<()> {
+    fn renew_leases(&self, held: Arc<Mutex<HashSet<TaskId>>>) -> tokio::task::JoinHandle<()> {
         let store = self.store.clone();
         let worker = self.worker.clone();
         let clock = self.clock.clone();
@@ -168,7 +166,12 @@ impl Engine {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lease / 3).await;
-                let ids = held.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let ids: Vec<TaskId> = held
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .cloned()
+                    .collect();
                 if ids.is_empty() {
                     return;
                 }

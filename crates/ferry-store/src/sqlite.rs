@@ -5,7 +5,7 @@
 //! on it. Write transactions start with `BEGIN IMMEDIATE`, so a second process sharing
 //! the file waits on the busy timeout instead of failing half-way.
 
-use crate::query::{self, DETAIL_COLUMNS, Dialect, TASKS, action_message, action_update};
+use crate::query::{self, Dialect, TASKS, action_message, action_update};
 use crate::rows;
 use crate::store::*;
 use async_trait::async_trait;
@@ -17,11 +17,20 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
 const D: Dialect = Dialect::Sqlite;
+/// Page cache of the writer (negative: KiB). Claims, completions and inserts walk ten
+/// indexes; a cache that holds their hot pages spares a read per page.
+const WRITER_CACHE_KIB: &str = "-262144";
+/// Page cache of each reader. A reader's cache is dropped whenever the writer commits, so
+/// reads are served mostly from the memory map below.
+const READER_CACHE_KIB: &str = "-65536";
+/// Pages are read through a memory map of up to this many bytes (shared by every
+/// connection, in the OS page cache) instead of a read call each.
+const MMAP_BYTES: &str = "4294967296";
 /// Rows per multi-row statement, well under SQLite's bound-variable limit.
 const CHUNK: usize = 500;
 
@@ -31,6 +40,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/sqlite/0003_access.sql")),
     (4, include_str!("../migrations/sqlite/0004_search.sql")),
     (5, include_str!("../migrations/sqlite/0005_bulk_jobs.sql")),
+    (
+        6,
+        include_str!("../migrations/sqlite/0006_task_entities.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -48,11 +61,12 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
-            .pragma("cache_size", "-16384")
+            .pragma("cache_size", READER_CACHE_KIB)
+            .pragma("mmap_size", MMAP_BYTES)
             .pragma("temp_store", "memory");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("cache_size", WRITER_CACHE_KIB))
             .await?;
         migrate(&writer).await?;
         let reader = SqlitePoolOptions::new()
@@ -106,26 +120,40 @@ macro_rules! bound {
     }};
 }
 
-fn detail_select() -> sea_query::SelectStatement {
-    Query::select()
-        .columns(DETAIL_COLUMNS)
-        .from(TASKS)
-        .to_owned()
-}
+/// A task row with its entity (kept apart, in `task_entities`), as `rows::detail` reads it.
+const DETAIL_SELECT: &str = "SELECT t.id AS id, t.route AS route, t.entity_schema AS entity_schema,
+        t.entity_identifier AS entity_identifier, t.status AS status, t.attempts AS attempts,
+        t.created_at AS created_at, t.updated_at AS updated_at, e.entity_data AS entity_data,
+        t.last_error AS last_error, t.next_attempt_at AS next_attempt_at
+     FROM tasks t JOIN task_entities e ON e.task_id = t.id";
 
 async fn fetch_task<'e, E>(executor: E, id: &TaskId) -> Result<Option<Task>, StoreError>
 where
     E: sqlx::Executor<'e, Database = Sqlite>,
 {
-    let stmt = detail_select()
-        .and_where(Expr::col("id").eq(id.as_str()))
-        .to_owned();
-    bound!(stmt)
+    sqlx::query(AssertSqlSafe(format!("{DETAIL_SELECT} WHERE t.id = ?")))
+        .bind(id.as_str())
         .fetch_optional(executor)
         .await?
         .as_ref()
         .map(rows::detail)
         .transpose()
+}
+
+/// `INSERT INTO {head} VALUES {row}, {row}, …` for `n` rows; the full-chunk texts are
+/// made once, so each chunk is one prepared statement from sqlx's cache.
+fn multi_row(head: &str, row: &str, n: usize) -> String {
+    let mut sql = String::with_capacity(head.len() + 20 + n * (row.len() + 2));
+    sql.push_str("INSERT INTO ");
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    for i in 0..n {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(row);
+    }
+    sql
 }
 
 async fn insert_messages(tx: &mut Tx, rows: &[(&str, Phase, &Message)]) -> Result<(), StoreError> {
@@ -254,9 +282,37 @@ crate::jobs::job_store!(SqliteStore, SqliteQueryBuilder, reader, writer);
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert_tasks(&self, tasks: &[NewTask]) -> Result<(), StoreError> {
+        // Serialized before the write transaction, which then holds the database only
+        // for the inserts.
+        let entities: Vec<String> = tasks.iter().map(|t| t.entity_data.to_string()).collect();
         let mut tx = self.write().await?;
-        for chunk in tasks.chunks(CHUNK) {
-            bound!(query::insert_tasks(chunk)).execute(&mut *tx).await?;
+        for (chunk, entities) in tasks.chunks(CHUNK).zip(entities.chunks(CHUNK)) {
+            let sql = multi_row(
+                "tasks (id, route, entity_schema, entity_identifier, status, attempts, created_at, updated_at)",
+                "(?, ?, ?, ?, 'new', 0, ?, ?)",
+                chunk.len(),
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for t in chunk {
+                q = q
+                    .bind(t.id.as_str())
+                    .bind(t.route.as_str())
+                    .bind(t.entity_schema.as_str())
+                    .bind(t.entity_identifier.as_str())
+                    .bind(t.created_at.millis())
+                    .bind(t.created_at.millis());
+            }
+            q.execute(&mut *tx).await?;
+            let sql = multi_row(
+                "task_entities (task_id, entity_data)",
+                "(?, ?)",
+                chunk.len(),
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (t, e) in chunk.iter().zip(entities) {
+                q = q.bind(t.id.as_str()).bind(e.as_str());
+            }
+            q.execute(&mut *tx).await?;
         }
         let messages: Vec<(&str, Phase, &Message)> = tasks
             .iter()
@@ -524,7 +580,7 @@ impl Store for SqliteStore {
                          ORDER BY created_at, id LIMIT ?5))
                  ORDER BY created_at, id LIMIT ?5)
              RETURNING id, route, entity_schema, entity_identifier, status, attempts, created_at,
-                       updated_at, entity_data, last_error, next_attempt_at",
+                       updated_at, last_error, next_attempt_at",
         )
         .bind(r.now.millis())
         .bind(r.worker)
@@ -533,11 +589,39 @@ impl Store for SqliteStore {
         .bind(i64::from(r.limit))
         .fetch_all(&mut *tx)
         .await?;
+        // Their entities, in one statement: the identifiers as one JSON array.
+        let ids = serde_json::Value::from(
+            rows.iter()
+                .map(|row| row.try_get::<String, _>("id"))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+        let entities: Vec<(String, String)> = sqlx::query_as(
+            "SELECT e.task_id, e.entity_data FROM json_each(?) j
+             JOIN task_entities e ON e.task_id = j.value",
+        )
+        .bind(ids.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
+        let mut entities: HashMap<String, String> = entities.into_iter().collect();
         let mut tasks = rows
             .iter()
-            .map(rows::detail)
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|row| {
+                let summary = rows::summary(row)?;
+                let data = entities.remove(summary.id.as_str()).ok_or_else(|| {
+                    StoreError::Corrupt(format!("task {} has no entity", summary.id))
+                })?;
+                Ok(Task {
+                    summary,
+                    entity_data: serde_json::from_str(&data)
+                        .map_err(|e| StoreError::Corrupt(format!("entity data: {e}")))?,
+                    last_error: row.try_get("last_error")?,
+                    next_attempt_at: row
+                        .try_get::<Option<i64>, _>("next_attempt_at")?
+                        .map(Timestamp::from_millis),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         tasks.sort_by(|a, b| {
             (a.summary.created_at, &a.summary.id).cmp(&(b.summary.created_at, &b.summary.id))
         });
@@ -774,6 +858,7 @@ impl Store for SqliteStore {
             for (table, column) in [
                 ("task_messages", "task_id"),
                 ("task_attempts", "task_id"),
+                ("task_entities", "task_id"),
                 (TASKS, "id"),
             ] {
                 let stmt = Query::delete()
@@ -813,9 +898,13 @@ impl Store for SqliteStore {
         after: Option<&TaskId>,
         limit: u32,
     ) -> Result<Vec<Task>, StoreError> {
-        let rows = bound!(query::tasks_after(after, limit))
-            .fetch_all(&self.reader)
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{DETAIL_SELECT} WHERE t.id > ? ORDER BY t.id LIMIT ?"
+        )))
+        .bind(after.map_or("", TaskId::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter().map(rows::detail).collect()
     }
 
@@ -839,10 +928,39 @@ impl Store for SqliteStore {
         let now = Timestamp::now();
         for r in records {
             let mut statements = query::import_task(r, now).into_iter();
-            let task = statements.next().expect("the task row comes first");
-            if bound!(task).execute(&mut *tx).await?.rows_affected() == 0 {
+            // The task row comes first, with its entity: here the entity goes apart.
+            let _ = statements.next();
+            let (t, s) = (&r.task, &r.task.summary);
+            let status = match s.status {
+                Status::Processing => Status::New,
+                other => other,
+            };
+            let inserted = sqlx::query(
+                "INSERT INTO tasks (id, route, entity_schema, entity_identifier, status, attempts,
+                                    created_at, updated_at, next_attempt_at, last_error)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(s.id.as_str())
+            .bind(&s.route)
+            .bind(&s.entity_schema)
+            .bind(&s.entity_identifier)
+            .bind(status.as_str())
+            .bind(i64::from(s.attempts))
+            .bind(s.created_at.millis())
+            .bind(s.updated_at.millis())
+            .bind(t.next_attempt_at.map(|n| n.millis()))
+            .bind(&t.last_error)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
                 continue; // already there
             }
+            sqlx::query("INSERT INTO task_entities (task_id, entity_data) VALUES (?, ?)")
+                .bind(s.id.as_str())
+                .bind(t.entity_data.to_string())
+                .execute(&mut *tx)
+                .await?;
             created += 1;
             for s in statements {
                 bound!(s).execute(&mut *tx).await?;
