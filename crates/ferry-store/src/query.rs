@@ -219,7 +219,7 @@ pub fn page_total(q: &TaskQuery, counted: Option<i64>) -> (u64, bool) {
 pub fn count_by_status(dialect: Dialect, f: &TaskFilter) -> SelectStatement {
     Query::select()
         .column("status")
-        .expr(Func::count(Expr::col(Asterisk)))
+        .expr_as(Func::count(Expr::col(Asterisk)), "n")
         .from(TASKS)
         .cond_where(condition(dialect, f))
         .group_by_col("status")

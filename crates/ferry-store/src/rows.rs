@@ -1,7 +1,7 @@
 //! Decoding stored rows into domain types, once for both backends. Each backend's row
 //! type implements [`Columns`]; the decoders below read through it.
 
-use crate::store::{ActionRecord, BulkOutcome, StoreError};
+use crate::store::{ActionRecord, BulkOutcome, StatusCounts, StoreError};
 use ferry_core::task::{Task, TaskSummary};
 use ferry_core::{Status, TaskId, Timestamp};
 
@@ -60,6 +60,17 @@ pub(crate) fn detail(row: &impl Columns) -> Result<Task, StoreError> {
         last_error: row.opt_text("last_error")?,
         next_attempt_at: row.opt_int("next_attempt_at")?.map(Timestamp::from_millis),
     })
+}
+
+/// Rows of `query::count_by_status`.
+pub(crate) fn status_counts(rows: &[impl Columns]) -> Result<StatusCounts, StoreError> {
+    let mut counts = StatusCounts::default();
+    for row in rows {
+        counts
+            .0
+            .insert(status(&row.text("status")?)?, row.int("n")?.max(0) as u64);
+    }
+    Ok(counts)
 }
 
 /// A row of `operator_actions` (selected with its own column names).

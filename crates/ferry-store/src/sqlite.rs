@@ -254,13 +254,7 @@ async fn count_by_status<'e>(
     let rows = bound!(query::count_by_status(D, filter))
         .fetch_all(db)
         .await?;
-    let mut counts = StatusCounts::default();
-    for row in rows {
-        let status: String = row.try_get(0)?;
-        let n: i64 = row.try_get(1)?;
-        counts.0.insert(rows::status(&status)?, n as u64);
-    }
-    Ok(counts)
+    rows::status_counts(&rows)
 }
 
 /// The tasks a condition selects, to act on.
