@@ -92,7 +92,7 @@ pub struct BulkOutcome {
 
 /// Tasks per transaction of a bulk action by filter: small enough that workers and
 /// the pages get the database between two batches, large enough to be quick.
-pub const FILTER_ACTION_BATCH: u32 = 5_000;
+pub const FILTER_ACTION_BATCH: u32 = 10_000;
 
 /// What one step of a bulk action by filter may act on: tasks that match, whose status
 /// allows the action, and that were last updated no later than the action began.
