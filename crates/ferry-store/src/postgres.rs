@@ -556,21 +556,46 @@ impl Store for PgStore {
     }
 
     async fn complete(&self, worker: &str, completions: &[Completion]) -> Result<u64, StoreError> {
-        let mut tx = self.write().await?;
-        // One UPDATE … FROM UNNEST(arrays): only the tasks this worker still holds
-        // change, and RETURNING says which.
+        if completions.is_empty() {
+            return Ok(0);
+        }
+        // One statement, so one round trip and one commit: the UPDATE … FROM UNNEST
+        // changes only the tasks this worker still holds, and exactly those get their
+        // attempt and their messages (in order: the ORDER BY runs before the id
+        // sequence is drawn), from the same arrays.
         let next_attempt = |c: &Completion| match &c.outcome {
             Outcome::Retry { at, .. } => Some(at.millis()),
             _ => None,
         };
+        let messages: Vec<(&str, &Message)> = completions
+            .iter()
+            .flat_map(|c| c.messages.iter().map(move |m| (c.id.as_str(), m)))
+            .collect();
         let updated: HashSet<String> = sqlx::query_scalar(
-            "UPDATE tasks t SET status = c.status, updated_at = c.updated_at,
-                    last_error = c.last_error, next_attempt_at = c.next_attempt_at,
-                    lease_owner = NULL, lease_until = NULL
-             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[])
-                  AS c (id, status, updated_at, last_error, next_attempt_at)
-             WHERE t.id = c.id AND t.status = 'processing' AND t.lease_owner = $6
-             RETURNING t.id",
+            "WITH c AS (
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[],
+                                      $6::bigint[], $7::bigint[])
+                     WITH ORDINALITY AS c (id, status, ended_at, last_error, next_attempt_at, attempt, started_at, ord)),
+             upd AS (
+                 UPDATE tasks t SET status = c.status, updated_at = c.ended_at,
+                        last_error = c.last_error, next_attempt_at = c.next_attempt_at,
+                        lease_owner = NULL, lease_until = NULL
+                 FROM c
+                 WHERE t.id = c.id AND t.status = 'processing' AND t.lease_owner = $8
+                 RETURNING t.id),
+             attempts AS (
+                 INSERT INTO task_attempts (task_id, attempt, started_at, ended_at, outcome, error)
+                 SELECT c.id, c.attempt, c.started_at, c.ended_at, c.status, c.last_error
+                 FROM c JOIN upd ON upd.id = c.id
+                 ORDER BY c.ord),
+             messages AS (
+                 INSERT INTO task_messages (task_id, phase, at, level, message)
+                 SELECT m.task_id, 'export', m.at, m.level, m.message
+                 FROM UNNEST($9::text[], $10::bigint[], $11::text[], $12::text[])
+                          WITH ORDINALITY AS m (task_id, at, level, message, ord)
+                      JOIN upd ON upd.id = m.task_id
+                 ORDER BY m.ord)
+             SELECT id FROM upd",
         )
         .bind(
             completions
@@ -597,40 +622,46 @@ impl Store for PgStore {
                 .collect::<Vec<_>>(),
         )
         .bind(completions.iter().map(next_attempt).collect::<Vec<_>>())
+        .bind(
+            completions
+                .iter()
+                .map(|c| i64::from(c.attempt))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            completions
+                .iter()
+                .map(|c| c.started_at.millis())
+                .collect::<Vec<_>>(),
+        )
         .bind(worker)
-        .fetch_all(&mut *tx)
+        .bind(messages.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(messages.iter().map(|(_, m)| m.at.millis()).collect::<Vec<_>>())
+        .bind(
+            messages
+                .iter()
+                .map(|(_, m)| m.level.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            messages
+                .iter()
+                .map(|(_, m)| m.message.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&self.pool)
         .await?
         .into_iter()
         .collect();
-        let recorded: Vec<&Completion> = completions
-            .iter()
-            .filter(|c| {
-                let held = updated.contains(c.id.as_str());
-                if !held {
-                    tracing::warn!(task = %c.id, worker, "completion ignored: the worker no longer holds the task");
-                }
-                held
-            })
-            .collect();
-        sqlx::query(
-            "INSERT INTO task_attempts (task_id, attempt, started_at, ended_at, outcome, error)
-             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[])",
-        )
-        .bind(recorded.iter().map(|c| c.id.as_str()).collect::<Vec<_>>())
-        .bind(recorded.iter().map(|c| i64::from(c.attempt)).collect::<Vec<_>>())
-        .bind(recorded.iter().map(|c| c.started_at.millis()).collect::<Vec<_>>())
-        .bind(recorded.iter().map(|c| c.ended_at.millis()).collect::<Vec<_>>())
-        .bind(recorded.iter().map(|c| c.outcome.status().as_str()).collect::<Vec<_>>())
-        .bind(recorded.iter().map(|c| c.outcome.error()).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-        let messages: Vec<(&str, Phase, &Message)> = recorded
-            .iter()
-            .flat_map(|c| c.messages.iter().map(|m| (c.id.as_str(), Phase::Export, m)))
-            .collect();
-        insert_messages(&mut tx, &messages).await?;
-        tx.commit().await?;
-        Ok(recorded.len() as u64)
+        let mut recorded = 0;
+        for c in completions {
+            if updated.contains(c.id.as_str()) {
+                recorded += 1;
+            } else {
+                tracing::warn!(task = %c.id, worker, "completion ignored: the worker no longer holds the task");
+            }
+        }
+        Ok(recorded)
     }
 
     async fn release(&self, worker: &str, ids: &[TaskId]) -> Result<u64, StoreError> {
