@@ -562,7 +562,11 @@ impl Store for PgStore {
         // One statement, so one round trip and one commit: the UPDATE … FROM UNNEST
         // changes only the tasks this worker still holds, and exactly those get their
         // attempt and their messages (in order: the ORDER BY runs before the id
-        // sequence is drawn), from the same arrays.
+        // sequence is drawn), from the same arrays. The status is compared with a column
+        // of `c`, not a literal: with the literal PostgreSQL matches the partial index
+        // `tasks_lease`, believes (from statistics taken when few tasks were processing)
+        // it holds one row, and hashes every processing task of every worker on each call
+        // (15-20 ms at 9,000 held tasks, against 0.4 ms through the primary key).
         let next_attempt = |c: &Completion| match &c.outcome {
             Outcome::Retry { at, .. } => Some(at.millis()),
             _ => None,
@@ -573,15 +577,16 @@ impl Store for PgStore {
             .collect();
         let updated: HashSet<String> = sqlx::query_scalar(
             "WITH c AS (
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[],
-                                      $6::bigint[], $7::bigint[])
+                 SELECT *, 'processing'::text AS held
+                 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[],
+                             $6::bigint[], $7::bigint[])
                      WITH ORDINALITY AS c (id, status, ended_at, last_error, next_attempt_at, attempt, started_at, ord)),
              upd AS (
                  UPDATE tasks t SET status = c.status, updated_at = c.ended_at,
                         last_error = c.last_error, next_attempt_at = c.next_attempt_at,
                         lease_owner = NULL, lease_until = NULL
                  FROM c
-                 WHERE t.id = c.id AND t.status = 'processing' AND t.lease_owner = $8
+                 WHERE t.id = c.id AND t.status = c.held AND t.lease_owner = $8
                  RETURNING t.id),
              attempts AS (
                  INSERT INTO task_attempts (task_id, attempt, started_at, ended_at, outcome, error)
