@@ -24,7 +24,6 @@ use utoipa::{IntoParams, ToSchema};
 pub const ACTIONS: &[&str] = &[
     "skip",
     "retry",
-    "bulk.cancel",
     "run",
     "run.incoming",
     "login",
@@ -34,6 +33,7 @@ pub const ACTIONS: &[&str] = &[
     "user.change",
     "token.create",
     "token.revoke",
+    "bulk.cancel",
 ];
 
 pub fn router() -> Router<AppState> {
