@@ -517,24 +517,31 @@ impl Store for PgStore {
         // gather and sort every new task of the route on each claim, or walk the route's
         // finished tasks. Rows locked by `due` or `fresh` but not picked are let go when
         // the statement ends.
+        //
+        // The picked rows are updated where they lie (`ctid`, a TID scan), not looked up
+        // again by id: `t.id = picked.id` may be planned through the trigram index on
+        // `id` (pg_trgm serves `=` too, and its GIN cost estimate is far too low), seen
+        // at 4.4 ms a row, 2-4.5 s per claim of 1,000 against 0.1 s. The rows are locked,
+        // so nothing moves them; one changed by another transaction between the snapshot
+        // and the lock is simply not claimed this time (it stays as it is).
         let rows = sqlx::query(
             "WITH fresh AS (
-                 SELECT id, created_at FROM tasks
+                 SELECT ctid, id, created_at FROM tasks
                  WHERE route = $4 AND status = 'new'
                  ORDER BY created_at, id LIMIT $5
                  FOR UPDATE SKIP LOCKED),
              due AS (
-                 SELECT id, created_at FROM tasks
+                 SELECT ctid, id, created_at FROM tasks
                  WHERE route = $4 AND status = 'retry' AND next_attempt_at <= $1
                  ORDER BY created_at, id LIMIT $5
                  FOR UPDATE SKIP LOCKED),
              picked AS (
-                 SELECT id FROM (SELECT id, created_at FROM fresh
-                                 UNION ALL SELECT id, created_at FROM due) AS both_kinds
+                 SELECT ctid FROM (SELECT ctid, id, created_at FROM fresh
+                                   UNION ALL SELECT ctid, id, created_at FROM due) AS both_kinds
                  ORDER BY created_at, id LIMIT $5)
              UPDATE tasks t SET status = 'processing', attempts = t.attempts + 1, updated_at = $1,
                     lease_owner = $2, lease_until = $3
-             FROM picked WHERE t.id = picked.id
+             FROM picked WHERE t.ctid = picked.ctid
              RETURNING t.id, t.route, t.entity_schema, t.entity_identifier, t.status, t.attempts, t.created_at,
                        t.updated_at, t.entity_data, t.last_error, t.next_attempt_at",
         )
