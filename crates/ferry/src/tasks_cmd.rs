@@ -358,18 +358,23 @@ async fn act(args: ActArgs, verb: &str) -> Result<()> {
 /// job to stop after its current batch.
 async fn follow(client: &Client, mut job: BulkJobDto) -> Result<()> {
     let bar = indicatif::ProgressBar::new(job.eligible);
+    // Short enough for an 80-column terminal; the rate and time left are the job's own.
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] {pos}/{len} tasks ({per_sec}, {eta} left)",
+            "{spinner} {prefix} [{bar:24}] {human_pos}/{human_len} {msg}",
         )?
         .progress_chars("=> "),
     );
-    bar.set_message(format!("bulk job {}: {}", job.id, job.action));
+    bar.set_prefix(format!("job {} {}", job.id, job.action));
     let path = format!("/api/v1/bulk-jobs/{}", job.id);
     let mut interrupted = false;
     while job.state == "running" {
         bar.set_length(job.eligible.max(job.changed));
         bar.set_position(job.changed);
+        bar.set_message(match (job.tasks_per_second, job.seconds_left) {
+            (Some(rate), Some(left)) => format!("· {rate:.0}/s · {left:.0} s left"),
+            _ => String::new(),
+        });
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
             _ = tokio::signal::ctrl_c(), if !interrupted => {
