@@ -35,6 +35,7 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct StartBody {
     /// `skip` or `retry`.
+    #[schema(pattern = "^(skip|retry)$")]
     pub action: String,
     /// The list parameters as an object; `route` and `status` may be arrays. `{}`
     /// means every task.
@@ -121,8 +122,10 @@ pub struct BulkJobList {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// `running` for the jobs still running only.
+    #[param(pattern = "^(running)?$")]
     pub state: Option<String>,
     /// At most this many, newest first (default 20, at most 100).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
