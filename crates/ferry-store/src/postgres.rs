@@ -466,11 +466,7 @@ impl Store for PgStore {
         let action_id = record_action(&mut tx, request, &target).await?;
         let counts = count_by_status(&mut *tx, filter).await?;
         tx.commit().await?;
-        Ok(FilterAction {
-            action_id,
-            matched: counts.total(),
-            eligible: counts.within(request.action.allowed_from()),
-        })
+        Ok(FilterAction::counted(action_id, &counts, request.action))
     }
 
     async fn step_filter_action(

@@ -198,8 +198,8 @@ async fn finish_action(tx: &mut Tx, id: i64, o: &BulkOutcome) -> Result<(), Stor
     Ok(())
 }
 
-/// Links, logs and changes the tasks matching `eligible` (a filter already restricted
-/// to the statuses the action allows); answers how many changed.
+/// Links, logs and changes the tasks whose identifiers `eligible` selects (a selection
+/// already restricted to the statuses the action allows); answers how many changed.
 async fn apply_to_eligible(
     tx: &mut Tx,
     eligible: SelectStatement,
@@ -512,11 +512,7 @@ impl Store for SqliteStore {
         let action_id = record_action(&mut tx, request, &target).await?;
         let counts = count_by_status(&mut *tx, filter).await?;
         tx.commit().await?;
-        Ok(FilterAction {
-            action_id,
-            matched: counts.total(),
-            eligible: counts.within(request.action.allowed_from()),
-        })
+        Ok(FilterAction::counted(action_id, &counts, request.action))
     }
 
     async fn step_filter_action(
@@ -529,10 +525,7 @@ impl Store for SqliteStore {
         let Some(eligible) = step_filter(filter, request) else {
             return Ok(0);
         };
-        let batch = Query::select()
-            .column("id")
-            .from(TASKS)
-            .cond_where(query::condition(D, &eligible))
+        let batch = chosen(query::condition(D, &eligible))
             .limit(u64::from(limit))
             .to_owned();
         let mut tx = self.write().await?;

@@ -118,6 +118,15 @@ pub struct FilterAction {
 }
 
 impl FilterAction {
+    /// A begun action with the status counts of what matched when it began.
+    pub fn counted(action_id: i64, counts: &StatusCounts, action: Action) -> FilterAction {
+        FilterAction {
+            action_id,
+            matched: counts.total(),
+            eligible: counts.within(action.allowed_from()),
+        }
+    }
+
     /// The outcome once `changed` tasks were acted on and the action ran to its end.
     pub fn outcome(&self, changed: u64) -> BulkOutcome {
         // Workers may have moved tasks into the set meanwhile: never fewer matched than
