@@ -17,6 +17,30 @@ const FLUSH_EVERY: usize = 50;
 /// …and in time.
 const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// Chunks of outcomes waiting for the writer before publishing waits for it.
+const WRITE_QUEUE: usize = 4;
+
+/// Records the outcomes a route run sends, in order; what is queued when the store is
+/// free goes in one call. A task leaves `held` once its outcome is recorded.
+async fn write_outcomes(
+    store: Arc<dyn ferry_store::Store>,
+    worker: String,
+    held: Arc<Mutex<HashSet<TaskId>>>,
+    mut queued: tokio::sync::mpsc::Receiver<Vec<Completion>>,
+) -> Result<(), StoreError> {
+    while let Some(mut batch) = queued.recv().await {
+        while let Ok(more) = queued.try_recv() {
+            batch.extend(more);
+        }
+        store.complete(&worker, &batch).await?;
+        let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
+        for c in &batch {
+            held.remove(&c.id);
+        }
+    }
+    Ok(())
+}
+
 /// What one route run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RunSummary {
@@ -96,11 +120,20 @@ impl Engine {
             claimed.iter().map(|t| t.summary.id.clone()).collect(),
         ));
         let heartbeat = self.renew_leases(held.clone());
+        // Outcomes go to a writer task, so the store records one chunk while the next
+        // is published; a task stays held (its lease renewed) until its outcome is in.
+        let (outcomes, queued) = tokio::sync::mpsc::channel(WRITE_QUEUE);
+        let writer = tokio::spawn(write_outcomes(
+            self.store.clone(),
+            self.worker.clone(),
+            held.clone(),
+            queued,
+        ));
         let mut completions = Vec::with_capacity(FLUSH_EVERY);
         let mut last_flush = std::time::Instant::now();
         let mut unstarted = Vec::new();
         let mut claimed = claimed.into_iter().peekable();
-        while claimed.peek().is_some() {
+        'tasks: while claimed.peek().is_some() {
             // The outgoing transformers run on a chunk at a time (one hand-off to a
             // blocking thread), the publisher on each task in order.
             let chunk: Vec<Task> = claimed.by_ref().take(FLUSH_EVERY).collect();
@@ -125,18 +158,28 @@ impl Engine {
                     Outcome::Retry { .. } => summary.retry += 1,
                     Outcome::Failed { .. } => summary.failed += 1,
                 }
-                held.lock().unwrap_or_else(|p| p.into_inner()).remove(&c.id);
                 completions.push(c);
                 // Record outcomes as they come, so a crash repeats little that was done.
                 if completions.len() >= FLUSH_EVERY || last_flush.elapsed() >= FLUSH_AFTER {
-                    self.store.complete(&self.worker, &completions).await?;
-                    completions.clear();
+                    let full = std::mem::replace(&mut completions, Vec::with_capacity(FLUSH_EVERY));
+                    if outcomes.send(full).await.is_err() {
+                        break 'tasks; // the writer stopped on an error, told below
+                    }
                     last_flush = std::time::Instant::now();
                 }
             }
         }
+        if !completions.is_empty() {
+            // An error here means the writer stopped on one, which it answers below.
+            let _ = outcomes.send(completions).await;
+        }
+        drop(outcomes);
+        let written = writer.await;
         heartbeat.abort();
-        self.store.complete(&self.worker, &completions).await?;
+        match written {
+            Ok(result) => result?,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
         if !unstarted.is_empty() {
             summary.released = self.store.release(&self.worker, &unstarted).await?;
         }
