@@ -216,6 +216,10 @@ pub enum CountMode {
     Capped,
     /// Not counted: the caller has the total from the status counts.
     Skip,
+    /// Status counts only (`count=estimate`): counted exactly up to a threshold; above
+    /// it, a store that keeps statistics (PostgreSQL) may answer with its estimate,
+    /// marked as such, instead of counting every match.
+    Estimate,
 }
 
 /// A whole list request: filter, sort, page, and how to count.
@@ -248,8 +252,10 @@ fn bad(parameter: &str, message: impl Into<String>) -> FilterError {
 pub enum Accept {
     /// Filters, sorting and paging (the list).
     All,
-    /// Filters only (counts, bulk actions).
+    /// Filters only (bulk actions).
     FiltersOnly,
+    /// Filters and how to count (`count=exact|estimate`): the status counts.
+    Counts,
 }
 
 impl TaskQuery {
@@ -273,7 +279,12 @@ impl TaskQuery {
             }
             let value = raw.trim();
             let is_paging = matches!(key, "page" | "per_page" | "sort" | "order" | "count");
-            if is_paging && accept == Accept::FiltersOnly {
+            let allowed = match accept {
+                Accept::All => true,
+                Accept::FiltersOnly => false,
+                Accept::Counts => key == "count",
+            };
+            if is_paging && !allowed {
                 return Err(bad(
                     key,
                     "paging and sorting do not apply here; send only filter parameters",
@@ -323,13 +334,18 @@ impl TaskQuery {
                     }
                 }
                 "count" => {
-                    q.count = match value {
-                        "exact" => CountMode::Exact,
-                        "capped" => CountMode::Capped,
+                    q.count = match (value, accept) {
+                        ("exact", _) => CountMode::Exact,
+                        ("capped", Accept::All) => CountMode::Capped,
+                        ("estimate", Accept::Counts) => CountMode::Estimate,
                         _ => {
+                            let ways = match accept {
+                                Accept::Counts => "exact or estimate",
+                                _ => "exact or capped",
+                            };
                             return Err(bad(
                                 key,
-                                format!("'{value}' is not a way to count; use exact or capped"),
+                                format!("'{value}' is not a way to count here; use {ways}"),
                             ));
                         }
                     }
@@ -559,6 +575,22 @@ mod tests {
         assert!(err.message.contains("use exact or capped"), "{err}");
         let err = TaskQuery::parse([("count", "capped")], Accept::FiltersOnly).unwrap_err();
         assert_eq!(err.parameter, "count");
+    }
+
+    #[test]
+    fn status_counts_may_be_asked_for_an_estimate_and_nothing_else_of_paging() {
+        let counts =
+            |pairs: &[(&str, &str)]| TaskQuery::parse(pairs.iter().copied(), Accept::Counts);
+        assert_eq!(counts(&[]).unwrap().count, CountMode::Exact);
+        assert_eq!(
+            counts(&[("count", "estimate")]).unwrap().count,
+            CountMode::Estimate
+        );
+        let err = counts(&[("count", "capped")]).unwrap_err();
+        assert!(err.message.contains("use exact or estimate"), "{err}");
+        assert_eq!(counts(&[("page", "2")]).unwrap_err().parameter, "page");
+        let err = parse(&[("count", "estimate")]).unwrap_err();
+        assert!(err.message.contains("use exact or capped"), "{err}");
     }
 
     #[test]

@@ -1357,4 +1357,17 @@ pub async fn a_capped_count_is_exact_up_to_the_cap_and_a_marked_lower_bound_abov
         (page.total, page.total_exact, page.items.len()),
         (0, false, 50)
     );
+    // Status counts that may be estimated: exact up to the cap; above it a store may
+    // estimate, and then says so and estimates above the cap.
+    let few = store
+        .estimate_counts(&query(&[("route", "few")]).filter)
+        .await
+        .unwrap();
+    assert_eq!((few.counts.get(Status::New), few.exact), (3, true));
+    let all = store.estimate_counts(&TaskFilter::default()).await.unwrap();
+    if all.exact {
+        assert_eq!(all.counts.total(), COUNT_CAP + 5);
+    } else {
+        assert!(all.counts.total() > COUNT_CAP, "{all:?}");
+    }
 }

@@ -11,7 +11,7 @@ use crate::rows;
 use crate::store::*;
 use async_trait::async_trait;
 use ferry_core::task::{Level, Message, NewTask, Phase, Task};
-use ferry_core::{TaskFilter, TaskId, TaskQuery, Timestamp};
+use ferry_core::{Status, TaskFilter, TaskId, TaskQuery, Timestamp};
 use sea_query::{Expr, ExprTrait, LockBehavior, LockType, PostgresQueryBuilder, Query};
 use sea_query_sqlx::SqlxBinder;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -236,6 +236,59 @@ async fn count_by_status<'e>(
     rows::status_counts(&rows)
 }
 
+/// Status counts exact up to [`COUNT_CAP`] matches, the planner's estimate above: a
+/// capped count tells which, then one `EXPLAIN` per status (a plan, nothing read) gives
+/// the estimates, as fresh as the table's last `ANALYZE`.
+async fn estimate_by_status(
+    pool: &PgPool,
+    filter: &TaskFilter,
+) -> Result<CountedTasks, StoreError> {
+    let rows = bound!(query::count_by_status_capped(D, filter, COUNT_CAP))
+        .fetch_all(pool)
+        .await?;
+    let capped = rows::status_counts(&rows)?;
+    if capped.total() <= COUNT_CAP {
+        return Ok(CountedTasks {
+            counts: capped,
+            exact: true,
+        });
+    }
+    let statuses = if filter.statuses.is_empty() {
+        Status::ALL.to_vec()
+    } else {
+        filter.statuses.clone()
+    };
+    let mut counts = StatusCounts::default();
+    for status in statuses {
+        let (sql, values) =
+            query::matches_of_status(D, filter, status).build_sqlx(PostgresQueryBuilder);
+        let plan: String = sqlx::query_scalar_with(AssertSqlSafe(format!("EXPLAIN {sql}")), values)
+            .fetch_one(pool)
+            .await?;
+        let rows = plan_rows(&plan)
+            .ok_or_else(|| corrupt(format!("EXPLAIN gave no row estimate: {plan}")))?;
+        counts.0.insert(status, rows);
+    }
+    // The planner may guess below what the capped count saw (a stale ANALYZE, a rare
+    // search): then only an exact count is worth showing.
+    if counts.total() <= COUNT_CAP {
+        return Ok(CountedTasks {
+            counts: count_by_status(pool, filter).await?,
+            exact: true,
+        });
+    }
+    Ok(CountedTasks {
+        counts,
+        exact: false,
+    })
+}
+
+/// The row estimate of a plan's top node: `Seq Scan on tasks  (cost=… rows=N width=…)`.
+fn plan_rows(plan_line: &str) -> Option<u64> {
+    let rest = &plan_line[plan_line.find(" rows=")? + " rows=".len()..];
+    rest[..rest.find(' ')?].parse().ok()
+}
+
 fn allowed_condition(request: &ActionRequest) -> Expr {
     Expr::col("status").is_in(query::statuses(request.action.allowed_from()))
 }
@@ -295,6 +348,10 @@ impl Store for PgStore {
 
     async fn count_tasks(&self, filter: &TaskFilter) -> Result<StatusCounts, StoreError> {
         count_by_status(&self.pool, filter).await
+    }
+
+    async fn estimate_counts(&self, filter: &TaskFilter) -> Result<CountedTasks, StoreError> {
+        estimate_by_status(&self.pool, filter).await
     }
 
     async fn counts_by_route(&self) -> Result<BTreeMap<String, StatusCounts>, StoreError> {
@@ -935,5 +992,21 @@ impl Store for PgStore {
             }
         });
         Some(rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan_rows;
+
+    #[test]
+    fn a_plan_line_gives_its_row_estimate() {
+        let line = "Bitmap Heap Scan on tasks  (cost=4.21..14.39 rows=1200 width=4)";
+        assert_eq!(plan_rows(line), Some(1200));
+        assert_eq!(
+            plan_rows("Result  (cost=0.00..0.01 rows=1 width=4)"),
+            Some(1)
+        );
+        assert_eq!(plan_rows("no estimate here"), None);
     }
 }

@@ -199,7 +199,8 @@ pub fn count_capped(dialect: Dialect, f: &TaskFilter, cap: u64) -> SelectStateme
 /// The statement that counts a list's matches the way it asks, if at all.
 pub fn list_count(dialect: Dialect, q: &TaskQuery) -> Option<SelectStatement> {
     match q.count {
-        CountMode::Exact => Some(count(dialect, &q.filter)),
+        // A list is never estimated (the parser refuses it): count it all.
+        CountMode::Exact | CountMode::Estimate => Some(count(dialect, &q.filter)),
         CountMode::Capped => Some(count_capped(dialect, &q.filter, crate::COUNT_CAP)),
         CountMode::Skip => None,
     }
@@ -223,6 +224,33 @@ pub fn count_by_status(dialect: Dialect, f: &TaskFilter) -> SelectStatement {
         .from(TASKS)
         .cond_where(condition(dialect, f))
         .group_by_col("status")
+        .to_owned()
+}
+
+/// The status counts of at most `cap + 1` matches: more than `cap` in all means the
+/// count stopped.
+pub fn count_by_status_capped(dialect: Dialect, f: &TaskFilter, cap: u64) -> SelectStatement {
+    let matches = Query::select()
+        .column("status")
+        .from(TASKS)
+        .cond_where(condition(dialect, f))
+        .limit(cap + 1)
+        .to_owned();
+    Query::select()
+        .column("status")
+        .expr_as(Func::count(Expr::col(Asterisk)), "n")
+        .from_subquery(matches, "capped")
+        .group_by_col("status")
+        .to_owned()
+}
+
+/// The rows of one status among a filter's matches, for the planner to estimate.
+pub fn matches_of_status(dialect: Dialect, f: &TaskFilter, status: Status) -> SelectStatement {
+    Query::select()
+        .expr(Expr::val(1))
+        .from(TASKS)
+        .cond_where(condition(dialect, f))
+        .and_where(Expr::col("status").eq(status.as_str()))
         .to_owned()
 }
 

@@ -45,6 +45,15 @@ pub struct TaskPage {
 /// millisecond or two on any number of tasks.
 pub const COUNT_CAP: u64 = 10_000;
 
+/// Status counts that may be an estimate (`count=estimate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountedTasks {
+    pub counts: StatusCounts,
+    /// Whether every match was counted; otherwise the counts are the store's estimate
+    /// and more than [`COUNT_CAP`] tasks match.
+    pub exact: bool,
+}
+
 /// Tasks per status; statuses without tasks are present with 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusCounts(pub BTreeMap<Status, u64>);
@@ -279,6 +288,15 @@ pub trait Store:
     async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage, StoreError>;
 
     async fn count_tasks(&self, filter: &TaskFilter) -> Result<StatusCounts, StoreError>;
+
+    /// Status counts, exact up to [`COUNT_CAP`] matches; above it a store may answer
+    /// with an estimate from its statistics (and says so). This one counts exactly.
+    async fn estimate_counts(&self, filter: &TaskFilter) -> Result<CountedTasks, StoreError> {
+        Ok(CountedTasks {
+            counts: self.count_tasks(filter).await?,
+            exact: true,
+        })
+    }
 
     /// Status counts of every route that has tasks.
     async fn counts_by_route(&self) -> Result<BTreeMap<String, StatusCounts>, StoreError>;

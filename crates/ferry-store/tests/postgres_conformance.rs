@@ -2,7 +2,9 @@
 //! database named by FERRY_TEST_POSTGRES_URL (default: the local `test` database).
 //! Without a reachable server the cases print SKIPPED; under CI=true they fail.
 
-use ferry_store::conformance::Fixture;
+use ferry_core::{Status, TaskFilter};
+use ferry_store::COUNT_CAP;
+use ferry_store::conformance::{Fixture, new_task};
 use ferry_store::conformance_suite;
 use ferry_store::postgres::{PgStore, PoolSettings};
 use sqlx::Connection;
@@ -42,6 +44,11 @@ impl Drop for DropSchema {
 }
 
 async fn postgres() -> Option<Fixture> {
+    postgres_scoped().await.map(|(fixture, _)| fixture)
+}
+
+/// A store in a schema of its own, and the URL that reaches that schema.
+async fn postgres_scoped() -> Option<(Fixture, String)> {
     let url = base_url();
     let mut conn = match sqlx::PgConnection::connect(&url).await {
         Ok(c) => c,
@@ -70,10 +77,52 @@ async fn postgres() -> Option<Fixture> {
     let store = PgStore::open(&scoped, PoolSettings::default())
         .await
         .expect("open PostgreSQL store");
-    Some(Fixture {
+    let fixture = Fixture {
         store: Arc::new(store),
         guard: Box::new(DropSchema { url, schema }),
-    })
+    };
+    Some((fixture, scoped))
 }
 
 conformance_suite!(postgres);
+
+#[tokio::test]
+async fn counts_above_the_cap_are_the_planners_estimate_once_the_table_is_analyzed() {
+    let Some((fixture, url)) = postgres_scoped().await else {
+        return;
+    };
+    let store = &*fixture.store;
+    let many = 2 * COUNT_CAP as i64;
+    let tasks: Vec<_> = (0..many + 3)
+        .map(|k| {
+            let route = if k < 3 { "few" } else { "many" };
+            new_task(route, "product", &format!("SKU-{k}"), k)
+        })
+        .collect();
+    for chunk in tasks.chunks(5_000) {
+        store.insert_tasks(chunk).await.unwrap();
+    }
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("ANALYZE tasks")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let all = store.estimate_counts(&TaskFilter::default()).await.unwrap();
+    assert!(!all.exact, "{all:?}");
+    let new = all.counts.get(Status::New) as f64;
+    assert!(
+        (new - (many + 3) as f64).abs() < 0.1 * many as f64,
+        "the estimate is far off: {all:?}"
+    );
+    let few = store
+        .estimate_counts(&TaskFilter {
+            routes: vec!["few".into()],
+            ..TaskFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((few.counts.total(), few.exact), (3, true));
+    let exact = store.count_tasks(&TaskFilter::default()).await.unwrap();
+    assert_eq!(exact.get(Status::New), (many + 3) as u64);
+}

@@ -139,6 +139,8 @@ function selection() {
   const bar = $("#bulk");
   if (!bar) return;
   const total = Number(bar.dataset.total);
+  // Above 10,000 matches the total may be the database's estimate.
+  const about = bar.dataset.totalExact === "false" ? "about " : "";
   const rows = $$(".row-select");
   const pageBox = $("#select-page");
   const allLink = $("#select-all-matching");
@@ -153,7 +155,7 @@ function selection() {
     bar.hidden = n === 0;
     const plural = (k) => (k === 1 ? "task" : "tasks");
     $("#selection-text").textContent = allMatching
-      ? `All ${total} ${plural(total)} that match the filters are selected.`
+      ? `All ${about}${total} ${plural(total)} that match the filters are selected.`
       : `${n} ${plural(n)} selected on this page.`;
     // Viewers get no action buttons.
     for (const [id, verb] of [["#bulk-skip", "Skip"], ["#bulk-retry", "Retry"]]) {
@@ -166,7 +168,7 @@ function selection() {
       pageBox.indeterminate = !pageAll && rows.some((r) => r.checked);
     }
     allLink.hidden = !(pageAll && !allMatching && total > rows.length);
-    allLink.textContent = `Select all ${total} tasks that match the filters`;
+    allLink.textContent = `Select all ${about}${total} tasks that match the filters`;
   }
 
   for (const r of rows) r.addEventListener("change", () => { allMatching = false; render(); });

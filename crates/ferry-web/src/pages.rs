@@ -17,7 +17,7 @@ use ferry_core::filter::{
 };
 use ferry_core::task::Phase;
 use ferry_core::{Action, Permission, Status, TaskFilter, TaskId, Timestamp};
-use ferry_store::StatusCounts;
+use ferry_store::{CountedTasks, StatusCounts};
 
 /// The pages that need a signed-in user.
 pub fn router() -> Router<AppState> {
@@ -188,6 +188,12 @@ struct TasksPage {
     per_page: u32,
     per_page_choices: Vec<u32>,
     total: u64,
+    /// False when the counts (and `total`, `pages`) are the store's estimate.
+    counts_exact: bool,
+    /// "≈ " before estimated figures.
+    about: &'static str,
+    /// This view with every match counted.
+    exact_href: String,
     counts: Vec<CountLink>,
     all_statuses_href: String,
     filter_json: String,
@@ -246,17 +252,23 @@ async fn tasks_page(
         Ok(q) => (q, None),
         Err(e) => (TaskQuery::default(), Some(e.message)),
     };
-    // The status counts below give the total: the list need not count again.
+    // The status counts below give the total: the list need not count again. Above
+    // 10,000 matches they may be the store's estimate, unless `count=exact` asks.
     query.count = CountMode::Skip;
+    let exact_asked = form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
+        .any(|(k, v)| k == "count" && v == "exact");
     let store = state.store();
-    let (page, counts) = if error.is_some() {
+    let (page, counted) = if error.is_some() {
         (
             ferry_store::TaskPage {
                 items: Vec::new(),
                 total: 0,
                 total_exact: true,
             },
-            StatusCounts::default(),
+            CountedTasks {
+                counts: StatusCounts::default(),
+                exact: true,
+            },
         )
     } else {
         let page = match store.list_tasks(&query).await {
@@ -267,17 +279,29 @@ async fn tasks_page(
             statuses: Vec::new(),
             ..query.filter.clone()
         };
-        let counts = match store.count_tasks(&unstatused).await {
+        let counted = if exact_asked {
+            store
+                .count_tasks(&unstatused)
+                .await
+                .map(|counts| CountedTasks {
+                    counts,
+                    exact: true,
+                })
+        } else {
+            store.estimate_counts(&unstatused).await
+        };
+        let counted = match counted {
             Ok(c) => c,
             Err(e) => return crate::error::ApiError::from(e).into_response(),
         };
         let total = if query.filter.statuses.is_empty() {
-            counts.total()
+            counted.counts.total()
         } else {
-            counts.within(&query.filter.statuses)
+            counted.counts.within(&query.filter.statuses)
         };
-        (ferry_store::TaskPage { total, ..page }, counts)
+        (ferry_store::TaskPage { total, ..page }, counted)
     };
+    let counts = &counted.counts;
     let f = &query.filter;
     let time = |t: Option<Timestamp>| t.map(Timestamp::to_rfc3339).unwrap_or_default();
     let pages = page.total.div_ceil(u64::from(query.page.per_page)).max(1);
@@ -333,6 +357,13 @@ async fn tasks_page(
         per_page: query.page.per_page,
         per_page_choices: vec![25, 50, 100, 250, 500],
         total: page.total,
+        counts_exact: counted.exact,
+        about: if counted.exact { "" } else { "≈ " },
+        exact_href: {
+            let href = tasks_href(&query, current);
+            let glue = if href.contains('?') { '&' } else { '?' };
+            format!("{href}{glue}count=exact")
+        },
         counts: Status::ALL
             .into_iter()
             .map(|s| CountLink {
@@ -376,8 +407,11 @@ async fn tasks_page(
         pages,
         first_href: (current > 1).then(|| href(1)),
         prev_href: (current > 1).then(|| href(current - 1)),
-        next_href: (u64::from(current) < pages).then(|| href(current + 1)),
-        last_href: (u64::from(current) < pages).then(|| href(last)),
+        // An estimated total may be off: a short page is the last, and "last" is not
+        // offered where the number of pages is a guess.
+        next_href: (u64::from(current) < pages && page.items.len() == query.page.per_page as usize)
+            .then(|| href(current + 1)),
+        last_href: (counted.exact && u64::from(current) < pages).then(|| href(last)),
         base_hint: format!("http://{}", state.config().server.listen),
         error,
     };

@@ -9,10 +9,10 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use ferry_core::filter::{Accept, TaskQuery};
+use ferry_core::filter::{Accept, CountMode, TaskQuery};
 use ferry_core::task::{Phase, Task, TaskSummary};
 use ferry_core::{Action, TaskFilter, TaskId, Timestamp};
-use ferry_store::{ActionError, ActionRequest, BulkOutcome, StatusCounts};
+use ferry_store::{ActionError, ActionRequest, BulkOutcome, CountedTasks, StatusCounts};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -112,6 +112,10 @@ pub struct Counts {
     pub total: u64,
     /// Every status, with 0 where no task matches.
     pub by_status: BTreeMap<String, u64>,
+    /// Whether every match was counted. Only `count=estimate` can make it false: more
+    /// than 10,000 tasks match and the figures are the store's estimate.
+    #[serde(default = "exact")]
+    pub exact: bool,
 }
 
 impl From<&StatusCounts> for Counts {
@@ -119,6 +123,16 @@ impl From<&StatusCounts> for Counts {
         Counts {
             total: c.total(),
             by_status: c.0.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
+            exact: true,
+        }
+    }
+}
+
+impl From<&CountedTasks> for Counts {
+    fn from(c: &CountedTasks) -> Self {
+        Counts {
+            exact: c.exact,
+            ..Counts::from(&c.counts)
         }
     }
 }
@@ -230,8 +244,11 @@ pub struct ListParams {
     sort: Option<String>,
     /// desc (default) or asc.
     order: Option<String>,
-    /// exact (default): count every match; capped: count up to 10,000 and no further
-    /// (quick however many tasks match; `total_exact` says whether the count stopped).
+    /// The list: exact (default), count every match; capped, count up to 10,000 and no
+    /// further (quick however many tasks match; `total_exact` says whether the count
+    /// stopped). The counts: exact (default) or estimate, exact up to 10,000 matches and
+    /// above that the store's estimate where it keeps one (PostgreSQL; `exact` false).
+    /// The counts take no paging or sorting parameter.
     count: Option<String>,
 }
 
@@ -350,9 +367,12 @@ pub async fn counts(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Counts>> {
-    let q = parse_query(raw.as_deref(), Accept::FiltersOnly)?;
-    let counts = state.store().count_tasks(&q.filter).await?;
-    Ok(Json((&counts).into()))
+    let q = parse_query(raw.as_deref(), Accept::Counts)?;
+    let counts = match q.count {
+        CountMode::Estimate => (&state.store().estimate_counts(&q.filter).await?).into(),
+        _ => (&state.store().count_tasks(&q.filter).await?).into(),
+    };
+    Ok(Json(counts))
 }
 
 /// One task: Overview and Entity Data.

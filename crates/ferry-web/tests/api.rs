@@ -520,5 +520,34 @@ async fn a_capped_count_is_exact_below_ten_thousand_and_a_bad_count_mode_is_refu
     )
     .await;
     let r = app.get("/api/v1/tasks/counts?count=capped").await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_error(
+        r,
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+        "use exact or estimate",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn status_counts_asked_for_an_estimate_are_exact_below_ten_thousand() {
+    let app = TestApp::start().await;
+    app.populate(5, 0).await;
+    let counts = app
+        .get_ok("/api/v1/tasks/counts?count=estimate&route=idle")
+        .await;
+    assert_eq!(
+        (
+            &counts["total"],
+            &counts["by_status"]["new"],
+            &counts["exact"]
+        ),
+        (&json!(5), &json!(5), &json!(true))
+    );
+    assert_eq!(
+        app.get_ok("/api/v1/tasks/counts").await["exact"],
+        json!(true)
+    );
+    let r = app.get("/api/v1/tasks/counts?count=estimate&page=2").await;
+    assert_error(r, StatusCode::BAD_REQUEST, "invalid_parameter", "page").await;
 }

@@ -1876,17 +1876,29 @@ batch_size = {PROCESS_BATCH_SIZE}
                 &[("entity_identifier", &sku_part)],
                 contains,
             ),
+            // The counts as the Tasks page asks for them (`count=estimate`: exact up to
+            // 10,000 matches, then PostgreSQL's planner estimate, marked; SQLite
+            // counts exactly), and once exactly, as "count exactly" on the page does.
             Case {
-                name: "counts, no filter".into(),
+                name: "counts, no filter, count=estimate".into(),
                 path: "/api/v1/tasks/counts",
-                params: vec![],
+                params: vec![("count", "estimate".to_owned())],
                 target: counting,
             },
             Case {
-                name: "counts, status = failed".into(),
+                name: "counts, status = failed, count=estimate".into(),
                 path: "/api/v1/tasks/counts",
-                params: vec![("status", "failed".to_owned())],
+                params: vec![
+                    ("status", "failed".to_owned()),
+                    ("count", "estimate".to_owned()),
+                ],
                 target: counting,
+            },
+            Case {
+                name: "counts, no filter, count=exact".into(),
+                path: "/api/v1/tasks/counts",
+                params: vec![("count", "exact".to_owned())],
+                target: None,
             },
         ];
         eprintln!("[bench] {} queries × {} runs…", cases.len(), self.args.runs);

@@ -14,28 +14,9 @@ const TASKS: usize = 2_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_share_a_route_and_survive_losing_one() {
-    let base = std::env::var("FERRY_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let mut admin = match sqlx::PgConnection::connect(&base).await {
-        Ok(c) => c,
-        Err(e) => {
-            let reason = format!("PostgreSQL is not reachable at {base} ({e})");
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{reason}; .ci/run starts the local server");
-            }
-            eprintln!("SKIPPED: {reason}");
-            return;
-        }
+    let Some((mut admin, schema, url)) = common::postgres_schema("ferry_cluster").await else {
+        return;
     };
-    let schema = format!("ferry_cluster_{}", std::process::id());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
 
     let (target_url, seen) = sku_target(Duration::from_millis(3)).await;
     let dir = tempfile::tempdir().unwrap();

@@ -159,3 +159,34 @@ pub fn create_token(config: &Path, role: &str, name: &str) -> String {
         .trim()
         .to_owned()
 }
+
+/// A fresh schema on the test PostgreSQL (FERRY_TEST_POSTGRES_URL, default the local
+/// `test` database): a connection to the database, the schema, and a URL whose
+/// connections use it. `None` (after printing SKIPPED) when no server answers; under
+/// CI=true that fails instead.
+pub async fn postgres_schema(prefix: &str) -> Option<(sqlx::PgConnection, String, String)> {
+    use sqlx::Connection;
+    let base = std::env::var("FERRY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut admin = match sqlx::PgConnection::connect(&base).await {
+        Ok(c) => c,
+        Err(e) => {
+            let reason = format!("PostgreSQL is not reachable at {base} ({e})");
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{reason}; .ci/run starts the local server");
+            }
+            eprintln!("SKIPPED: {reason}");
+            return None;
+        }
+    };
+    let schema = format!("{prefix}_{}", std::process::id());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    Some((admin, schema, url))
+}
