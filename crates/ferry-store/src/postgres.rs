@@ -34,6 +34,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/postgres/0003_access.sql")),
     (4, include_str!("../migrations/postgres/0004_search.sql")),
     (5, include_str!("../migrations/postgres/0005_bulk_jobs.sql")),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_task_search.sql"),
+    ),
 ];
 
 /// Connection settings beyond the URL.

@@ -39,20 +39,39 @@ pub enum Dialect {
     Postgres,
 }
 
-/// Columns with a trigram index for *contains* searches (migration 0004).
+/// Columns with a trigram index for *contains* searches (SQLite migration 0004,
+/// PostgreSQL 0006), each kept in `task_search` apart from the changing task rows.
 const TRIGRAM_COLUMNS: [&str; 2] = ["id", "entity_identifier"];
 
 impl Dialect {
     /// A case-sensitive substring test with no wildcard characters.
     ///
-    /// PostgreSQL: `LIKE '%…%'` with `%`, `_` and `\` escaped, which the `pg_trgm` GIN
-    /// indexes serve. SQLite (whose LIKE ignores ASCII case): `instr`, and for the
-    /// trigram-indexed columns and values of three characters or more, first the
-    /// FTS5 trigram index (`tasks_fts`, case-sensitive) to find the candidates.
+    /// PostgreSQL: `LIKE '%…%'` with `%`, `_` and `\` escaped; for the trigram-indexed
+    /// columns on `task_search`, whose `pg_trgm` GIN indexes serve it. SQLite (whose
+    /// LIKE ignores ASCII case): `instr`, and for the trigram-indexed columns and values
+    /// of three characters or more, first the FTS5 trigram index (`tasks_fts`,
+    /// case-sensitive) to find the candidates.
     fn contains(self, column: &'static str, value: &str) -> Expr {
+        let trigram_indexed = TRIGRAM_COLUMNS.contains(&column);
         match self {
-            Dialect::Postgres => Expr::col(column)
-                .like(sea_query::LikeExpr::new(format!("%{}%", escape_like(value))).escape('\\')),
+            Dialect::Postgres => {
+                let like = |column: &'static str| {
+                    Expr::col(column).like(
+                        sea_query::LikeExpr::new(format!("%{}%", escape_like(value))).escape('\\'),
+                    )
+                };
+                if !trigram_indexed {
+                    return like(column);
+                }
+                let searched = if column == "id" { "task_id" } else { column };
+                Expr::col(("tasks", "id")).in_subquery(
+                    Query::select()
+                        .column("task_id")
+                        .from("task_search")
+                        .and_where(like(searched))
+                        .to_owned(),
+                )
+            }
             Dialect::Sqlite => {
                 let exact = Expr::from(
                     Func::cust("instr")
@@ -60,7 +79,7 @@ impl Dialect {
                         .arg(value.to_owned()),
                 )
                 .gt(0);
-                if value.chars().count() < 3 || !TRIGRAM_COLUMNS.contains(&column) {
+                if value.chars().count() < 3 || !trigram_indexed {
                     return exact;
                 }
                 let phrase = format!("{column} : \"{}\"", value.replace('"', "\"\""));

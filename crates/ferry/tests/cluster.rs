@@ -125,7 +125,7 @@ batch_size = 50
         .fetch_one(&mut db)
         .await
         .unwrap();
-    assert_eq!(migrations, 5);
+    assert_eq!(migrations, 6);
 
     let seen = seen.lock().unwrap().clone();
     let mut per_sku: HashMap<&str, usize> = HashMap::new();
