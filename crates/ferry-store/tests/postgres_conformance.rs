@@ -126,3 +126,30 @@ async fn counts_above_the_cap_are_the_planners_estimate_once_the_table_is_analyz
     let exact = store.count_tasks(&TaskFilter::default()).await.unwrap();
     assert_eq!(exact.get(Status::New), (many + 3) as u64);
 }
+
+#[tokio::test]
+async fn the_search_table_gets_a_row_per_inserted_task_and_loses_it_with_the_task() {
+    let Some((fixture, url)) = postgres_scoped().await else {
+        return;
+    };
+    let tasks: Vec<_> = (0..3)
+        .map(|k| new_task("r", "product", &format!("SKU-{k}"), k))
+        .collect();
+    fixture.store.insert_tasks(&tasks).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    const SEARCHABLE: &str = "SELECT entity_identifier FROM task_search ORDER BY 1";
+    let searchable: Vec<String> = sqlx::query_scalar(SEARCHABLE)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(searchable, ["SKU-0", "SKU-1", "SKU-2"]);
+    sqlx::query("DELETE FROM tasks WHERE entity_identifier <> 'SKU-1'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let searchable: Vec<String> = sqlx::query_scalar(SEARCHABLE)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(searchable, ["SKU-1"]);
+}

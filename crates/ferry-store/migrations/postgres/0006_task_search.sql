@@ -2,10 +2,10 @@
 -- (issue 7). An update of a task (every claim, completion and bulk action) cannot be
 -- HOT, since status and updated-at are indexed, so it writes a new row version into
 -- every index of `tasks`; the two GIN trigram indexes made that two thirds slower.
--- `task_search` is written once per task, by a statement trigger, and follows its task
--- out when it is pruned.
+-- `task_search` is written once per task and follows its task out when it is pruned,
+-- both by statement triggers (a foreign key would check every row on its own).
 CREATE TABLE task_search (
-    task_id           TEXT NOT NULL PRIMARY KEY REFERENCES tasks (id) ON DELETE CASCADE,
+    task_id           TEXT NOT NULL PRIMARY KEY,
     entity_identifier TEXT NOT NULL
 );
 
@@ -34,3 +34,14 @@ $$;
 CREATE TRIGGER tasks_search_insert AFTER INSERT ON tasks
     REFERENCING NEW TABLE AS inserted_tasks
     FOR EACH STATEMENT EXECUTE FUNCTION task_search_insert();
+
+CREATE FUNCTION task_search_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM task_search WHERE task_id IN (SELECT id FROM deleted_tasks);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER tasks_search_delete AFTER DELETE ON tasks
+    REFERENCING OLD TABLE AS deleted_tasks
+    FOR EACH STATEMENT EXECUTE FUNCTION task_search_delete();
