@@ -62,7 +62,8 @@ macro_rules! conformance_suite {
             audit_events_record_origin_and_are_never_deleted,
             a_filter_action_in_steps_acts_once_on_each_task_eligible_when_it_began,
             bulk_jobs_record_progress_cancel_requests_and_their_end,
-            a_capped_count_is_exact_up_to_the_cap_and_a_marked_lower_bound_above
+            a_capped_count_is_exact_up_to_the_cap_and_a_marked_lower_bound_above,
+            status_counts_agree_with_counting_the_tasks_after_every_kind_of_change
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -1370,4 +1371,90 @@ pub async fn a_capped_count_is_exact_up_to_the_cap_and_a_marked_lower_bound_abov
     } else {
         assert!(all.counts.total() > COUNT_CAP, "{all:?}");
     }
+}
+
+/// Status counts by routes and statuses alone may come from running totals (SQLite
+/// keeps them by triggers); any other filter counts the tasks. Both must agree, and
+/// the per-route counts with them, whatever changed the tasks.
+pub async fn status_counts_agree_with_counting_the_tasks_after_every_kind_of_change(
+    store: &dyn Store,
+) {
+    async fn agree(store: &dyn Store, when: &str) {
+        let by_route = store.counts_by_route().await.unwrap();
+        for routes in [vec![], vec!["a".to_owned()], vec!["b".to_owned()]] {
+            let kept = TaskFilter {
+                routes: routes.clone(),
+                ..TaskFilter::default()
+            };
+            let counted = TaskFilter {
+                created_from: Some(Timestamp::from_millis(0)),
+                ..kept.clone()
+            };
+            let counts = store.count_tasks(&counted).await.unwrap();
+            assert_eq!(
+                store.count_tasks(&kept).await.unwrap(),
+                counts,
+                "{when}, routes {routes:?}"
+            );
+            if let [route] = &routes[..] {
+                let listed = by_route.get(route).cloned().unwrap_or_default();
+                assert_eq!(listed, counts, "{when}, counts by route of {route}");
+            }
+        }
+    }
+    let tasks: Vec<NewTask> = (0..12)
+        .map(|k| {
+            let route = if k % 2 == 0 { "a" } else { "b" };
+            new_task(route, "product", &format!("SKU-{k}"), k)
+        })
+        .collect();
+    store.insert_tasks(&tasks).await.unwrap();
+    agree(store, "after inserting").await;
+    let claimed = claim_all(store, "a", 100).await;
+    assert_eq!(claimed.len(), 6);
+    agree(store, "after a claim").await;
+    let outcomes = [
+        Outcome::Finished,
+        Outcome::Failed { error: "x".into() },
+        Outcome::Skipped,
+        Outcome::Retry {
+            at: at(150),
+            error: "y".into(),
+        },
+    ];
+    let completions: Vec<Completion> = claimed
+        .iter()
+        .zip(outcomes)
+        .map(|(t, o)| completion(t, o, 200))
+        .collect();
+    store.complete("w1", &completions).await.unwrap();
+    agree(store, "after completions").await;
+    store
+        .release("w1", std::slice::from_ref(&claimed[4].summary.id))
+        .await
+        .unwrap();
+    agree(store, "after a release").await;
+    assert_eq!(store.recover_expired(at(70_000)).await.unwrap(), 1);
+    agree(store, "after recovering an expired lease").await;
+    let on = |route: &str| TaskFilter {
+        routes: vec![route.to_owned()],
+        ..TaskFilter::default()
+    };
+    store
+        .act_on_filter(&on("a"), &request(Action::Retry, 80_000))
+        .await
+        .unwrap();
+    agree(store, "after a bulk retry").await;
+    store
+        .act_on_filter(&on("b"), &request(Action::Skip, 90_000))
+        .await
+        .unwrap();
+    agree(store, "after a bulk skip").await;
+    let rule = PruneRule {
+        updated_before: at(100_000),
+        max_tasks: None,
+    };
+    assert_eq!(store.prune(&rule, 100).await.unwrap(), 6);
+    agree(store, "after pruning").await;
+    assert!(!store.counts_by_route().await.unwrap().contains_key("b"));
 }

@@ -47,6 +47,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../migrations/sqlite/0006_task_entities.sql"),
     ),
+    (7, include_str!("../migrations/sqlite/0007_task_counts.sql")),
 ];
 
 pub struct SqliteStore {
@@ -251,13 +252,35 @@ async fn apply_to_eligible(
     Ok(bound!(update).execute(&mut **tx).await?.rows_affected())
 }
 
+/// Status counts. A filter on routes and statuses alone (or none) reads the running
+/// totals of `task_counts` (migration 0007) instead of counting the tasks.
 async fn count_by_status<'e>(
     db: impl sqlx::SqliteExecutor<'e>,
     filter: &TaskFilter,
 ) -> Result<StatusCounts, StoreError> {
-    let rows = bound!(query::count_by_status(D, filter))
-        .fetch_all(db)
-        .await?;
+    let by_route_and_status = TaskFilter {
+        routes: Vec::new(),
+        statuses: Vec::new(),
+        ..filter.clone()
+    } == TaskFilter::default();
+    let stmt = if by_route_and_status {
+        let mut kept = Query::select()
+            .column("status")
+            .expr_as(Expr::col("n").sum(), "n")
+            .from("task_counts")
+            .group_by_col("status")
+            .to_owned();
+        if !filter.routes.is_empty() {
+            kept.and_where(Expr::col("route").is_in(filter.routes.iter().map(String::as_str)));
+        }
+        if !filter.statuses.is_empty() {
+            kept.and_where(Expr::col("status").is_in(query::statuses(&filter.statuses)));
+        }
+        kept
+    } else {
+        query::count_by_status(D, filter)
+    };
+    let rows = bound!(stmt).fetch_all(db).await?;
     rows::status_counts(&rows)
 }
 
@@ -349,7 +372,7 @@ impl Store for SqliteStore {
     }
 
     async fn counts_by_route(&self) -> Result<BTreeMap<String, StatusCounts>, StoreError> {
-        let rows = sqlx::query("SELECT route, status, COUNT(*) FROM tasks GROUP BY route, status")
+        let rows = sqlx::query("SELECT route, status, n FROM task_counts WHERE n > 0")
             .fetch_all(&self.reader)
             .await?;
         let mut out: BTreeMap<String, StatusCounts> = BTreeMap::new();
