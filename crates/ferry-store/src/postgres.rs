@@ -252,10 +252,7 @@ async fn estimate_by_status(
         .await?;
     let capped = rows::status_counts(&rows)?;
     if capped.total() <= COUNT_CAP {
-        return Ok(CountedTasks {
-            counts: capped,
-            exact: true,
-        });
+        return Ok(CountedTasks::exact(capped));
     }
     let statuses = if filter.statuses.is_empty() {
         Status::ALL.to_vec()
@@ -276,10 +273,7 @@ async fn estimate_by_status(
     // The planner may guess below what the capped count saw (a stale ANALYZE, a rare
     // search): then only an exact count is worth showing.
     if counts.total() <= COUNT_CAP {
-        return Ok(CountedTasks {
-            counts: count_by_status(pool, filter).await?,
-            exact: true,
-        });
+        return count_by_status(pool, filter).await.map(CountedTasks::exact);
     }
     Ok(CountedTasks {
         counts,

@@ -54,6 +54,16 @@ pub struct CountedTasks {
     pub exact: bool,
 }
 
+impl CountedTasks {
+    /// Counts of every match.
+    pub fn exact(counts: StatusCounts) -> CountedTasks {
+        CountedTasks {
+            counts,
+            exact: true,
+        }
+    }
+}
+
 /// Tasks per status; statuses without tasks are present with 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusCounts(pub BTreeMap<Status, u64>);
@@ -292,10 +302,7 @@ pub trait Store:
     /// Status counts, exact up to [`COUNT_CAP`] matches; above it a store may answer
     /// with an estimate from its statistics (and says so). This one counts exactly.
     async fn estimate_counts(&self, filter: &TaskFilter) -> Result<CountedTasks, StoreError> {
-        Ok(CountedTasks {
-            counts: self.count_tasks(filter).await?,
-            exact: true,
-        })
+        self.count_tasks(filter).await.map(CountedTasks::exact)
     }
 
     /// Status counts of every route that has tasks.

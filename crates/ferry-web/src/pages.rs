@@ -265,10 +265,7 @@ async fn tasks_page(
                 total: 0,
                 total_exact: true,
             },
-            CountedTasks {
-                counts: StatusCounts::default(),
-                exact: true,
-            },
+            CountedTasks::exact(StatusCounts::default()),
         )
     } else {
         let page = match store.list_tasks(&query).await {
@@ -279,18 +276,12 @@ async fn tasks_page(
             statuses: Vec::new(),
             ..query.filter.clone()
         };
-        let counted = if exact_asked {
-            store
-                .count_tasks(&unstatused)
-                .await
-                .map(|counts| CountedTasks {
-                    counts,
-                    exact: true,
-                })
+        let count = if exact_asked {
+            CountMode::Exact
         } else {
-            store.estimate_counts(&unstatused).await
+            CountMode::Estimate
         };
-        let counted = match counted {
+        let counted = match crate::tasks::status_counts(&**store, &unstatused, count).await {
             Ok(c) => c,
             Err(e) => return crate::error::ApiError::from(e).into_response(),
         };

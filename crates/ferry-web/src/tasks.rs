@@ -12,7 +12,9 @@ use axum::{Extension, Json, Router};
 use ferry_core::filter::{Accept, CountMode, TaskQuery};
 use ferry_core::task::{Phase, Task, TaskSummary};
 use ferry_core::{Action, TaskFilter, TaskId, Timestamp};
-use ferry_store::{ActionError, ActionRequest, BulkOutcome, CountedTasks, StatusCounts};
+use ferry_store::{
+    ActionError, ActionRequest, BulkOutcome, CountedTasks, StatusCounts, Store, StoreError,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -368,11 +370,21 @@ pub async fn counts(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Counts>> {
     let q = parse_query(raw.as_deref(), Accept::Counts)?;
-    let counts = match q.count {
-        CountMode::Estimate => (&state.store().estimate_counts(&q.filter).await?).into(),
-        _ => (&state.store().count_tasks(&q.filter).await?).into(),
-    };
-    Ok(Json(counts))
+    let counted = status_counts(&**state.store(), &q.filter, q.count).await?;
+    Ok(Json((&counted).into()))
+}
+
+/// The status counts of `filter`: the store's estimate where `count` allows one
+/// ([`CountMode::Estimate`]), every match counted otherwise.
+pub async fn status_counts(
+    store: &dyn Store,
+    filter: &TaskFilter,
+    count: CountMode,
+) -> Result<CountedTasks, StoreError> {
+    match count {
+        CountMode::Estimate => store.estimate_counts(filter).await,
+        _ => store.count_tasks(filter).await.map(CountedTasks::exact),
+    }
 }
 
 /// One task: Overview and Entity Data.
