@@ -63,7 +63,9 @@ macro_rules! conformance_suite {
             a_filter_action_in_steps_acts_once_on_each_task_eligible_when_it_began,
             bulk_jobs_record_progress_cancel_requests_and_their_end,
             a_capped_count_is_exact_up_to_the_cap_and_a_marked_lower_bound_above,
-            status_counts_agree_with_counting_the_tasks_after_every_kind_of_change
+            status_counts_agree_with_counting_the_tasks_after_every_kind_of_change,
+            imported_tasks_are_searchable_and_counted_once,
+            every_piece_of_an_identifier_finds_its_task
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -1376,32 +1378,34 @@ pub async fn a_capped_count_is_exact_up_to_the_cap_and_a_marked_lower_bound_abov
 /// Status counts by routes and statuses alone may come from running totals (SQLite
 /// keeps them by triggers); any other filter counts the tasks. Both must agree, and
 /// the per-route counts with them, whatever changed the tasks.
+/// The running status counts (no filter, and by route `a` and `b`) equal a real count
+/// of the tasks, and the counts by route agree.
+async fn counts_agree(store: &dyn Store, when: &str) {
+    let by_route = store.counts_by_route().await.unwrap();
+    for routes in [vec![], vec!["a".to_owned()], vec!["b".to_owned()]] {
+        let kept = TaskFilter {
+            routes: routes.clone(),
+            ..TaskFilter::default()
+        };
+        let counted = TaskFilter {
+            created_from: Some(Timestamp::from_millis(0)),
+            ..kept.clone()
+        };
+        let counts = store.count_tasks(&counted).await.unwrap();
+        assert_eq!(
+            store.count_tasks(&kept).await.unwrap(),
+            counts,
+            "{when}, routes {routes:?}"
+        );
+        if let [route] = &routes[..] {
+            let listed = by_route.get(route).cloned().unwrap_or_default();
+            assert_eq!(listed, counts, "{when}, counts by route of {route}");
+        }
+    }
+}
 pub async fn status_counts_agree_with_counting_the_tasks_after_every_kind_of_change(
     store: &dyn Store,
 ) {
-    async fn agree(store: &dyn Store, when: &str) {
-        let by_route = store.counts_by_route().await.unwrap();
-        for routes in [vec![], vec!["a".to_owned()], vec!["b".to_owned()]] {
-            let kept = TaskFilter {
-                routes: routes.clone(),
-                ..TaskFilter::default()
-            };
-            let counted = TaskFilter {
-                created_from: Some(Timestamp::from_millis(0)),
-                ..kept.clone()
-            };
-            let counts = store.count_tasks(&counted).await.unwrap();
-            assert_eq!(
-                store.count_tasks(&kept).await.unwrap(),
-                counts,
-                "{when}, routes {routes:?}"
-            );
-            if let [route] = &routes[..] {
-                let listed = by_route.get(route).cloned().unwrap_or_default();
-                assert_eq!(listed, counts, "{when}, counts by route of {route}");
-            }
-        }
-    }
     let tasks: Vec<NewTask> = (0..12)
         .map(|k| {
             let route = if k % 2 == 0 { "a" } else { "b" };
@@ -1409,10 +1413,10 @@ pub async fn status_counts_agree_with_counting_the_tasks_after_every_kind_of_cha
         })
         .collect();
     store.insert_tasks(&tasks).await.unwrap();
-    agree(store, "after inserting").await;
+    counts_agree(store, "after inserting").await;
     let claimed = claim_all(store, "a", 100).await;
     assert_eq!(claimed.len(), 6);
-    agree(store, "after a claim").await;
+    counts_agree(store, "after a claim").await;
     let outcomes = [
         Outcome::Finished,
         Outcome::Failed { error: "x".into() },
@@ -1428,14 +1432,14 @@ pub async fn status_counts_agree_with_counting_the_tasks_after_every_kind_of_cha
         .map(|(t, o)| completion(t, o, 200))
         .collect();
     store.complete("w1", &completions).await.unwrap();
-    agree(store, "after completions").await;
+    counts_agree(store, "after completions").await;
     store
         .release("w1", std::slice::from_ref(&claimed[4].summary.id))
         .await
         .unwrap();
-    agree(store, "after a release").await;
+    counts_agree(store, "after a release").await;
     assert_eq!(store.recover_expired(at(70_000)).await.unwrap(), 1);
-    agree(store, "after recovering an expired lease").await;
+    counts_agree(store, "after recovering an expired lease").await;
     let on = |route: &str| TaskFilter {
         routes: vec![route.to_owned()],
         ..TaskFilter::default()
@@ -1444,17 +1448,113 @@ pub async fn status_counts_agree_with_counting_the_tasks_after_every_kind_of_cha
         .act_on_filter(&on("a"), &request(Action::Retry, 80_000))
         .await
         .unwrap();
-    agree(store, "after a bulk retry").await;
+    counts_agree(store, "after a bulk retry").await;
     store
         .act_on_filter(&on("b"), &request(Action::Skip, 90_000))
         .await
         .unwrap();
-    agree(store, "after a bulk skip").await;
+    counts_agree(store, "after a bulk skip").await;
     let rule = PruneRule {
         updated_before: at(100_000),
         max_tasks: None,
     };
     assert_eq!(store.prune(&rule, 100).await.unwrap(), 6);
-    agree(store, "after pruning").await;
+    counts_agree(store, "after pruning").await;
     assert!(!store.counts_by_route().await.unwrap().contains_key("b"));
+}
+
+pub async fn imported_tasks_are_searchable_and_counted_once(store: &dyn Store) {
+    store
+        .insert_tasks(&[new_task("a", "product", "SKU-1", 0)])
+        .await
+        .unwrap();
+    let records: Vec<TaskRecord> = [
+        ("a", Status::Finished, "IMP-1"),
+        ("b", Status::Failed, "IMP-2"),
+        ("b", Status::Processing, "IMP-3"),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(k, (route, status, entity))| {
+        let t = new_task(route, "product", entity, 10 + k as i64);
+        TaskRecord {
+            task: Task {
+                summary: TaskSummary {
+                    id: t.id,
+                    route: route.to_owned(),
+                    entity_schema: "product".into(),
+                    entity_identifier: entity.into(),
+                    status,
+                    attempts: 1,
+                    created_at: t.created_at,
+                    updated_at: t.created_at,
+                },
+                entity_data: t.entity_data,
+                last_error: None,
+                next_attempt_at: None,
+            },
+            messages: Vec::new(),
+            attempts: Vec::new(),
+            action_ids: Vec::new(),
+        }
+    })
+    .collect();
+    assert_eq!(store.import_tasks(&records).await.unwrap(), 3);
+    assert_eq!(store.import_tasks(&records).await.unwrap(), 0, "again");
+    counts_agree(store, "after importing").await;
+    let all = store.count_tasks(&TaskFilter::default()).await.unwrap();
+    assert_eq!(all.total(), 4);
+    assert_eq!(
+        all.get(Status::New),
+        2,
+        "the processing task comes back new"
+    );
+    let found = |pairs: Vec<(&'static str, String)>| async move {
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        store.list_tasks(&query(&pairs)).await.unwrap().items
+    };
+    let imported = found(vec![("entity_identifier", "IMP-".into())]).await;
+    assert_eq!(imported.len(), 3);
+    let id = records[1].task.summary.id.as_str();
+    let by_id = found(vec![("identifier", id[10..].to_owned())]).await;
+    assert_eq!(by_id.len(), 1, "found by a piece of its identifier");
+    assert_eq!(by_id[0].entity_identifier, "IMP-2");
+}
+
+pub async fn every_piece_of_an_identifier_finds_its_task(store: &dyn Store) {
+    let tasks: Vec<NewTask> = (0..3)
+        .map(|k| new_task("a", "product", &format!("SKU-{k}"), k))
+        .collect();
+    store.insert_tasks(&tasks).await.unwrap();
+    let id = tasks[1].id.as_str();
+    for len in [3, 5, 6, 7, 9, 26] {
+        for at in 0..=id.len() - len {
+            let piece = &id[at..at + len];
+            let found = store
+                .list_tasks(&query(&[("identifier", piece)]))
+                .await
+                .unwrap()
+                .items;
+            assert!(
+                found.iter().any(|t| t.id == tasks[1].id),
+                "{piece} (at {at}) is in {id}"
+            );
+            assert!(found.iter().all(|t| t.id.as_str().contains(piece)));
+        }
+    }
+    let lower = id[18..].to_lowercase();
+    let found = store
+        .list_tasks(&query(&[("identifier", &lower)]))
+        .await
+        .unwrap();
+    let holding = tasks.iter().filter(|t| t.id.as_str().contains(&id[18..]));
+    assert_eq!(
+        found.total,
+        holding.count() as u64,
+        "identifiers are matched in any case"
+    );
+    for absent in ["ZZZZZZZZZ", "01-23-45", "\"AND\""] {
+        let found = store.list_tasks(&query(&[("identifier", absent)])).await;
+        assert_eq!(found.unwrap().total, 0, "{absent}");
+    }
 }

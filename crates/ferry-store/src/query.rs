@@ -48,9 +48,10 @@ impl Dialect {
     ///
     /// PostgreSQL: `LIKE '%…%'` with `%`, `_` and `\` escaped; for the trigram-indexed
     /// columns on `task_search`, whose `pg_trgm` GIN indexes serve it. SQLite (whose
-    /// LIKE ignores ASCII case): `instr`, and for the trigram-indexed columns and values
-    /// of three characters or more, first the FTS5 trigram index (`tasks_fts`,
-    /// case-sensitive) to find the candidates.
+    /// LIKE ignores ASCII case): `instr`, after an FTS5 index has found the candidates
+    /// where one serves (migration 0008): the entity identifier's trigrams
+    /// (`task_entity_fts`) for values of three characters or more, the identifier's
+    /// sparse trigrams (`task_id_grams`, see [`id_gram_query`]) for six or more.
     fn contains(self, column: &'static str, value: &str) -> Expr {
         let trigram_indexed = TRIGRAM_COLUMNS.contains(&column);
         match self {
@@ -79,10 +80,17 @@ impl Dialect {
                         .arg(value.to_owned()),
                 )
                 .gt(0);
-                if value.chars().count() < 3 || !trigram_indexed {
-                    return exact;
-                }
-                let phrase = format!("{column} : \"{}\"", value.replace('"', "\"\""));
+                let (table, phrase) = match column {
+                    "id" => match id_gram_query(value) {
+                        Some(phrase) => ("task_id_grams", phrase),
+                        None => return exact,
+                    },
+                    _ if trigram_indexed && value.chars().count() >= 3 => (
+                        "task_entity_fts",
+                        format!("\"{}\"", value.replace('"', "\"\"")),
+                    ),
+                    _ => return exact,
+                };
                 let candidates = Query::select()
                     .column("task_id")
                     .from("task_search")
@@ -90,8 +98,11 @@ impl Dialect {
                         Expr::col("rowid").in_subquery(
                             Query::select()
                                 .column("rowid")
-                                .from("tasks_fts")
-                                .and_where(Expr::cust_with_values("tasks_fts MATCH ?", [phrase]))
+                                .from(table)
+                                .and_where(Expr::cust_with_values(
+                                    format!("{table} MATCH ?"),
+                                    [phrase],
+                                ))
                                 .to_owned(),
                         ),
                     )
@@ -102,6 +113,35 @@ impl Dialect {
             }
         }
     }
+}
+
+/// Where `task_id_grams` keeps the trigrams of an identifier: at every `ID_GRAM_STEP`th
+/// character from the first (SQLite migration 0008).
+const ID_GRAM_STEP: usize = 4;
+
+/// The FTS5 query for the identifiers that may contain `value`, through their sparse
+/// trigrams; `None` when the index cannot help (fewer than `ID_GRAM_STEP + 2`
+/// characters, or a character no identifier has).
+///
+/// Wherever `value` sits in an identifier, for exactly one `j < ID_GRAM_STEP` its
+/// trigrams at offsets `j, j + STEP, …` are indexed ones, and with `STEP + 2`
+/// characters there is at least one for every `j`. So the candidates are the OR over
+/// `j` of the AND of those trigrams; the caller checks each against the real value.
+pub fn id_gram_query(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    if bytes.len() < ID_GRAM_STEP + 2 || !bytes.iter().all(u8::is_ascii_alphanumeric) {
+        return None;
+    }
+    let alternatives: Vec<String> = (0..ID_GRAM_STEP)
+        .map(|j| {
+            let grams: Vec<String> = (j..=bytes.len() - 3)
+                .step_by(ID_GRAM_STEP)
+                .map(|at| format!("\"{}\"", &value[at..at + 3]))
+                .collect();
+            format!("({})", grams.join(" AND "))
+        })
+        .collect();
+    Some(alternatives.join(" OR "))
 }
 
 /// `value` with LIKE's wildcards and escape character taken literally.
@@ -567,6 +607,25 @@ mod tests {
     use super::*;
     use ferry_core::filter::Accept;
     use sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
+
+    #[test]
+    fn an_identifier_piece_becomes_its_trigrams_at_each_of_four_alignments() {
+        assert_eq!(
+            id_gram_query("ABCDEFGH").unwrap(),
+            r#"("ABC" AND "EFG") OR ("BCD" AND "FGH") OR ("CDE") OR ("DEF")"#
+        );
+        assert_eq!(
+            id_gram_query("ABCDEF").unwrap(),
+            r#"("ABC") OR ("BCD") OR ("CDE") OR ("DEF")"#
+        );
+        assert_eq!(
+            id_gram_query("ABCDE"),
+            None,
+            "too short for every alignment"
+        );
+        assert_eq!(id_gram_query("ABC-DEF"), None, "no identifier has a dash");
+        assert_eq!(id_gram_query("ÄBCDEFG"), None);
+    }
 
     #[test]
     fn every_filter_value_is_bound_not_inlined() {

@@ -48,6 +48,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0006_task_entities.sql"),
     ),
     (7, include_str!("../migrations/sqlite/0007_task_counts.sql")),
+    (
+        8,
+        include_str!("../migrations/sqlite/0008_batched_indexing.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -87,12 +91,19 @@ impl SqliteStore {
 }
 
 async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    migrate_with(pool, MIGRATIONS).await
+}
+
+async fn migrate_with(
+    pool: &SqlitePool,
+    migrations: &[(i64, &'static str)],
+) -> Result<(), StoreError> {
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS ferry_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )
     .execute(pool)
     .await?;
-    for &(version, sql) in MIGRATIONS {
+    for &(version, sql) in migrations {
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         let done: Option<i64> =
             sqlx::query_scalar("SELECT version FROM ferry_migrations WHERE version = ?")
@@ -159,6 +170,62 @@ fn multi_row(head: &str, row: &str, n: usize) -> String {
         sql.push_str(row);
     }
     sql
+}
+
+/// The trigrams of a task identifier (`t.id`) that `task_id_grams` keeps: those starting
+/// at every fourth character (migration 0008, which backfills with the same expression).
+const ID_GRAMS: &str = "substr(t.id, 1, 3) || ' ' || substr(t.id, 5, 3) || ' ' || substr(t.id, 9, 3) || ' ' || substr(t.id, 13, 3) || ' ' || substr(t.id, 17, 3) || ' ' || substr(t.id, 21, 3)";
+
+/// Makes the tasks just inserted in this transaction searchable (`task_search` gives each
+/// a rowid; `task_entity_fts` and `task_id_grams` index it) and adds them to the running
+/// counts (`task_counts`): one statement per table for the whole batch, which costs a
+/// fraction of what a trigger per row did.
+async fn index_inserted(tx: &mut Tx, tasks: &[(&str, &str, Status)]) -> Result<(), StoreError> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    // The one writer gives the new rows rowids above every rowid there now.
+    let before: i64 = sqlx::query("SELECT COALESCE(MAX(rowid), 0) FROM task_search")
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?;
+    for chunk in tasks.chunks(CHUNK) {
+        let sql = multi_row("task_search (task_id)", "(?)", chunk.len());
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (id, _, _) in chunk {
+            q = q.bind(*id);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    for (table, columns, values) in [
+        (
+            "task_entity_fts",
+            "entity_identifier",
+            "t.entity_identifier",
+        ),
+        ("task_id_grams", "grams", ID_GRAMS),
+    ] {
+        let sql = format!(
+            "INSERT INTO {table} (rowid, {columns}) SELECT s.rowid, {values}
+             FROM task_search s JOIN tasks t ON t.id = s.task_id WHERE s.rowid > ?"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(before)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let mut counts: BTreeMap<(&str, Status), i64> = BTreeMap::new();
+    for (_, route, status) in tasks {
+        *counts.entry((*route, *status)).or_default() += 1;
+    }
+    let sql = multi_row("task_counts (route, status, n)", "(?, ?, ?)", counts.len())
+        + " ON CONFLICT (route, status) DO UPDATE SET n = n + excluded.n";
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for ((route, status), n) in counts {
+        q = q.bind(route).bind(status.as_str()).bind(n);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
 }
 
 async fn insert_messages(tx: &mut Tx, rows: &[(&str, Phase, &Message)]) -> Result<(), StoreError> {
@@ -335,6 +402,11 @@ impl Store for SqliteStore {
             }
             q.execute(&mut *tx).await?;
         }
+        let inserted: Vec<(&str, &str, Status)> = tasks
+            .iter()
+            .map(|t| (t.id.as_str(), t.route.as_str(), Status::New))
+            .collect();
+        index_inserted(&mut tx, &inserted).await?;
         let messages: Vec<(&str, Phase, &Message)> = tasks
             .iter()
             .flat_map(|t| {
@@ -938,7 +1010,7 @@ impl Store for SqliteStore {
 
     async fn import_tasks(&self, records: &[TaskRecord]) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
-        let mut created = 0;
+        let mut created = Vec::new();
         let now = Timestamp::now();
         for r in records {
             let mut statements = query::import_task(r, now).into_iter();
@@ -975,13 +1047,14 @@ impl Store for SqliteStore {
                 .bind(t.entity_data.to_string())
                 .execute(&mut *tx)
                 .await?;
-            created += 1;
+            created.push((s.id.as_str(), s.route.as_str(), status));
             for s in statements {
                 bound!(s).execute(&mut *tx).await?;
             }
         }
+        index_inserted(&mut tx, &created).await?;
         tx.commit().await?;
-        Ok(created)
+        Ok(created.len() as u64)
     }
 
     async fn recover_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
@@ -1005,5 +1078,58 @@ impl Store for SqliteStore {
         .rows_affected();
         tx.commit().await?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::filter::Accept;
+
+    #[tokio::test]
+    async fn tasks_stored_before_batched_indexing_stay_searchable_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("ferry.db").display());
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let old = SqlitePool::connect_with(options).await.unwrap();
+        migrate_with(&old, &MIGRATIONS[..7]).await.unwrap();
+        let id = "01JDQ8M5V3W3K1C7Y2P6Z0A9BX";
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "INSERT INTO tasks (id, route, entity_schema, entity_identifier, status, created_at, updated_at)
+             VALUES ('{id}', 'shop', 'product', 'SKU-OLD-1', 'failed', 1, 1);
+             INSERT INTO task_entities (task_id, entity_data) VALUES ('{id}', '{{}}');"
+        )))
+        .execute(&old)
+        .await
+        .unwrap();
+        old.close().await;
+
+        let store = SqliteStore::open(&url).await.unwrap();
+        let found = |pairs: [(&'static str, &'static str); 1]| {
+            let q = TaskQuery::parse(pairs, Accept::All).unwrap();
+            let store = &store;
+            async move { store.list_tasks(&q).await.unwrap().total }
+        };
+        assert_eq!(found([("identifier", "K1C7Y2P6")]).await, 1);
+        assert_eq!(found([("entity_identifier", "OLD-1")]).await, 1);
+        let counts = store.counts_by_route().await.unwrap();
+        assert_eq!(counts["shop"].get(Status::Failed), 1);
+
+        let rule = PruneRule {
+            updated_before: Timestamp::from_millis(2),
+            max_tasks: None,
+        };
+        assert_eq!(store.prune(&rule, 10).await.unwrap(), 1);
+        assert_eq!(found([("identifier", "K1C7Y2P6")]).await, 0);
+        let left: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM task_search) + (SELECT COUNT(*) FROM task_id_grams)
+                  + (SELECT COUNT(*) FROM task_entity_fts)",
+        )
+        .fetch_one(&store.reader)
+        .await
+        .unwrap();
+        assert_eq!(left, 0, "pruning empties the search tables");
     }
 }
