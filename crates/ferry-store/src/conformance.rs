@@ -1454,6 +1454,20 @@ pub async fn status_counts_agree_with_counting_the_tasks_after_every_kind_of_cha
         .await
         .unwrap();
     counts_agree(store, "after a bulk skip").await;
+    let skipped = &tasks[1].id; // on route b, skipped above
+    store
+        .act_on_task(skipped, &request(Action::Retry, 91_000))
+        .await
+        .unwrap();
+    counts_agree(store, "after retrying one task").await;
+    store
+        .act_on_ids(
+            std::slice::from_ref(skipped),
+            &request(Action::Skip, 92_000),
+        )
+        .await
+        .unwrap();
+    counts_agree(store, "after skipping by identifiers").await;
     let rule = PruneRule {
         updated_before: at(100_000),
         max_tasks: None,

@@ -214,18 +214,46 @@ async fn index_inserted(tx: &mut Tx, tasks: &[(&str, &str, Status)]) -> Result<(
             .execute(&mut **tx)
             .await?;
     }
-    let mut counts: BTreeMap<(&str, Status), i64> = BTreeMap::new();
+    let mut counts = CountChanges::default();
     for (_, route, status) in tasks {
-        *counts.entry((*route, *status)).or_default() += 1;
+        counts.add(route, *status, 1);
     }
-    let sql = multi_row("task_counts (route, status, n)", "(?, ?, ?)", counts.len())
-        + " ON CONFLICT (route, status) DO UPDATE SET n = n + excluded.n";
-    let mut q = sqlx::query(AssertSqlSafe(sql));
-    for ((route, status), n) in counts {
-        q = q.bind(route).bind(status.as_str()).bind(n);
+    counts.store(tx).await
+}
+
+/// Changes to the running counts (`task_counts`, migration 0007) by route and status.
+/// The statements that insert tasks or change their status collect them and store them
+/// in the same transaction, one statement for a whole batch (migration 0008 dropped the
+/// triggers that did it a row at a time); deleted tasks are still counted by a trigger.
+#[derive(Default)]
+struct CountChanges(BTreeMap<(String, Status), i64>);
+
+impl CountChanges {
+    fn add(&mut self, route: &str, status: Status, n: i64) {
+        *self.0.entry((route.to_owned(), status)).or_default() += n;
     }
-    q.execute(&mut **tx).await?;
-    Ok(())
+
+    /// `n` tasks of `route` went from `from` to `to`.
+    fn moved(&mut self, route: &str, from: Status, to: Status, n: i64) {
+        if from != to {
+            self.add(route, from, -n);
+            self.add(route, to, n);
+        }
+    }
+
+    async fn store(self, tx: &mut Tx) -> Result<(), StoreError> {
+        let changes: Vec<_> = self.0.into_iter().filter(|(_, n)| *n != 0).collect();
+        for chunk in changes.chunks(CHUNK) {
+            let sql = multi_row("task_counts (route, status, n)", "(?, ?, ?)", chunk.len())
+                + " ON CONFLICT (route, status) DO UPDATE SET n = n + excluded.n";
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for ((route, status), n) in chunk {
+                q = q.bind(route.as_str()).bind(status.as_str()).bind(*n);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
 }
 
 async fn insert_messages(tx: &mut Tx, rows: &[(&str, Phase, &Message)]) -> Result<(), StoreError> {
@@ -313,10 +341,22 @@ async fn apply_to_eligible(
     .bind(action_message(request))
     .execute(&mut **tx)
     .await?;
+    let before: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT route, status, COUNT(*) FROM tasks
+         WHERE id IN (SELECT id FROM temp.acting) GROUP BY route, status",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
     let update = action_update(request)
         .and_where(Expr::cust("id IN (SELECT id FROM temp.acting)"))
         .to_owned();
-    Ok(bound!(update).execute(&mut **tx).await?.rows_affected())
+    let changed = bound!(update).execute(&mut **tx).await?.rows_affected();
+    let mut counts = CountChanges::default();
+    for (route, status, n) in before {
+        counts.moved(&route, rows::status(&status)?, request.action.target(), n);
+    }
+    counts.store(tx).await?;
+    Ok(changed)
 }
 
 /// Status counts. A filter on routes and statuses alone (or none) reads the running
@@ -361,7 +401,15 @@ fn chosen(cond: Cond) -> SelectStatement {
 }
 
 fn allowed_condition(request: &ActionRequest) -> Expr {
-    Expr::col("status").is_in(query::statuses(request.action.allowed_from()))
+    status_checked().is_in(query::statuses(request.action.allowed_from()))
+}
+
+/// `status` as a condition checked on the rows that a list of identifiers finds. Plain
+/// `status`, next to a few hundred identifiers, made SQLite's planner walk an index on
+/// `status` through every task of that status instead: with 50,000 tasks processing,
+/// updates of 200 leased tasks took four times as long.
+fn status_checked() -> Expr {
+    Expr::cust("+status")
 }
 
 crate::access::access_store!(SqliteStore, SqliteQueryBuilder, reader, writer);
@@ -651,28 +699,41 @@ impl Store for SqliteStore {
         // New and due-retry tasks are picked apart, each straight from its index
         // (`tasks_route_status_created`): one `status IN …` walk of the route in creation
         // order would step over every finished task first, slower as the route ages.
+        let chosen: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, status FROM (
+                 SELECT * FROM (
+                     SELECT id, status, created_at FROM tasks WHERE route = ?1 AND status = 'new'
+                     ORDER BY created_at, id LIMIT ?3)
+                 UNION ALL
+                 SELECT * FROM (
+                     SELECT id, status, created_at FROM tasks
+                     WHERE route = ?1 AND status = 'retry' AND next_attempt_at <= ?2
+                     ORDER BY created_at, id LIMIT ?3))
+             ORDER BY created_at, id LIMIT ?3",
+        )
+        .bind(r.route)
+        .bind(r.now.millis())
+        .bind(i64::from(r.limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut counts = CountChanges::default();
+        for (_, status) in &chosen {
+            counts.moved(r.route, rows::status(status)?, Status::Processing, 1);
+        }
+        counts.store(&mut tx).await?;
+        let chosen =
+            serde_json::Value::from(chosen.into_iter().map(|(id, _)| id).collect::<Vec<_>>());
         let rows = sqlx::query(
             "UPDATE tasks SET status = 'processing', attempts = attempts + 1, updated_at = ?1,
                     lease_owner = ?2, lease_until = ?3
-             WHERE id IN (
-                 SELECT id FROM (
-                     SELECT * FROM (
-                         SELECT id, created_at FROM tasks WHERE route = ?4 AND status = 'new'
-                         ORDER BY created_at, id LIMIT ?5)
-                     UNION ALL
-                     SELECT * FROM (
-                         SELECT id, created_at FROM tasks
-                         WHERE route = ?4 AND status = 'retry' AND next_attempt_at <= ?1
-                         ORDER BY created_at, id LIMIT ?5))
-                 ORDER BY created_at, id LIMIT ?5)
+             WHERE id IN (SELECT value FROM json_each(?4))
              RETURNING id, route, entity_schema, entity_identifier, status, attempts, created_at,
                        updated_at, last_error, next_attempt_at",
         )
         .bind(r.now.millis())
         .bind(r.worker)
         .bind(lease_until.millis())
-        .bind(r.route)
-        .bind(i64::from(r.limit))
+        .bind(chosen.to_string())
         .fetch_all(&mut *tx)
         .await?;
         // Their entities, in one statement: the identifiers as one JSON array.
@@ -717,6 +778,7 @@ impl Store for SqliteStore {
     async fn complete(&self, worker: &str, completions: &[Completion]) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
         let mut recorded: Vec<&Completion> = Vec::with_capacity(completions.len());
+        let mut counts = CountChanges::default();
         // One UPDATE … FROM (VALUES …) per chunk: only the tasks this worker still
         // holds change, and RETURNING says which.
         for chunk in completions.chunks(CHUNK) {
@@ -727,9 +789,9 @@ impl Store for SqliteStore {
                         last_error = c.last_error, next_attempt_at = c.next_attempt_at,
                         lease_owner = NULL, lease_until = NULL
                  FROM c WHERE tasks.id = c.id AND tasks.status = 'processing' AND tasks.lease_owner = ?
-                 RETURNING tasks.id"
+                 RETURNING tasks.id, tasks.route, tasks.status"
             );
-            let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+            let mut q = sqlx::query_as::<_, (String, String, String)>(AssertSqlSafe(sql));
             for c in chunk {
                 let next_attempt = match &c.outcome {
                     Outcome::Retry { at, .. } => Some(at.millis()),
@@ -742,12 +804,11 @@ impl Store for SqliteStore {
                     .bind(c.outcome.error())
                     .bind(next_attempt);
             }
-            let updated: HashSet<String> = q
-                .bind(worker)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
+            let mut updated = HashSet::new();
+            for (id, route, status) in q.bind(worker).fetch_all(&mut *tx).await? {
+                counts.moved(&route, Status::Processing, rows::status(&status)?, 1);
+                updated.insert(id);
+            }
             for c in chunk {
                 if updated.contains(c.id.as_str()) {
                     recorded.push(c);
@@ -778,6 +839,7 @@ impl Store for SqliteStore {
             .flat_map(|c| c.messages.iter().map(|m| (c.id.as_str(), Phase::Export, m)))
             .collect();
         insert_messages(&mut tx, &messages).await?;
+        counts.store(&mut tx).await?;
         tx.commit().await?;
         Ok(recorded.len() as u64)
     }
@@ -785,6 +847,7 @@ impl Store for SqliteStore {
     async fn release(&self, worker: &str, ids: &[TaskId]) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
         let mut n = 0;
+        let mut counts = CountChanges::default();
         for chunk in ids.chunks(CHUNK) {
             let stmt = Query::update()
                 .table(TASKS)
@@ -793,11 +856,20 @@ impl Store for SqliteStore {
                 .value("lease_owner", Option::<String>::None)
                 .value("lease_until", Option::<i64>::None)
                 .and_where(Expr::col("id").is_in(chunk.iter().map(TaskId::as_str)))
-                .and_where(Expr::col("status").eq(Status::Processing.as_str()))
+                .and_where(status_checked().eq(Status::Processing.as_str()))
                 .and_where(Expr::col("lease_owner").eq(worker))
+                .returning_col("route")
                 .to_owned();
-            n += bound!(stmt).execute(&mut *tx).await?.rows_affected();
+            let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
+            let routes: Vec<String> = sqlx::query_scalar_with(AssertSqlSafe(sql), values)
+                .fetch_all(&mut *tx)
+                .await?;
+            for route in &routes {
+                counts.moved(route, Status::Processing, Status::New, 1);
+            }
+            n += routes.len() as u64;
         }
+        counts.store(&mut tx).await?;
         tx.commit().await?;
         Ok(n)
     }
@@ -815,7 +887,7 @@ impl Store for SqliteStore {
                 .table(TASKS)
                 .value("lease_until", until.millis())
                 .and_where(Expr::col("id").is_in(chunk.iter().map(TaskId::as_str)))
-                .and_where(Expr::col("status").eq(Status::Processing.as_str()))
+                .and_where(status_checked().eq(Status::Processing.as_str()))
                 .and_where(Expr::col("lease_owner").eq(worker))
                 .to_owned();
             n += bound!(stmt).execute(&mut *tx).await?.rows_affected();
@@ -1068,16 +1140,20 @@ impl Store for SqliteStore {
         .bind(now.millis())
         .execute(&mut *tx)
         .await?;
-        let n = sqlx::query(
+        let routes: Vec<String> = sqlx::query_scalar(
             "UPDATE tasks SET status = 'new', updated_at = ?1, lease_owner = NULL, lease_until = NULL
-             WHERE status = 'processing' AND lease_until < ?1",
+             WHERE status = 'processing' AND lease_until < ?1 RETURNING route",
         )
         .bind(now.millis())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut counts = CountChanges::default();
+        for route in &routes {
+            counts.moved(route, Status::Processing, Status::New, 1);
+        }
+        counts.store(&mut tx).await?;
         tx.commit().await?;
-        Ok(n)
+        Ok(routes.len() as u64)
     }
 }
 

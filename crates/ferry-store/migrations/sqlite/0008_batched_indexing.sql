@@ -1,8 +1,9 @@
 -- Two changes that make inserting tasks about twice as fast (issue 7):
 --
 -- 1. New tasks are made searchable and counted by the code that inserts them, with one
---    statement per table for a whole batch (`index_inserted` in sqlite.rs), no longer by
---    triggers that ran once per row. Updates and deletes keep their triggers.
+--    statement per table for a whole batch (`index_inserted` in sqlite.rs), and the
+--    statements that change a status count the change the same way (`CountChanges`),
+--    no longer triggers that ran once per row. Deletes keep their triggers.
 --
 -- 2. The identifier's index is sparse. FTS5 taking all 24 trigrams of a random
 --    26-character identifier was most of an insert's time. `task_id_grams` keeps the
@@ -14,6 +15,7 @@
 --    same tasks.
 DROP TRIGGER tasks_search_insert;
 DROP TRIGGER task_counts_insert;
+DROP TRIGGER task_counts_update;
 DROP TRIGGER tasks_search_delete;
 DROP TABLE tasks_fts;
 
