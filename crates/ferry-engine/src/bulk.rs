@@ -6,8 +6,10 @@
 //! cancel is honoured.
 
 use crate::Engine;
-use ferry_core::{JobState, TaskFilter, Timestamp};
-use ferry_store::{ActionRequest, BulkJob, FILTER_ACTION_BATCH, FilterAction, Store, StoreError};
+use ferry_core::{JobState, TaskFilter, TaskId, Timestamp};
+use ferry_store::{
+    ActionRequest, BulkJob, FILTER_ACTION_BATCH, FilterAction, FilterStep, Store, StoreError,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,15 +69,26 @@ async fn work_through(
     batch: u32,
 ) {
     let mut changed = 0u64;
+    let mut after = None;
     let (state, error) = loop {
-        let n = match step(&*store, &filter, &request, begun.action_id, batch).await {
-            Ok(n) => n,
+        let done = match step(
+            &*store,
+            &filter,
+            &request,
+            begun.action_id,
+            after.as_ref(),
+            batch,
+        )
+        .await
+        {
+            Ok(done) => done,
             Err(e) => break (JobState::Failed, Some(e.to_string())),
         };
-        changed += u64::from(n);
-        if n < batch {
+        changed += u64::from(done.changed);
+        if done.changed < batch {
             break (JobState::Done, None);
         }
+        after = done.resume_after;
         match store.bulk_job_progress(id, changed, Timestamp::now()).await {
             Ok(false) => {}
             Ok(true) => break (JobState::Cancelled, None),
@@ -109,16 +122,17 @@ async fn step(
     filter: &TaskFilter,
     request: &ActionRequest,
     action_id: i64,
+    after: Option<&TaskId>,
     batch: u32,
-) -> Result<u32, StoreError> {
+) -> Result<FilterStep, StoreError> {
     let mut tries = 0;
     loop {
         tries += 1;
         match store
-            .step_filter_action(filter, request, action_id, batch)
+            .step_filter_action(filter, request, action_id, after, batch)
             .await
         {
-            Ok(n) => return Ok(n),
+            Ok(done) => return Ok(done),
             Err(e) if tries < BATCH_TRIES => {
                 tracing::warn!(error = %e, tries, "a bulk job's batch failed; trying again");
                 tokio::time::sleep(Duration::from_millis(500 * u64::from(tries))).await;

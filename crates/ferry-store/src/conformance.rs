@@ -1228,15 +1228,17 @@ pub async fn a_filter_action_in_steps_acts_once_on_each_task_eligible_when_it_be
     // A task that failed after the action began is not part of it.
     let late = seed(store, "r", Status::Failed, 2_000).await;
     let mut steps = Vec::new();
+    let mut after = None;
     loop {
-        let n = store
-            .step_filter_action(&filter, &req, begun.action_id, 3)
+        let step = store
+            .step_filter_action(&filter, &req, begun.action_id, after.as_ref(), 3)
             .await
             .unwrap();
-        steps.push(n);
-        if n < 3 {
+        steps.push(step.changed);
+        if step.changed < 3 {
             break;
         }
+        after = step.resume_after;
     }
     assert_eq!(steps, vec![3, 3, 1]);
     for id in &failed {
@@ -1244,11 +1246,13 @@ pub async fn a_filter_action_in_steps_acts_once_on_each_task_eligible_when_it_be
     }
     assert_eq!(status_of(store, &late).await, Status::Failed);
     // Once more: nothing left, however often it is asked.
-    let again = store
-        .step_filter_action(&filter, &req, begun.action_id, 3)
-        .await
-        .unwrap();
-    assert_eq!(again, 0);
+    for after in [None, after.as_ref()] {
+        let again = store
+            .step_filter_action(&filter, &req, begun.action_id, after, 3)
+            .await
+            .unwrap();
+        assert_eq!(again.changed, 0);
+    }
     let outcome = begun.outcome(7);
     store
         .finish_filter_action(begun.action_id, &outcome)

@@ -12,7 +12,7 @@ use crate::store::*;
 use async_trait::async_trait;
 use ferry_core::task::{Level, Message, NewTask, Phase, Task};
 use ferry_core::{Status, TaskFilter, TaskId, TaskQuery, Timestamp};
-use sea_query::{Expr, ExprTrait, LockBehavior, LockType, PostgresQueryBuilder, Query};
+use sea_query::{Expr, ExprTrait, LockBehavior, LockType, Order, PostgresQueryBuilder, Query};
 use sea_query_sqlx::SqlxBinder;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
@@ -198,13 +198,14 @@ async fn finish_action(tx: &mut Tx, id: i64, o: &BulkOutcome) -> Result<(), Stor
 }
 
 /// Changes, links and logs the tasks matching `eligible` in one statement, so exactly
-/// the changed tasks are linked and logged even while workers claim others.
+/// the changed tasks are linked and logged even while workers claim others. Answers
+/// how many changed and the highest identifier among them.
 async fn apply_to_eligible(
     tx: &mut Tx,
     eligible: sea_query::Cond,
     action_id: i64,
     request: &ActionRequest,
-) -> Result<u64, StoreError> {
+) -> Result<(u64, Option<String>), StoreError> {
     let update = action_update(request)
         .cond_where(eligible)
         .returning_col("id")
@@ -217,17 +218,18 @@ async fn apply_to_eligible(
     let sql = format!(
         "WITH upd AS ({update_sql}),
               link AS (INSERT INTO task_actions (task_id, action_id) SELECT id, ${a} FROM upd
-                       ON CONFLICT DO NOTHING)
-         INSERT INTO task_messages (task_id, phase, at, level, message)
-         SELECT id, 'export', ${b}, 'info', ${c} FROM upd",
+                       ON CONFLICT DO NOTHING),
+              logged AS (INSERT INTO task_messages (task_id, phase, at, level, message)
+                         SELECT id, 'export', ${b}, 'info', ${c} FROM upd)
+         SELECT COUNT(*), MAX(id) FROM upd",
         a = n + 1,
         b = n + 2,
         c = n + 3
     );
-    Ok(sqlx::query_with(AssertSqlSafe(sql), values)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected())
+    let (changed, last): (i64, Option<String>) = sqlx::query_as_with(AssertSqlSafe(sql), values)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok((changed as u64, last))
 }
 
 async fn count_by_status<'e>(
@@ -453,7 +455,7 @@ impl Store for PgStore {
         let cond = sea_query::Cond::all()
             .add(Expr::col("id").eq(id.as_str()))
             .add(allowed_condition(request));
-        let changed = apply_to_eligible(&mut tx, cond, action_id, request).await?;
+        let (changed, _) = apply_to_eligible(&mut tx, cond, action_id, request).await?;
         let outcome = BulkOutcome {
             matched: 1,
             changed,
@@ -501,7 +503,9 @@ impl Store for PgStore {
             let cond = sea_query::Cond::all()
                 .add(Expr::col("id").is_in(chunk.iter().copied()))
                 .add(allowed_condition(request));
-            outcome.changed += apply_to_eligible(&mut tx, cond, action_id, request).await?;
+            outcome.changed += apply_to_eligible(&mut tx, cond, action_id, request)
+                .await?
+                .0;
             outcome.matched += found as u64;
             outcome.not_found += chunk.len() as u64 - found as u64;
         }
@@ -529,24 +533,38 @@ impl Store for PgStore {
         filter: &TaskFilter,
         request: &ActionRequest,
         action_id: i64,
+        after: Option<&TaskId>,
         limit: u32,
-    ) -> Result<u32, StoreError> {
+    ) -> Result<FilterStep, StoreError> {
         let Some(eligible) = step_filter(filter, request) else {
-            return Ok(0);
+            return Ok(FilterStep::default());
         };
-        // Tasks a worker holds locked right now are left to the next batch.
-        let batch = Query::select()
+        // In identifier order from where the last batch ended: the versions of the rows
+        // earlier batches changed stay in the indexes until vacuumed, and a batch that
+        // began from the start again would step over all of them (a 1M retry took 200 s).
+        // Tasks another transaction holds locked right now are left out: being changed.
+        let mut batch = Query::select()
             .column("id")
             .from(TASKS)
             .cond_where(query::condition(D, &eligible))
+            .order_by("id", Order::Asc)
             .limit(u64::from(limit))
             .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
             .to_owned();
+        if let Some(after) = after {
+            batch.and_where(Expr::col("id").gt(after.as_str()));
+        }
         let cond = sea_query::Cond::all().add(Expr::col("id").in_subquery(batch));
         let mut tx = self.write().await?;
-        let n = apply_to_eligible(&mut tx, cond, action_id, request).await?;
+        let (n, last) = apply_to_eligible(&mut tx, cond, action_id, request).await?;
         tx.commit().await?;
-        Ok(n as u32)
+        Ok(FilterStep {
+            changed: n as u32,
+            resume_after: last
+                .map(|id| TaskId::parse(&id))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("a task identifier in the store: {e}")))?,
+        })
     }
 
     async fn finish_filter_action(

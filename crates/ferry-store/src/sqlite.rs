@@ -668,18 +668,24 @@ impl Store for SqliteStore {
         filter: &TaskFilter,
         request: &ActionRequest,
         action_id: i64,
+        _after: Option<&TaskId>,
         limit: u32,
-    ) -> Result<u32, StoreError> {
+    ) -> Result<FilterStep, StoreError> {
         let Some(eligible) = step_filter(filter, request) else {
-            return Ok(0);
+            return Ok(FilterStep::default());
         };
+        // What is left is found straight from the indexes: a changed task leaves the
+        // status's part of them, so no batch steps over the ones before it.
         let batch = chosen(query::condition(D, &eligible))
             .limit(u64::from(limit))
             .to_owned();
         let mut tx = self.write().await?;
         let n = apply_to_eligible(&mut tx, batch, action_id, request).await?;
         tx.commit().await?;
-        Ok(n as u32)
+        Ok(FilterStep {
+            changed: n as u32,
+            resume_after: None,
+        })
     }
 
     async fn finish_filter_action(

@@ -125,6 +125,20 @@ pub fn step_filter(filter: &TaskFilter, request: &ActionRequest) -> Option<TaskF
     Some(eligible)
 }
 
+/// What one batch of a bulk action by filter did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FilterStep {
+    /// Tasks it changed.
+    pub changed: u32,
+    /// Where the next batch starts, for a store that walks the tasks in identifier order:
+    /// every task up to this identifier that the action may change has been changed
+    /// (or was held by another transaction at that moment: being changed anyway).
+    /// PostgreSQL walks so, since an index there keeps the row versions a batch left
+    /// behind, and each batch would otherwise step over all of them again. `None` from
+    /// a store that finds what is left without it (SQLite).
+    pub resume_after: Option<TaskId>,
+}
+
 /// A bulk action by filter that has begun.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FilterAction {
@@ -339,14 +353,22 @@ pub trait Store:
     ) -> Result<BulkOutcome, StoreError> {
         let begun = self.begin_filter_action(filter, request).await?;
         let mut changed = 0;
+        let mut after = None;
         loop {
-            let n = self
-                .step_filter_action(filter, request, begun.action_id, FILTER_ACTION_BATCH)
+            let step = self
+                .step_filter_action(
+                    filter,
+                    request,
+                    begun.action_id,
+                    after.as_ref(),
+                    FILTER_ACTION_BATCH,
+                )
                 .await?;
-            changed += u64::from(n);
-            if n < FILTER_ACTION_BATCH {
+            changed += u64::from(step.changed);
+            if step.changed < FILTER_ACTION_BATCH {
                 break;
             }
+            after = step.resume_after;
         }
         let outcome = begun.outcome(changed);
         self.finish_filter_action(begun.action_id, &outcome).await?;
@@ -364,15 +386,17 @@ pub trait Store:
     /// One batch of a bulk action by filter, in its own transaction: acts on at most
     /// `limit` tasks that match, are eligible and were last updated no later than the
     /// action began (so a task a worker finished again meanwhile is not acted on twice);
-    /// links and logs each. Answers how many changed; fewer than `limit` means none is
-    /// left.
+    /// links and logs each. `after` is the previous batch's
+    /// [`resume_after`](FilterStep::resume_after) (`None` for the first). Fewer than
+    /// `limit` changed means none is left.
     async fn step_filter_action(
         &self,
         filter: &TaskFilter,
         request: &ActionRequest,
         action_id: i64,
+        after: Option<&TaskId>,
         limit: u32,
-    ) -> Result<u32, StoreError>;
+    ) -> Result<FilterStep, StoreError>;
 
     /// Records a bulk action's final counts in the audit trail.
     async fn finish_filter_action(
