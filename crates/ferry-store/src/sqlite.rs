@@ -17,7 +17,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -727,52 +727,37 @@ impl Store for SqliteStore {
             counts.moved(r.route, rows::status(status)?, Status::Processing, 1);
         }
         counts.store(&mut tx).await?;
+        // The chosen tasks are read with their entities, then changed: the update then
+        // returns nothing, and its effect on them is applied here.
         let chosen =
-            serde_json::Value::from(chosen.into_iter().map(|(id, _)| id).collect::<Vec<_>>());
-        let rows = sqlx::query(
+            serde_json::Value::from(chosen.into_iter().map(|(id, _)| id).collect::<Vec<_>>())
+                .to_string();
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{DETAIL_SELECT} WHERE t.id IN (SELECT value FROM json_each(?))"
+        )))
+        .bind(&chosen)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query(
             "UPDATE tasks SET status = 'processing', attempts = attempts + 1, updated_at = ?1,
                     lease_owner = ?2, lease_until = ?3
-             WHERE id IN (SELECT value FROM json_each(?4))
-             RETURNING id, route, entity_schema, entity_identifier, status, attempts, created_at,
-                       updated_at, last_error, next_attempt_at",
+             WHERE id IN (SELECT value FROM json_each(?4))",
         )
         .bind(r.now.millis())
         .bind(r.worker)
         .bind(lease_until.millis())
-        .bind(chosen.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-        // Their entities, in one statement: the identifiers as one JSON array.
-        let ids = serde_json::Value::from(
-            rows.iter()
-                .map(|row| row.try_get::<String, _>("id"))
-                .collect::<Result<Vec<_>, _>>()?,
-        );
-        let entities: Vec<(String, String)> = sqlx::query_as(
-            "SELECT e.task_id, e.entity_data FROM json_each(?) j
-             JOIN task_entities e ON e.task_id = j.value",
-        )
-        .bind(ids.to_string())
-        .fetch_all(&mut *tx)
+        .bind(&chosen)
+        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        let mut entities: HashMap<String, String> = entities.into_iter().collect();
         let mut tasks = rows
             .iter()
             .map(|row| {
-                let summary = rows::summary(row)?;
-                let data = entities.remove(summary.id.as_str()).ok_or_else(|| {
-                    StoreError::Corrupt(format!("task {} has no entity", summary.id))
-                })?;
-                Ok(Task {
-                    summary,
-                    entity_data: serde_json::from_str(&data)
-                        .map_err(|e| StoreError::Corrupt(format!("entity data: {e}")))?,
-                    last_error: row.try_get("last_error")?,
-                    next_attempt_at: row
-                        .try_get::<Option<i64>, _>("next_attempt_at")?
-                        .map(Timestamp::from_millis),
-                })
+                let mut task = rows::detail(row)?;
+                task.summary.status = Status::Processing;
+                task.summary.attempts += 1;
+                task.summary.updated_at = r.now;
+                Ok(task)
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         tasks.sort_by(|a, b| {
