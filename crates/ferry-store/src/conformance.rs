@@ -624,7 +624,11 @@ pub async fn a_claimed_task_is_not_claimed_again(store: &dyn Store) {
     assert!(second.is_empty());
     for claimed in &first {
         let stored = store.get_task(&claimed.summary.id).await.unwrap();
-        assert_eq!(Some(claimed), stored.as_ref(), "a claim answers the task as stored");
+        assert_eq!(
+            Some(claimed),
+            stored.as_ref(),
+            "a claim answers the task as stored"
+        );
         assert_eq!(claimed.summary.status, Status::Processing);
         assert_eq!(claimed.summary.attempts, 1);
     }

@@ -217,11 +217,11 @@ impl From<BulkOutcome> for BulkResult {
     }
 }
 
-/// The list's query parameters (documentation; parsing is `TaskQuery::parse`).
+/// The filter of the list and the counts (documentation; parsing is `TaskQuery::parse`).
 #[derive(IntoParams, Deserialize)]
 #[into_params(parameter_in = Query)]
 #[expect(dead_code, reason = "read by the OpenAPI derive only")]
-pub struct ListParams {
+pub struct FilterParams {
     /// Route id; repeat for several.
     route: Option<Vec<String>>,
     /// new, processing, finished, failed, skipped, retry; repeatable.
@@ -238,6 +238,13 @@ pub struct ListParams {
     entity_schema_match: Option<String>,
     entity_identifier: Option<String>,
     entity_identifier_match: Option<String>,
+}
+
+/// The list's own query parameters, besides the filter.
+#[derive(IntoParams, Deserialize)]
+#[into_params(parameter_in = Query)]
+#[expect(dead_code, reason = "read by the OpenAPI derive only")]
+pub struct ListParams {
     /// 1-based.
     page: Option<u32>,
     /// Default 50, at most 500.
@@ -246,11 +253,19 @@ pub struct ListParams {
     sort: Option<String>,
     /// desc (default) or asc.
     order: Option<String>,
-    /// The list: exact (default), count every match; capped, count up to 10,000 and no
-    /// further (quick however many tasks match; `total_exact` says whether the count
-    /// stopped). The counts: exact (default) or estimate, exact up to 10,000 matches and
-    /// above that the store's estimate where it keeps one (PostgreSQL; `exact` false).
-    /// The counts take no paging or sorting parameter.
+    /// exact (default), count every match; capped, count up to 10,000 and no further
+    /// (quick however many tasks match; `total_exact` says whether the count stopped).
+    count: Option<String>,
+}
+
+/// The counts' own query parameter, besides the filter (they take no paging or sorting
+/// parameter).
+#[derive(IntoParams, Deserialize)]
+#[into_params(parameter_in = Query)]
+#[expect(dead_code, reason = "read by the OpenAPI derive only")]
+pub struct CountsParams {
+    /// exact (default) or estimate: exact up to 10,000 matches, and above that the
+    /// store's estimate where it keeps one (PostgreSQL; `exact` is then false).
     count: Option<String>,
 }
 
@@ -345,7 +360,7 @@ fn action_error(e: ActionError) -> ApiError {
 // ---------------------------------------------------------------- handlers
 
 /// List tasks, filtered, sorted and paged.
-#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(ListParams),
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(FilterParams, ListParams),
     responses((status = 200, body = TaskList), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -363,7 +378,7 @@ pub async fn list(
 }
 
 /// Counts by status for the same filters as the list.
-#[utoipa::path(get, path = "/api/v1/tasks/counts", tag = "tasks", params(ListParams),
+#[utoipa::path(get, path = "/api/v1/tasks/counts", tag = "tasks", params(FilterParams, CountsParams),
     responses((status = 200, body = Counts), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn counts(
     State(state): State<AppState>,

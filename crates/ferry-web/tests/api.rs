@@ -490,6 +490,31 @@ async fn the_openapi_document_describes_the_api() {
     );
     let list = &doc["paths"]["/api/v1/tasks"]["get"]["responses"];
     assert!(list["401"].is_object() && list["403"].is_object(), "{list}");
+    let names = |path: &str| -> Vec<String> {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (list, counts) = (names("/api/v1/tasks"), names("/api/v1/tasks/counts"));
+    for filter in [
+        "route",
+        "status",
+        "identifier",
+        "entity_identifier_match",
+        "count",
+    ] {
+        assert!(list.contains(&filter.to_owned()) && counts.contains(&filter.to_owned()));
+    }
+    for paging in ["page", "per_page", "sort", "order"] {
+        assert!(list.contains(&paging.to_owned()), "{paging} in {list:?}");
+        assert!(
+            !counts.contains(&paging.to_owned()),
+            "the counts take no {paging}"
+        );
+    }
     assert_eq!(
         doc["paths"]["/healthz"]["get"]["security"],
         serde_json::json!([])
