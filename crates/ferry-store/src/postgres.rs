@@ -560,10 +560,7 @@ impl Store for PgStore {
         tx.commit().await?;
         Ok(FilterStep {
             changed: n as u32,
-            resume_after: last
-                .map(|id| TaskId::parse(&id))
-                .transpose()
-                .map_err(|e| StoreError::Corrupt(format!("a task identifier in the store: {e}")))?,
+            resume_after: last.map(TaskId::from_stored),
         })
     }
 

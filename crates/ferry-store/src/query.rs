@@ -119,6 +119,19 @@ impl Dialect {
 /// character from the first (SQLite migration 0008).
 const ID_GRAM_STEP: usize = 4;
 
+/// Characters of a task identifier (a ULID).
+const ID_LEN: usize = 26;
+
+/// SQLite: the indexed trigrams of the identifier in `column`, space-separated, as
+/// `task_id_grams` takes them (migration 0008 backfills with this same expression).
+pub fn id_grams_sql(column: &str) -> String {
+    (0..=ID_LEN - 3)
+        .step_by(ID_GRAM_STEP)
+        .map(|at| format!("substr({column}, {}, 3)", at + 1))
+        .collect::<Vec<_>>()
+        .join(" || ' ' || ")
+}
+
 /// The FTS5 query for the identifiers that may contain `value`, through their sparse
 /// trigrams; `None` when the index cannot help (fewer than `ID_GRAM_STEP + 2`
 /// characters, or a character no identifier has).
@@ -625,6 +638,14 @@ mod tests {
         );
         assert_eq!(id_gram_query("ABC-DEF"), None, "no identifier has a dash");
         assert_eq!(id_gram_query("ÄBCDEFG"), None);
+    }
+
+    #[test]
+    fn the_migration_indexes_the_identifier_trigrams_the_queries_look_for() {
+        let migration = include_str!("../migrations/sqlite/0008_batched_indexing.sql");
+        let grams = id_grams_sql("t.id");
+        assert!(migration.contains(&grams), "{grams}");
+        assert_eq!(grams.matches("substr").count(), 6);
     }
 
     #[test]

@@ -172,10 +172,6 @@ fn multi_row(head: &str, row: &str, n: usize) -> String {
     sql
 }
 
-/// The trigrams of a task identifier (`t.id`) that `task_id_grams` keeps: those starting
-/// at every fourth character (migration 0008, which backfills with the same expression).
-const ID_GRAMS: &str = "substr(t.id, 1, 3) || ' ' || substr(t.id, 5, 3) || ' ' || substr(t.id, 9, 3) || ' ' || substr(t.id, 13, 3) || ' ' || substr(t.id, 17, 3) || ' ' || substr(t.id, 21, 3)";
-
 /// Makes the tasks just inserted in this transaction searchable (`task_search` gives each
 /// a rowid; `task_entity_fts` and `task_id_grams` index it) and adds them to the running
 /// counts (`task_counts`): one statement per table for the whole batch, which costs a
@@ -201,9 +197,9 @@ async fn index_inserted(tx: &mut Tx, tasks: &[(&str, &str, Status)]) -> Result<(
         (
             "task_entity_fts",
             "entity_identifier",
-            "t.entity_identifier",
+            "t.entity_identifier".to_owned(),
         ),
-        ("task_id_grams", "grams", ID_GRAMS),
+        ("task_id_grams", "grams", query::id_grams_sql("t.id")),
     ] {
         let sql = format!(
             "INSERT INTO {table} (rowid, {columns}) SELECT s.rowid, {values}

@@ -34,7 +34,7 @@ CREATE VIRTUAL TABLE task_id_grams USING fts5(
 INSERT INTO task_entity_fts (rowid, entity_identifier)
     SELECT s.rowid, t.entity_identifier FROM task_search s JOIN tasks t ON t.id = s.task_id;
 
--- The same expression as ID_GRAMS in sqlite.rs.
+-- The same expression as `query::id_grams_sql("t.id")` (a unit test checks it).
 INSERT INTO task_id_grams (rowid, grams)
     SELECT s.rowid, substr(t.id, 1, 3) || ' ' || substr(t.id, 5, 3) || ' ' || substr(t.id, 9, 3) || ' ' || substr(t.id, 13, 3) || ' ' || substr(t.id, 17, 3) || ' ' || substr(t.id, 21, 3)
     FROM task_search s JOIN tasks t ON t.id = s.task_id;
