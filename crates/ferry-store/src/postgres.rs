@@ -6,7 +6,7 @@
 //! announced with `NOTIFY` (see [`PgStore::new_task_events`]). Migrations run under an
 //! advisory lock, so nodes starting together apply them once.
 
-use crate::query::{self, DETAIL_COLUMNS, Dialect, TASKS, action_message, action_update};
+use crate::query::{self, Dialect, TASKS, action_message, action_update};
 use crate::rows;
 use crate::store::*;
 use async_trait::async_trait;
@@ -37,6 +37,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         6,
         include_str!("../migrations/postgres/0006_task_search.sql"),
+    ),
+    (
+        7,
+        include_str!("../migrations/postgres/0007_task_entities.sql"),
     ),
 ];
 
@@ -141,13 +145,11 @@ async fn fetch_task<'e, E>(executor: E, id: &TaskId, lock: bool) -> Result<Optio
 where
     E: sqlx::Executor<'e, Database = Postgres>,
 {
-    let mut stmt = Query::select()
-        .columns(DETAIL_COLUMNS)
-        .from(TASKS)
-        .and_where(Expr::col("id").eq(id.as_str()))
+    let mut stmt = query::detail_select()
+        .and_where(Expr::col((TASKS, "id")).eq(id.as_str()))
         .to_owned();
     if lock {
-        stmt.lock(sea_query::LockType::Update);
+        stmt.lock_with_tables(sea_query::LockType::Update, [TASKS]);
     }
     bound!(stmt)
         .fetch_optional(executor)
@@ -306,6 +308,9 @@ impl Store for PgStore {
         let mut tx = self.write().await?;
         for chunk in tasks.chunks(CHUNK) {
             bound!(query::insert_tasks(chunk)).execute(&mut *tx).await?;
+            bound!(query::insert_entities(chunk))
+                .execute(&mut *tx)
+                .await?;
         }
         let messages: Vec<(&str, Phase, &Message)> = tasks
             .iter()
@@ -604,12 +609,14 @@ impl Store for PgStore {
              picked AS (
                  SELECT ctid FROM (SELECT ctid, id, created_at FROM fresh
                                    UNION ALL SELECT ctid, id, created_at FROM due) AS both_kinds
-                 ORDER BY created_at, id LIMIT $5)
-             UPDATE tasks t SET status = 'processing', attempts = t.attempts + 1, updated_at = $1,
-                    lease_owner = $2, lease_until = $3
-             FROM picked WHERE t.ctid = picked.ctid
-             RETURNING t.id, t.route, t.entity_schema, t.entity_identifier, t.status, t.attempts, t.created_at,
-                       t.updated_at, t.entity_data, t.last_error, t.next_attempt_at",
+                 ORDER BY created_at, id LIMIT $5),
+             claimed AS (
+                 UPDATE tasks t SET status = 'processing', attempts = t.attempts + 1, updated_at = $1,
+                        lease_owner = $2, lease_until = $3
+                 FROM picked WHERE t.ctid = picked.ctid
+                 RETURNING t.id, t.route, t.entity_schema, t.entity_identifier, t.status, t.attempts,
+                           t.created_at, t.updated_at, t.last_error, t.next_attempt_at)
+             SELECT c.*, e.entity_data FROM claimed c JOIN task_entities e ON e.task_id = c.id",
         )
         .bind(r.now.millis())
         .bind(r.worker)
@@ -884,7 +891,10 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await?;
         let deleted = sqlx::query(
-            "DELETE FROM tasks WHERE id = ANY($1) AND status IN ('finished', 'skipped', 'failed')",
+            "WITH gone AS (
+                 DELETE FROM tasks WHERE id = ANY($1) AND status IN ('finished', 'skipped', 'failed')
+                 RETURNING id)
+             DELETE FROM task_entities WHERE task_id IN (SELECT id FROM gone)",
         )
         .bind(&ids)
         .execute(&mut *tx)
@@ -942,14 +952,30 @@ impl Store for PgStore {
         let mut created = 0;
         let now = Timestamp::now();
         for r in records {
-            let mut statements = query::import_task(r, now).into_iter();
-            let task = statements.next().expect("the task row comes first");
-            if bound!(task).execute(&mut *tx).await?.rows_affected() == 0 {
+            let import = query::import_task(r, now);
+            if bound!(import.task).execute(&mut *tx).await?.rows_affected() == 0 {
                 continue; // already there
             }
             created += 1;
-            for s in statements {
-                bound!(s).execute(&mut *tx).await?;
+            let id = r.task.summary.id.as_str();
+            sqlx::query("INSERT INTO task_entities (task_id, entity_data) VALUES ($1, $2)")
+                .bind(id)
+                .bind(r.task.entity_data.to_string())
+                .execute(&mut *tx)
+                .await?;
+            if !import.messages.is_empty() {
+                let lines: Vec<_> = import.messages.iter().map(|(p, m)| (id, *p, m)).collect();
+                bound!(query::insert_messages(&lines))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if !r.attempts.is_empty() {
+                bound!(query::insert_attempts(id, &r.attempts))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(links) = import.links {
+                bound!(links).execute(&mut *tx).await?;
             }
         }
         tx.commit().await?;

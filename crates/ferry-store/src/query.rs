@@ -18,19 +18,19 @@ pub const SUMMARY_COLUMNS: [&str; 8] = [
     "updated_at",
 ];
 
-pub const DETAIL_COLUMNS: [&str; 11] = [
-    "id",
-    "route",
-    "entity_schema",
-    "entity_identifier",
-    "status",
-    "attempts",
-    "created_at",
-    "updated_at",
-    "entity_data",
-    "last_error",
-    "next_attempt_at",
-];
+/// A task row with its entity (kept apart, in `task_entities`), as `rows::detail` reads it.
+pub fn detail_select() -> SelectStatement {
+    Query::select()
+        .columns(SUMMARY_COLUMNS.map(|c| (TASKS, c)))
+        .columns([(TASKS, "last_error"), (TASKS, "next_attempt_at")])
+        .column(("task_entities", "entity_data"))
+        .from(TASKS)
+        .inner_join(
+            "task_entities",
+            Expr::col(("task_entities", "task_id")).equals((TASKS, "id")),
+        )
+        .to_owned()
+}
 
 /// The SQL differences between backends that the builder cannot hide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -415,7 +415,6 @@ pub fn insert_tasks(tasks: &[ferry_core::NewTask]) -> sea_query::InsertStatement
             "route",
             "entity_schema",
             "entity_identifier",
-            "entity_data",
             "status",
             "attempts",
             "created_at",
@@ -428,12 +427,23 @@ pub fn insert_tasks(tasks: &[ferry_core::NewTask]) -> sea_query::InsertStatement
             t.route.as_str().into(),
             t.entity_schema.as_str().into(),
             t.entity_identifier.clone().into(),
-            t.entity_data.to_string().into(),
             Status::New.as_str().into(),
             0i64.into(),
             t.created_at.millis().into(),
             t.created_at.millis().into(),
         ]);
+    }
+    stmt
+}
+
+/// Stores the entities of new tasks (`task_entities`, apart from the task rows).
+pub fn insert_entities(tasks: &[ferry_core::NewTask]) -> sea_query::InsertStatement {
+    let mut stmt = Query::insert()
+        .into_table("task_entities")
+        .columns(["task_id", "entity_data"])
+        .to_owned();
+    for t in tasks {
+        stmt.values_panic([t.id.as_str().into(), t.entity_data.to_string().into()]);
     }
     stmt
 }
@@ -460,14 +470,12 @@ pub fn insert_messages(
 
 /// A page of tasks in identifier order after `after`, for export.
 pub fn tasks_after(after: Option<&ferry_core::TaskId>, limit: u32) -> SelectStatement {
-    let mut q = Query::select()
-        .columns(DETAIL_COLUMNS)
-        .from(TASKS)
-        .order_by("id", Order::Asc)
+    let mut q = detail_select()
+        .order_by((TASKS, "id"), Order::Asc)
         .limit(u64::from(limit))
         .to_owned();
     if let Some(id) = after {
-        q.and_where(Expr::col("id").gt(id.as_str()));
+        q.and_where(Expr::col((TASKS, "id")).gt(id.as_str()));
     }
     q
 }
@@ -504,13 +512,18 @@ pub fn import_action(a: &crate::ActionRecord) -> sea_query::InsertStatement {
         .to_owned()
 }
 
-/// The statements that recreate one task: the task row (skipped when the identifier
-/// exists), then its messages, attempts and action links. A `processing` task comes
-/// back `new`, since its worker is in the other installation.
-pub fn import_task(
-    r: &crate::TaskRecord,
-    now: ferry_core::Timestamp,
-) -> Vec<sea_query::InsertStatement> {
+/// What recreates one task: the task row (skipped when the identifier exists), then
+/// its log lines, attempts and action links. A `processing` task comes back `new`,
+/// since its worker is in the other installation.
+pub struct TaskImport {
+    /// The status the task gets here.
+    pub status: Status,
+    pub task: sea_query::InsertStatement,
+    pub messages: Vec<(ferry_core::Phase, ferry_core::Message)>,
+    pub links: Option<sea_query::InsertStatement>,
+}
+
+pub fn import_task(r: &crate::TaskRecord, now: ferry_core::Timestamp) -> TaskImport {
     use ferry_core::task::{Level, Message, Phase};
     let t = &r.task;
     let s = &t.summary;
@@ -527,7 +540,6 @@ pub fn import_task(
             "route",
             "entity_schema",
             "entity_identifier",
-            "entity_data",
             "status",
             "attempts",
             "created_at",
@@ -540,7 +552,6 @@ pub fn import_task(
             s.route.clone().into(),
             s.entity_schema.clone().into(),
             s.entity_identifier.clone().into(),
-            t.entity_data.to_string().into(),
             status.as_str().into(),
             i64::from(s.attempts).into(),
             s.created_at.millis().into(),
@@ -550,7 +561,6 @@ pub fn import_task(
         ])
         .on_conflict(sea_query::OnConflict::column("id").do_nothing().to_owned())
         .to_owned();
-    let mut out = vec![task];
     let mut messages: Vec<(Phase, Message)> = r.messages.clone();
     if was_processing {
         messages.push((
@@ -562,47 +572,7 @@ pub fn import_task(
             ),
         ));
     }
-    if !messages.is_empty() {
-        let mut m = Query::insert()
-            .into_table("task_messages")
-            .columns(["task_id", "phase", "at", "level", "message"])
-            .to_owned();
-        for (phase, msg) in &messages {
-            m.values_panic([
-                s.id.as_str().into(),
-                phase.as_str().into(),
-                msg.at.millis().into(),
-                msg.level.as_str().into(),
-                msg.message.clone().into(),
-            ]);
-        }
-        out.push(m);
-    }
-    if !r.attempts.is_empty() {
-        let mut a = Query::insert()
-            .into_table("task_attempts")
-            .columns([
-                "task_id",
-                "attempt",
-                "started_at",
-                "ended_at",
-                "outcome",
-                "error",
-            ])
-            .to_owned();
-        for at in &r.attempts {
-            a.values_panic([
-                s.id.as_str().into(),
-                i64::from(at.attempt).into(),
-                at.started_at.millis().into(),
-                at.ended_at.millis().into(),
-                at.outcome.as_str().into(),
-                at.error.clone().into(),
-            ]);
-        }
-        out.push(a);
-    }
-    if !r.action_ids.is_empty() {
+    let links = (!r.action_ids.is_empty()).then(|| {
         let mut l = Query::insert()
             .into_table("task_actions")
             .columns(["task_id", "action_id"])
@@ -610,9 +580,40 @@ pub fn import_task(
         for id in &r.action_ids {
             l.values_panic([s.id.as_str().into(), (*id).into()]);
         }
-        out.push(l);
+        l
+    });
+    TaskImport {
+        status,
+        task,
+        messages,
+        links,
     }
-    out
+}
+
+/// Records attempts (PostgreSQL; SQLite keys them by write, see `sqlite.rs`).
+pub fn insert_attempts(id: &str, attempts: &[crate::Attempt]) -> sea_query::InsertStatement {
+    let mut a = Query::insert()
+        .into_table("task_attempts")
+        .columns([
+            "task_id",
+            "attempt",
+            "started_at",
+            "ended_at",
+            "outcome",
+            "error",
+        ])
+        .to_owned();
+    for at in attempts {
+        a.values_panic([
+            id.into(),
+            i64::from(at.attempt).into(),
+            at.started_at.millis().into(),
+            at.ended_at.millis().into(),
+            at.outcome.as_str().into(),
+            at.error.clone().into(),
+        ]);
+    }
+    a
 }
 
 #[cfg(test)]

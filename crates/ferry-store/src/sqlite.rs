@@ -17,7 +17,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -52,6 +52,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../migrations/sqlite/0008_batched_indexing.sql"),
     ),
+    (9, include_str!("../migrations/sqlite/0009_task_logs.sql")),
 ];
 
 pub struct SqliteStore {
@@ -252,11 +253,68 @@ impl CountChanges {
     }
 }
 
-async fn insert_messages(tx: &mut Tx, rows: &[(&str, Phase, &Message)]) -> Result<(), StoreError> {
+/// A log line as `task_logs.lines` keeps it: `[at, level, message]`.
+type Line<'a> = (i64, &'a str, &'a str);
+
+/// Log lines as `task_logs.lines` keeps them: `[[at, level, message], …]`.
+fn lines_json(lines: &[Line]) -> String {
+    serde_json::to_string(lines).expect("numbers and strings serialize")
+}
+
+/// Appends log lines, (task id, phase, line) in order: the lines of one task and phase
+/// become one `task_logs` row.
+async fn insert_logs(tx: &mut Tx, rows: &[(&str, Phase, &Message)]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut grouped: Vec<(&str, Phase, Vec<Line>)> = Vec::new();
+    let mut row_of: HashMap<(&str, Phase), usize> = HashMap::new();
+    for &(id, phase, m) in rows {
+        let i = *row_of.entry((id, phase)).or_insert_with(|| {
+            grouped.push((id, phase, Vec::new()));
+            grouped.len() - 1
+        });
+        grouped[i]
+            .2
+            .push((m.at.millis(), m.level.as_str(), m.message.as_str()));
+    }
+    for chunk in grouped.chunks(CHUNK) {
+        let sql = multi_row(
+            "task_logs (task_id, phase, lines)",
+            "(?, ?, ?)",
+            chunk.len(),
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (id, phase, lines) in chunk {
+            q = q.bind(*id).bind(phase.as_str()).bind(lines_json(lines));
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// One attempt to record: task id, attempt number, started and ended (ms), outcome, error.
+type AttemptRow<'a> = (&'a str, u32, i64, i64, Status, Option<&'a str>);
+
+/// Records attempts.
+async fn insert_attempts(tx: &mut Tx, rows: &[AttemptRow<'_>]) -> Result<(), StoreError> {
     for chunk in rows.chunks(CHUNK) {
-        bound!(query::insert_messages(chunk))
-            .execute(&mut **tx)
-            .await?;
+        let sql = multi_row(
+            "task_attempts (task_id, attempt, started_at, ended_at, outcome, error)",
+            "(?, ?, ?, ?, ?, ?)",
+            chunk.len(),
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for &(id, attempt, started_at, ended_at, outcome, error) in chunk {
+            q = q
+                .bind(id)
+                .bind(i64::from(attempt))
+                .bind(started_at)
+                .bind(ended_at)
+                .bind(outcome.as_str())
+                .bind(error);
+        }
+        q.execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -327,16 +385,16 @@ async fn apply_to_eligible(
     .bind(action_id)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(
-        "INSERT INTO task_messages (task_id, phase, at, level, message)
-         SELECT id, ?, ?, ?, ? FROM temp.acting",
-    )
-    .bind(Phase::Export.as_str())
-    .bind(request.at.millis())
-    .bind(Level::Info.as_str())
-    .bind(action_message(request))
-    .execute(&mut **tx)
-    .await?;
+    let message = action_message(request);
+    sqlx::query("INSERT INTO task_logs (task_id, phase, lines) SELECT id, ?, ? FROM temp.acting")
+        .bind(Phase::Export.as_str())
+        .bind(lines_json(&[(
+            request.at.millis(),
+            Level::Info.as_str(),
+            &message,
+        )]))
+        .execute(&mut **tx)
+        .await?;
     let before: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT route, status, COUNT(*) FROM tasks
          WHERE id IN (SELECT id FROM temp.acting) GROUP BY route, status",
@@ -459,7 +517,7 @@ impl Store for SqliteStore {
                     .map(move |m| (t.id.as_str(), Phase::Import, m))
             })
             .collect();
-        insert_messages(&mut tx, &messages).await?;
+        insert_logs(&mut tx, &messages).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -519,25 +577,27 @@ impl Store for SqliteStore {
         if exists.is_none() {
             return Ok(None);
         }
-        let rows = sqlx::query(
-            "SELECT at, level, message FROM task_messages WHERE task_id = ? AND phase = ? ORDER BY id",
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT lines FROM task_logs WHERE task_id = ? AND phase = ? ORDER BY id",
         )
         .bind(id.as_str())
         .bind(phase.as_str())
         .fetch_all(&mut *conn)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let level: String = r.try_get(1)?;
-                Ok(Message {
-                    at: Timestamp::from_millis(r.try_get(0)?),
+        let mut messages = Vec::new();
+        for lines in rows {
+            let lines: Vec<(i64, String, String)> = serde_json::from_str(&lines)
+                .map_err(|e| StoreError::Corrupt(format!("log lines of task {id}: {e}")))?;
+            for (at, level, message) in lines {
+                messages.push(Message {
+                    at: Timestamp::from_millis(at),
                     level: Level::parse(&level)
                         .ok_or_else(|| StoreError::Corrupt(format!("message level {level}")))?,
-                    message: r.try_get(2)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()
-            .map(Some)
+                    message,
+                });
+            }
+        }
+        Ok(Some(messages))
     }
 
     async fn attempts(&self, id: &TaskId) -> Result<Vec<Attempt>, StoreError> {
@@ -804,28 +864,25 @@ impl Store for SqliteStore {
                 }
             }
         }
-        for chunk in recorded.chunks(CHUNK) {
-            let rows = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "INSERT INTO task_attempts (task_id, attempt, started_at, ended_at, outcome, error) VALUES {rows}"
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for c in chunk {
-                q = q
-                    .bind(c.id.as_str())
-                    .bind(i64::from(c.attempt))
-                    .bind(c.started_at.millis())
-                    .bind(c.ended_at.millis())
-                    .bind(c.outcome.status().as_str())
-                    .bind(c.outcome.error());
-            }
-            q.execute(&mut *tx).await?;
-        }
+        let attempts: Vec<AttemptRow> = recorded
+            .iter()
+            .map(|c| {
+                (
+                    c.id.as_str(),
+                    c.attempt,
+                    c.started_at.millis(),
+                    c.ended_at.millis(),
+                    c.outcome.status(),
+                    c.outcome.error(),
+                )
+            })
+            .collect();
+        insert_attempts(&mut tx, &attempts).await?;
         let messages: Vec<(&str, Phase, &Message)> = recorded
             .iter()
             .flat_map(|c| c.messages.iter().map(|m| (c.id.as_str(), Phase::Export, m)))
             .collect();
-        insert_messages(&mut tx, &messages).await?;
+        insert_logs(&mut tx, &messages).await?;
         counts.store(&mut tx).await?;
         tx.commit().await?;
         Ok(recorded.len() as u64)
@@ -1001,7 +1058,7 @@ impl Store for SqliteStore {
         let mut deleted = 0;
         for chunk in ids.chunks(CHUNK) {
             for (table, column) in [
-                ("task_messages", "task_id"),
+                ("task_logs", "task_id"),
                 ("task_attempts", "task_id"),
                 ("task_entities", "task_id"),
                 (TASKS, "id"),
@@ -1070,34 +1127,13 @@ impl Store for SqliteStore {
     async fn import_tasks(&self, records: &[TaskRecord]) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
         let mut created = Vec::new();
+        let mut logs: Vec<(&str, Phase, Message)> = Vec::new();
+        let mut attempts: Vec<AttemptRow> = Vec::new();
         let now = Timestamp::now();
         for r in records {
-            let mut statements = query::import_task(r, now).into_iter();
-            // The task row comes first, with its entity: here the entity goes apart.
-            let _ = statements.next();
+            let import = query::import_task(r, now);
             let (t, s) = (&r.task, &r.task.summary);
-            let status = match s.status {
-                Status::Processing => Status::New,
-                other => other,
-            };
-            let inserted = sqlx::query(
-                "INSERT INTO tasks (id, route, entity_schema, entity_identifier, status, attempts,
-                                    created_at, updated_at, next_attempt_at, last_error)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(s.id.as_str())
-            .bind(&s.route)
-            .bind(&s.entity_schema)
-            .bind(&s.entity_identifier)
-            .bind(status.as_str())
-            .bind(i64::from(s.attempts))
-            .bind(s.created_at.millis())
-            .bind(s.updated_at.millis())
-            .bind(t.next_attempt_at.map(|n| n.millis()))
-            .bind(&t.last_error)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let inserted = bound!(import.task).execute(&mut *tx).await?.rows_affected();
             if inserted == 0 {
                 continue; // already there
             }
@@ -1106,11 +1142,31 @@ impl Store for SqliteStore {
                 .bind(t.entity_data.to_string())
                 .execute(&mut *tx)
                 .await?;
-            created.push((s.id.as_str(), s.route.as_str(), status));
-            for s in statements {
-                bound!(s).execute(&mut *tx).await?;
+            created.push((s.id.as_str(), s.route.as_str(), import.status));
+            logs.extend(
+                import
+                    .messages
+                    .into_iter()
+                    .map(|(p, m)| (s.id.as_str(), p, m)),
+            );
+            attempts.extend(r.attempts.iter().map(|a| {
+                (
+                    s.id.as_str(),
+                    a.attempt,
+                    a.started_at.millis(),
+                    a.ended_at.millis(),
+                    a.outcome,
+                    a.error.as_deref(),
+                )
+            }));
+            if let Some(links) = import.links {
+                bound!(links).execute(&mut *tx).await?;
             }
         }
+        let lines: Vec<(&str, Phase, &Message)> =
+            logs.iter().map(|(id, p, m)| (*id, *p, m)).collect();
+        insert_logs(&mut tx, &lines).await?;
+        insert_attempts(&mut tx, &attempts).await?;
         index_inserted(&mut tx, &created).await?;
         tx.commit().await?;
         Ok(created.len() as u64)
@@ -1119,9 +1175,9 @@ impl Store for SqliteStore {
     async fn recover_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
         sqlx::query(
-            "INSERT INTO task_messages (task_id, phase, at, level, message)
-             SELECT id, 'export', ?1, 'warn',
-                    'returned to new: the lease of worker ' || COALESCE(lease_owner, '?') || ' expired before it finished'
+            "INSERT INTO task_logs (task_id, phase, lines)
+             SELECT id, 'export', json_array(json_array(?1, 'warn',
+                    'returned to new: the lease of worker ' || COALESCE(lease_owner, '?') || ' expired before it finished'))
              FROM tasks WHERE status = 'processing' AND lease_until < ?1",
         )
         .bind(now.millis())
@@ -1150,7 +1206,8 @@ mod tests {
     use ferry_core::filter::Accept;
 
     #[tokio::test]
-    async fn tasks_stored_before_batched_indexing_stay_searchable_and_counted() {
+    async fn tasks_stored_before_batched_indexing_and_log_rows_stay_searchable_counted_and_logged()
+    {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("ferry.db").display());
         let options = SqliteConnectOptions::from_str(&url)
@@ -1162,7 +1219,11 @@ mod tests {
         sqlx::raw_sql(AssertSqlSafe(format!(
             "INSERT INTO tasks (id, route, entity_schema, entity_identifier, status, created_at, updated_at)
              VALUES ('{id}', 'shop', 'product', 'SKU-OLD-1', 'failed', 1, 1);
-             INSERT INTO task_entities (task_id, entity_data) VALUES ('{id}', '{{}}');"
+             INSERT INTO task_entities (task_id, entity_data) VALUES ('{id}', '{{}}');
+             INSERT INTO task_messages (task_id, phase, at, level, message) VALUES
+                 ('{id}', 'export', 5, 'info', 'first'),
+                 ('{id}', 'import', 4, 'info', 'received'),
+                 ('{id}', 'export', 6, 'error', 'it''s \"down\"');"
         )))
         .execute(&old)
         .await
@@ -1179,6 +1240,29 @@ mod tests {
         assert_eq!(found([("entity_identifier", "OLD-1")]).await, 1);
         let counts = store.counts_by_route().await.unwrap();
         assert_eq!(counts["shop"].get(Status::Failed), 1);
+        let task_id = TaskId::parse(id).unwrap();
+        let lines = |phase| {
+            let (store, task_id) = (&store, &task_id);
+            async move {
+                let messages = store.messages(task_id, phase).await.unwrap().unwrap();
+                messages
+                    .into_iter()
+                    .map(|m| (m.at.millis(), m.level, m.message))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            lines(Phase::Export).await,
+            [
+                (5, Level::Info, "first".to_owned()),
+                (6, Level::Error, r#"it's "down""#.to_owned())
+            ],
+            "log lines written before migration 0009 are read back in order"
+        );
+        assert_eq!(
+            lines(Phase::Import).await,
+            [(4, Level::Info, "received".to_owned())]
+        );
 
         let rule = PruneRule {
             updated_before: Timestamp::from_millis(2),
@@ -1194,5 +1278,10 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(left, 0, "pruning empties the search tables");
+        let logs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM task_logs")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        assert_eq!(logs, 0, "pruning deletes the task's log rows");
     }
 }

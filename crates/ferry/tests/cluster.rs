@@ -125,7 +125,16 @@ batch_size = 50
         .fetch_one(&mut db)
         .await
         .unwrap();
-    assert_eq!(migrations, 6);
+    let migration_files = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../ferry-store/migrations/postgres"
+    ))
+    .unwrap()
+    .count();
+    assert_eq!(
+        migrations as usize, migration_files,
+        "every migration ran once"
+    );
 
     let seen = seen.lock().unwrap().clone();
     let mut per_sku: HashMap<&str, usize> = HashMap::new();
