@@ -57,6 +57,13 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    fn disabled() -> RunSummary {
+        RunSummary {
+            disabled: true,
+            ..RunSummary::default()
+        }
+    }
+
     fn add(&mut self, other: RunSummary) {
         self.claimed += other.claimed;
         self.finished += other.finished;
@@ -65,6 +72,36 @@ impl RunSummary {
         self.retry += other.retry;
         self.released += other.released;
         self.disabled |= other.disabled;
+    }
+}
+
+/// A batch whose tasks are all published, while its writer may still be recording.
+struct Published {
+    route: String,
+    summary: RunSummary,
+    writer: tokio::task::JoinHandle<Result<(), StoreError>>,
+    heartbeat: tokio::task::JoinHandle<()>,
+    unstarted: Vec<TaskId>,
+}
+
+impl Published {
+    /// Waits for every outcome to be recorded, then gives back the tasks not started.
+    async fn recorded(self, engine: &Engine) -> Result<RunSummary, RunError> {
+        let mut summary = self.summary;
+        let written = self.writer.await;
+        self.heartbeat.abort();
+        match written {
+            Ok(result) => result?,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+        if !self.unstarted.is_empty() {
+            summary.released = engine
+                .store
+                .release(&engine.worker, &self.unstarted)
+                .await?;
+        }
+        tracing::info!(route = self.route, ?summary, "route run");
+        Ok(summary)
     }
 }
 
@@ -92,31 +129,85 @@ impl Engine {
     pub async fn run_route(&self, route_id: &str) -> Result<RunSummary, RunError> {
         let route = self.route_or_err(route_id)?;
         if route.disabled {
-            return Ok(RunSummary {
-                disabled: true,
-                ..RunSummary::default()
-            });
+            return Ok(RunSummary::disabled());
         }
         let _one_at_a_time = self.route_locks[route_id].lock().await;
-        let (chain, publisher) = self.outgoing[route.outgoing.as_str()].clone();
-        let lease = self.config.workers.lease;
-        let claimed = self
-            .store
+        let claimed = self.claim_batch(route_id, route).await?;
+        if claimed.is_empty() {
+            return Ok(RunSummary::default());
+        }
+        self.publish_batch(route_id, route, claimed)
+            .await
+            .recorded(self)
+            .await
+    }
+
+    /// Runs batches until the route has no due task left (or the engine stops).
+    ///
+    /// Once a full batch is published, the next one is claimed while the last outcomes
+    /// of the first are still being recorded: on PostgreSQL the two statements run side
+    /// by side, and the publisher does not wait for both in turn. (The next batch is
+    /// claimed only then, not earlier, so no claimed task waits long for its heartbeat.)
+    pub async fn drain_route(&self, route_id: &str) -> Result<RunSummary, RunError> {
+        let route = self.route_or_err(route_id)?;
+        if route.disabled {
+            return Ok(RunSummary::disabled());
+        }
+        let _one_at_a_time = self.route_locks[route_id].lock().await;
+        let batch = route.batch_size as usize;
+        let mut total = RunSummary::default();
+        let mut claimed = self.claim_batch(route_id, route).await?;
+        while !claimed.is_empty() {
+            let full = claimed.len() >= batch;
+            let published = self.publish_batch(route_id, route, claimed).await;
+            if !full || self.is_stopping() {
+                total.add(published.recorded(self).await?);
+                return Ok(total);
+            }
+            let (recorded, next) =
+                tokio::join!(published.recorded(self), self.claim_batch(route_id, route));
+            match (recorded, next) {
+                (Ok(s), Ok(next)) => {
+                    total.add(s);
+                    claimed = next;
+                }
+                (Err(e), Ok(next)) => {
+                    let ids: Vec<TaskId> = next.into_iter().map(|t| t.summary.id).collect();
+                    if let Err(release) = self.store.release(&self.worker, &ids).await {
+                        tracing::warn!(route = route_id, error = %release, "could not give back a claimed batch; its leases will expire");
+                    }
+                    return Err(e);
+                }
+                (recorded, Err(e)) => {
+                    recorded?;
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Claims up to the route's batch size of due tasks, oldest first.
+    async fn claim_batch(&self, route_id: &str, route: &Route) -> Result<Vec<Task>, StoreError> {
+        self.store
             .claim(&ClaimRequest {
                 route: route_id,
                 limit: route.batch_size,
                 now: self.now(),
-                lease,
+                lease: self.config.workers.lease,
                 worker: &self.worker,
             })
-            .await?;
+            .await
+    }
+
+    /// Runs the outgoing transformers and the publisher on each claimed task in order,
+    /// handing the outcomes to a writer task as they come; answers once the last task
+    /// is published, with the writer still at work.
+    async fn publish_batch(&self, route_id: &str, route: &Route, claimed: Vec<Task>) -> Published {
         let mut summary = RunSummary {
             claimed: claimed.len() as u64,
             ..RunSummary::default()
         };
-        if claimed.is_empty() {
-            return Ok(summary);
-        }
         let held: Arc<Mutex<HashSet<TaskId>>> = Arc::new(Mutex::new(
             claimed.iter().map(|t| t.summary.id.clone()).collect(),
         ));
@@ -130,6 +221,7 @@ impl Engine {
             held.clone(),
             queued,
         ));
+        let (chain, publisher) = self.outgoing[route.outgoing.as_str()].clone();
         let mut completions = Vec::with_capacity(FLUSH_EVERY);
         let mut last_flush = std::time::Instant::now();
         let mut unstarted = Vec::new();
@@ -164,40 +256,22 @@ impl Engine {
                 if completions.len() >= FLUSH_EVERY || last_flush.elapsed() >= FLUSH_AFTER {
                     let full = std::mem::replace(&mut completions, Vec::with_capacity(FLUSH_EVERY));
                     if outcomes.send(full).await.is_err() {
-                        break 'tasks; // the writer stopped on an error, told below
+                        break 'tasks; // the writer stopped on an error, told by `recorded`
                     }
                     last_flush = std::time::Instant::now();
                 }
             }
         }
         if !completions.is_empty() {
-            // An error here means the writer stopped on one, which it answers below.
+            // An error here means the writer stopped on one, which `recorded` answers.
             let _ = outcomes.send(completions).await;
         }
-        drop(outcomes);
-        let written = writer.await;
-        heartbeat.abort();
-        match written {
-            Ok(result) => result?,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-        if !unstarted.is_empty() {
-            summary.released = self.store.release(&self.worker, &unstarted).await?;
-        }
-        tracing::info!(route = route_id, ?summary, "route run");
-        Ok(summary)
-    }
-
-    /// Runs batches until the route has no due task left (or the engine stops).
-    pub async fn drain_route(&self, route_id: &str) -> Result<RunSummary, RunError> {
-        let batch = u64::from(self.route_or_err(route_id)?.batch_size);
-        let mut total = RunSummary::default();
-        loop {
-            let s = self.run_route(route_id).await?;
-            total.add(s);
-            if s.claimed < batch || s.disabled || self.is_stopping() {
-                return Ok(total);
-            }
+        Published {
+            route: route_id.to_owned(),
+            summary,
+            writer,
+            heartbeat,
+            unstarted,
         }
     }
 

@@ -204,6 +204,25 @@ async fn a_graceful_stop_finishes_the_current_task_and_gives_the_rest_back() {
 }
 
 #[tokio::test]
+async fn draining_a_route_publishes_every_task_once_in_creation_order_batch_after_batch() {
+    // 23 tasks in batches of 5: each next batch is claimed while the outcomes of the
+    // one before are still being recorded.
+    let target = Target::ok().await;
+    let h = Harness::new(&config(&target.url)).await;
+    h.push("in", products(23)).await;
+    let s = h.engine.drain_route("live").await.unwrap();
+    assert_eq!((s.claimed, s.finished, s.released), (23, 23, 0));
+    let paths: Vec<String> = target.requests().into_iter().map(|r| r.path).collect();
+    let expected: Vec<String> = (1..=23).map(|i| format!("/p/P-{i}")).collect();
+    assert_eq!(paths, expected);
+    let live =
+        ferry_core::TaskQuery::parse([("route", "live")], ferry_core::filter::Accept::All).unwrap();
+    let c = h.engine.store().count_tasks(&live.filter).await.unwrap();
+    assert_eq!((c.get(Status::Finished), c.total()), (23, 23));
+    assert_eq!(h.engine.drain_route("live").await.unwrap().claimed, 0);
+}
+
+#[tokio::test]
 async fn tasks_of_a_worker_that_died_are_recovered_when_its_lease_expires() {
     let target = Target::ok().await;
     let text = config(&target.url);
