@@ -75,6 +75,24 @@ impl RunSummary {
     }
 }
 
+/// Tasks claimed by this worker, their leases renewed until `heartbeat` is stopped.
+struct Claimed {
+    tasks: Vec<Task>,
+    held: Arc<Mutex<HashSet<TaskId>>>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Claimed {
+    /// Gives the tasks back as `new`, unstarted (after an error elsewhere in the run).
+    async fn give_back(self, engine: &Engine, route_id: &str) {
+        self.heartbeat.abort();
+        let ids: Vec<TaskId> = self.tasks.into_iter().map(|t| t.summary.id).collect();
+        if let Err(e) = engine.store.release(&engine.worker, &ids).await {
+            tracing::warn!(route = route_id, error = %e, "could not give back claimed tasks; their leases will expire");
+        }
+    }
+}
+
 /// A batch whose tasks are all published, while its writer may still be recording.
 struct Published {
     route: String,
@@ -133,7 +151,7 @@ impl Engine {
         }
         let _one_at_a_time = self.route_locks[route_id].lock().await;
         let claimed = self.claim_batch(route_id, route).await?;
-        if claimed.is_empty() {
+        if claimed.tasks.is_empty() {
             return Ok(RunSummary::default());
         }
         self.publish_batch(route_id, route, claimed)
@@ -144,10 +162,10 @@ impl Engine {
 
     /// Runs batches until the route has no due task left (or the engine stops).
     ///
-    /// Once a full batch is published, the next one is claimed while the last outcomes
-    /// of the first are still being recorded: on PostgreSQL the two statements run side
-    /// by side, and the publisher does not wait for both in turn. (The next batch is
-    /// claimed only then, not earlier, so no claimed task waits long for its heartbeat.)
+    /// While a full batch is published, the next one is claimed: on PostgreSQL the claim
+    /// runs beside the publisher and the recording of outcomes instead of between them.
+    /// Publishing keeps creation order, since a batch is published only after the one
+    /// before it; the claimed batch's leases are renewed from the moment it is claimed.
     pub async fn drain_route(&self, route_id: &str) -> Result<RunSummary, RunError> {
         let route = self.route_or_err(route_id)?;
         if route.disabled {
@@ -157,61 +175,83 @@ impl Engine {
         let batch = route.batch_size as usize;
         let mut total = RunSummary::default();
         let mut claimed = self.claim_batch(route_id, route).await?;
-        while !claimed.is_empty() {
-            let full = claimed.len() >= batch;
-            let published = self.publish_batch(route_id, route, claimed).await;
-            if !full || self.is_stopping() {
-                total.add(published.recorded(self).await?);
-                return Ok(total);
-            }
-            let (recorded, next) =
-                tokio::join!(published.recorded(self), self.claim_batch(route_id, route));
-            match (recorded, next) {
-                (Ok(s), Ok(next)) => {
+        while !claimed.tasks.is_empty() {
+            let full = claimed.tasks.len() >= batch;
+            let (published, next) = if full && !self.is_stopping() {
+                let (published, next) = tokio::join!(
+                    self.publish_batch(route_id, route, claimed),
+                    self.claim_batch(route_id, route)
+                );
+                (published, Some(next))
+            } else {
+                (self.publish_batch(route_id, route, claimed).await, None)
+            };
+            match (published.recorded(self).await, next) {
+                (Ok(s), Some(Ok(next))) => {
                     total.add(s);
-                    claimed = next;
+                    claimed = next; // published (or, when stopping, given back) next
                 }
-                (Err(e), Ok(next)) => {
-                    let ids: Vec<TaskId> = next.into_iter().map(|t| t.summary.id).collect();
-                    if let Err(release) = self.store.release(&self.worker, &ids).await {
-                        tracing::warn!(route = route_id, error = %release, "could not give back a claimed batch; its leases will expire");
-                    }
+                (Ok(s), None) => {
+                    total.add(s);
+                    break;
+                }
+                (Err(e), Some(Ok(next))) => {
+                    next.give_back(self, route_id).await;
                     return Err(e);
                 }
-                (recorded, Err(e)) => {
-                    recorded?;
-                    return Err(e.into());
-                }
+                (Err(e), _) => return Err(e),
+                (Ok(_), Some(Err(e))) => return Err(e.into()),
             }
         }
         Ok(total)
     }
 
-    /// Claims up to the route's batch size of due tasks, oldest first.
-    async fn claim_batch(&self, route_id: &str, route: &Route) -> Result<Vec<Task>, StoreError> {
-        self.store
-            .claim(&ClaimRequest {
-                route: route_id,
-                limit: route.batch_size,
-                now: self.now(),
-                lease: self.config.workers.lease,
-                worker: &self.worker,
-            })
-            .await
+    /// Claims up to the route's batch size of due tasks, oldest first, and renews their
+    /// leases from then on. The claim runs as a task of its own, so it goes on while a
+    /// publisher beside it keeps the current task busy.
+    async fn claim_batch(&self, route_id: &str, route: &Route) -> Result<Claimed, StoreError> {
+        let (store, worker, route_id) =
+            (self.store.clone(), self.worker.clone(), route_id.to_owned());
+        let (limit, now, lease) = (route.batch_size, self.now(), self.config.workers.lease);
+        let claim = tokio::spawn(async move {
+            store
+                .claim(&ClaimRequest {
+                    route: &route_id,
+                    limit,
+                    now,
+                    lease,
+                    worker: &worker,
+                })
+                .await
+        });
+        let tasks = match claim.await {
+            Ok(result) => result?,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        let held: Arc<Mutex<HashSet<TaskId>>> = Arc::new(Mutex::new(
+            tasks.iter().map(|t| t.summary.id.clone()).collect(),
+        ));
+        let heartbeat = self.renew_leases(held.clone());
+        Ok(Claimed {
+            tasks,
+            held,
+            heartbeat,
+        })
     }
 
     /// Runs the outgoing transformers and the publisher on each claimed task in order,
     /// handing the outcomes to a writer task as they come; answers once the last task
     /// is published, with the writer still at work.
-    async fn publish_batch(&self, route_id: &str, route: &Route, claimed: Vec<Task>) -> Published {
+    async fn publish_batch(&self, route_id: &str, route: &Route, claimed: Claimed) -> Published {
+        let Claimed {
+            tasks: claimed,
+            held,
+            heartbeat,
+        } = claimed;
         let mut summary = RunSummary {
             claimed: claimed.len() as u64,
             ..RunSummary::default()
         };
-        let held: Arc<Mutex<HashSet<TaskId>>> = Arc::new(Mutex::new(
-            claimed.iter().map(|t| t.summary.id.clone()).collect(),
-        ));
-        let heartbeat = self.renew_leases(held.clone());
         // Outcomes go to a writer task, so the store records one chunk while the next
         // is published; a task stays held (its lease renewed) until its outcome is in.
         let (outcomes, queued) = tokio::sync::mpsc::channel(WRITE_QUEUE);
