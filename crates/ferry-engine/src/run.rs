@@ -75,17 +75,28 @@ impl RunSummary {
     }
 }
 
-/// Tasks claimed by this worker, their leases renewed until `heartbeat` is stopped.
+/// Renews the leases of a batch's held tasks (`Engine::renew_leases`) until dropped.
+struct Heartbeat(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        if let Some(renewing) = &self.0 {
+            renewing.abort();
+        }
+    }
+}
+
+/// Tasks claimed by this worker, their leases renewed while `heartbeat` lives.
 struct Claimed {
     tasks: Vec<Task>,
     held: Arc<Mutex<HashSet<TaskId>>>,
-    heartbeat: tokio::task::JoinHandle<()>,
+    heartbeat: Heartbeat,
 }
 
 impl Claimed {
     /// Gives the tasks back as `new`, unstarted (after an error elsewhere in the run).
     async fn give_back(self, engine: &Engine, route_id: &str) {
-        self.heartbeat.abort();
+        drop(self.heartbeat);
         let ids: Vec<TaskId> = self.tasks.into_iter().map(|t| t.summary.id).collect();
         if let Err(e) = engine.store.release(&engine.worker, &ids).await {
             tracing::warn!(route = route_id, error = %e, "could not give back claimed tasks; their leases will expire");
@@ -98,7 +109,7 @@ struct Published {
     route: String,
     summary: RunSummary,
     writer: tokio::task::JoinHandle<Result<(), StoreError>>,
-    heartbeat: tokio::task::JoinHandle<()>,
+    heartbeat: Heartbeat,
     unstarted: Vec<TaskId>,
 }
 
@@ -107,7 +118,7 @@ impl Published {
     async fn recorded(self, engine: &Engine) -> Result<RunSummary, RunError> {
         let mut summary = self.summary;
         let written = self.writer.await;
-        self.heartbeat.abort();
+        drop(self.heartbeat);
         match written {
             Ok(result) => result?,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -231,7 +242,7 @@ impl Engine {
         let held: Arc<Mutex<HashSet<TaskId>>> = Arc::new(Mutex::new(
             tasks.iter().map(|t| t.summary.id.clone()).collect(),
         ));
-        let heartbeat = self.renew_leases(held.clone());
+        let heartbeat = Heartbeat((!tasks.is_empty()).then(|| self.renew_leases(held.clone())));
         Ok(Claimed {
             tasks,
             held,
