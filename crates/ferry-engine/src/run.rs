@@ -117,21 +117,35 @@ impl Published {
     /// Waits for every outcome to be recorded, then gives back the tasks not started.
     async fn recorded(self, engine: &Engine) -> Result<RunSummary, RunError> {
         let mut summary = self.summary;
-        let written = self.writer.await;
-        drop(self.heartbeat);
-        match written {
-            Ok(result) => result?,
+        let written = match self.writer.await {
+            Ok(result) => result,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-        if !self.unstarted.is_empty() {
-            summary.released = engine
-                .store
-                .release(&engine.worker, &self.unstarted)
-                .await?;
+        };
+        drop(self.heartbeat);
+        // Given back even when the writer failed, so they need not wait out their lease.
+        let released = match self.unstarted.is_empty() {
+            true => Ok(0),
+            false => engine.store.release(&engine.worker, &self.unstarted).await,
+        };
+        match (written, released) {
+            (Ok(()), Ok(n)) => summary.released = n,
+            (Ok(()), Err(e)) => return Err(e.into()),
+            (Err(e), released) => {
+                if let Err(release) = released {
+                    tracing::warn!(route = self.route, error = %release, "could not give back unstarted tasks; their leases will expire");
+                }
+                return Err(e.into());
+            }
         }
         tracing::info!(route = self.route, ?summary, "route run");
         Ok(summary)
     }
+}
+
+/// Says what a drain did before it stopped on `e`, and answers `e`.
+fn drain_stopped(route_id: &str, done: RunSummary, e: RunError) -> RunError {
+    tracing::warn!(route = route_id, ?done, error = %e, "draining stopped on an error; the work before it is recorded");
+    e
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,7 +175,7 @@ impl Engine {
             return Ok(RunSummary::disabled());
         }
         let _one_at_a_time = self.route_locks[route_id].lock().await;
-        let claimed = self.claim_batch(route_id, route).await?;
+        let claimed = self.claim_batch(route_id, route, false).await?;
         if claimed.tasks.is_empty() {
             return Ok(RunSummary::default());
         }
@@ -185,46 +199,55 @@ impl Engine {
         let _one_at_a_time = self.route_locks[route_id].lock().await;
         let batch = route.batch_size as usize;
         let mut total = RunSummary::default();
-        let mut claimed = self.claim_batch(route_id, route).await?;
+        let mut claimed = self.claim_batch(route_id, route, false).await?;
         while !claimed.tasks.is_empty() {
             let full = claimed.tasks.len() >= batch;
             let (published, next) = if full && !self.is_stopping() {
                 let (published, next) = tokio::join!(
                     self.publish_batch(route_id, route, claimed),
-                    self.claim_batch(route_id, route)
+                    self.claim_batch(route_id, route, true)
                 );
                 (published, Some(next))
             } else {
                 (self.publish_batch(route_id, route, claimed).await, None)
             };
-            match (published.recorded(self).await, next) {
-                (Ok(s), Some(Ok(next))) => {
-                    total.add(s);
-                    claimed = next; // published (or, when stopping, given back) next
-                }
-                (Ok(s), None) => {
-                    total.add(s);
-                    break;
-                }
-                (Err(e), Some(Ok(next))) => {
-                    next.give_back(self, route_id).await;
-                    return Err(e);
-                }
-                (Err(e), _) => return Err(e),
-                (Ok(_), Some(Err(e))) => return Err(e.into()),
+            let recorded = published.recorded(self).await;
+            if let Ok(s) = &recorded {
+                total.add(*s);
             }
+            claimed = match (recorded, next) {
+                (Ok(_), None) => break,
+                // Published next (or, when the engine is stopping, given back).
+                (Ok(_), Some(Ok(next))) => next,
+                (Err(e), next) => {
+                    if let Some(Ok(next)) = next {
+                        next.give_back(self, route_id).await;
+                    }
+                    return Err(drain_stopped(route_id, total, e));
+                }
+                (Ok(_), Some(Err(e))) => return Err(drain_stopped(route_id, total, e.into())),
+            };
         }
         Ok(total)
     }
 
     /// Claims up to the route's batch size of due tasks, oldest first, and renews their
-    /// leases from then on. The claim runs as a task of its own, so it goes on while a
-    /// publisher beside it keeps the current task busy.
-    async fn claim_batch(&self, route_id: &str, route: &Route) -> Result<Claimed, StoreError> {
+    /// leases from then on.
+    ///
+    /// `beside` a publisher, which keeps the current task busy between its awaits, the
+    /// claim runs as a task of its own so that it goes on meanwhile. Such a claim
+    /// completes even if its caller is dropped; only `drain_route`, which publishes or
+    /// gives back every batch it claims, asks for one.
+    async fn claim_batch(
+        &self,
+        route_id: &str,
+        route: &Route,
+        beside: bool,
+    ) -> Result<Claimed, StoreError> {
         let (store, worker, route_id) =
             (self.store.clone(), self.worker.clone(), route_id.to_owned());
         let (limit, now, lease) = (route.batch_size, self.now(), self.config.workers.lease);
-        let claim = tokio::spawn(async move {
+        let claim = async move {
             store
                 .claim(&ClaimRequest {
                     route: &route_id,
@@ -234,10 +257,14 @@ impl Engine {
                     worker: &worker,
                 })
                 .await
-        });
-        let tasks = match claim.await {
-            Ok(result) => result?,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        let tasks = if beside {
+            match tokio::spawn(claim).await {
+                Ok(result) => result?,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        } else {
+            claim.await?
         };
         let held: Arc<Mutex<HashSet<TaskId>>> = Arc::new(Mutex::new(
             tasks.iter().map(|t| t.summary.id.clone()).collect(),
@@ -277,11 +304,14 @@ impl Engine {
         let mut last_flush = std::time::Instant::now();
         let mut unstarted = Vec::new();
         let mut claimed = claimed.into_iter().peekable();
-        'tasks: while claimed.peek().is_some() {
+        // Once the writer has stopped (on an error, which `recorded` answers), the tasks
+        // left are given back unstarted rather than published with nowhere to record.
+        let mut writer_gone = false;
+        while claimed.peek().is_some() {
             // The outgoing transformers run on a chunk at a time (one hand-off to a
             // blocking thread), the publisher on each task in order.
             let chunk: Vec<Task> = claimed.by_ref().take(FLUSH_EVERY).collect();
-            if self.is_stopping() {
+            if self.is_stopping() || writer_gone {
                 unstarted.extend(chunk.into_iter().map(|t| t.summary.id));
                 continue;
             }
@@ -291,7 +321,7 @@ impl Engine {
                 .unzip();
             let transformed = self.transform_all(&chain, entities).await;
             for (task, transformed) in tasks.into_iter().zip(transformed) {
-                if self.is_stopping() {
+                if self.is_stopping() || writer_gone {
                     unstarted.push(task.id);
                     continue;
                 }
@@ -306,9 +336,7 @@ impl Engine {
                 // Record outcomes as they come, so a crash repeats little that was done.
                 if completions.len() >= FLUSH_EVERY || last_flush.elapsed() >= FLUSH_AFTER {
                     let full = std::mem::replace(&mut completions, Vec::with_capacity(FLUSH_EVERY));
-                    if outcomes.send(full).await.is_err() {
-                        break 'tasks; // the writer stopped on an error, told by `recorded`
-                    }
+                    writer_gone = outcomes.send(full).await.is_err();
                     last_flush = std::time::Instant::now();
                 }
             }

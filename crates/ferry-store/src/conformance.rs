@@ -884,6 +884,24 @@ pub async fn pruning_removes_old_final_tasks_only(store: &dyn Store) {
             assert!(store.attempts(id).await.unwrap().is_empty());
         }
     }
+    // Nothing of a pruned task is left behind (its entity, its log): a task with its
+    // identifier can be stored again, and starts with its own history only.
+    let (_, pruned_id) = by_status.iter().find(|(s, _)| s.is_final()).unwrap();
+    let mut again = new_task("r", "product", "SKU-AGAIN", offset + 30_000);
+    again.id = pruned_id.clone();
+    store.insert_tasks(&[again]).await.unwrap();
+    let stored = store.get_task(pruned_id).await.unwrap().unwrap();
+    assert_eq!(stored.entity_data["sku"], "SKU-AGAIN");
+    assert_eq!(
+        store
+            .messages(pruned_id, Phase::Import)
+            .await
+            .unwrap()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store.attempts(pruned_id).await.unwrap().is_empty());
     // Recent final tasks are kept.
     let recent = seed(store, "r", Status::Finished, offset + 20_000).await;
     assert_eq!(store.prune(&rule, 100).await.unwrap(), 0);

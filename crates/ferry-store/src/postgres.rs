@@ -616,7 +616,8 @@ impl Store for PgStore {
                  FROM picked WHERE t.ctid = picked.ctid
                  RETURNING t.id, t.route, t.entity_schema, t.entity_identifier, t.status, t.attempts,
                            t.created_at, t.updated_at, t.last_error, t.next_attempt_at)
-             SELECT c.*, e.entity_data FROM claimed c JOIN task_entities e ON e.task_id = c.id",
+             -- LEFT JOIN: a task without its entity is reported (rows::detail), not lost.
+             SELECT c.*, e.entity_data FROM claimed c LEFT JOIN task_entities e ON e.task_id = c.id",
         )
         .bind(r.now.millis())
         .bind(r.worker)
@@ -882,24 +883,21 @@ impl Store for PgStore {
                 ids.extend(more);
             }
         }
-        sqlx::query("DELETE FROM task_messages WHERE task_id = ANY($1)")
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM task_attempts WHERE task_id = ANY($1)")
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-        let deleted = sqlx::query(
+        // Only the tasks still final when deleted go, and their history with them: a
+        // task retried since it was chosen keeps its log, attempts and entity.
+        let deleted: i64 = sqlx::query_scalar(
             "WITH gone AS (
                  DELETE FROM tasks WHERE id = ANY($1) AND status IN ('finished', 'skipped', 'failed')
-                 RETURNING id)
-             DELETE FROM task_entities WHERE task_id IN (SELECT id FROM gone)",
+                 RETURNING id),
+             entities AS (DELETE FROM task_entities WHERE task_id IN (SELECT id FROM gone)),
+             messages AS (DELETE FROM task_messages WHERE task_id IN (SELECT id FROM gone)),
+             attempts AS (DELETE FROM task_attempts WHERE task_id IN (SELECT id FROM gone))
+             SELECT COUNT(*) FROM gone",
         )
         .bind(&ids)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .fetch_one(&mut *tx)
+        .await?;
+        let deleted = deleted as u64;
         tx.commit().await?;
         Ok(deleted)
     }

@@ -53,10 +53,14 @@ pub(crate) fn summary(row: &impl Columns) -> Result<TaskSummary, StoreError> {
 }
 
 pub(crate) fn detail(row: &impl Columns) -> Result<Task, StoreError> {
+    let summary = summary(row)?;
+    let entity = row
+        .opt_text("entity_data")?
+        .ok_or_else(|| StoreError::Corrupt(format!("task {} has no stored entity", summary.id)))?;
     Ok(Task {
-        summary: summary(row)?,
-        entity_data: serde_json::from_str(&row.text("entity_data")?)
+        entity_data: serde_json::from_str(&entity)
             .map_err(|e| StoreError::Corrupt(format!("entity data: {e}")))?,
+        summary,
         last_error: row.opt_text("last_error")?,
         next_attempt_at: row.opt_int("next_attempt_at")?.map(Timestamp::from_millis),
     })

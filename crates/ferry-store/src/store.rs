@@ -445,7 +445,8 @@ pub trait Store:
     ) -> Result<bool, StoreError>;
 
     /// Deletes one batch of final tasks (finished, skipped, failed) that retention lets
-    /// go, oldest first, with their messages and attempts; answers how many.
+    /// go, oldest first, with their entities, messages and attempts; answers how many
+    /// tasks were deleted.
     async fn prune(&self, rule: &PruneRule, batch: u32) -> Result<u64, StoreError>;
 
     /// Returns `processing` tasks whose lease expired before `now` to `new`, with a
