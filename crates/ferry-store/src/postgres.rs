@@ -975,7 +975,12 @@ impl Store for PgStore {
                     .await?;
             }
             if !r.attempts.is_empty() {
-                bound!(query::insert_attempts(id, &r.attempts))
+                let rows: Vec<_> = r
+                    .attempts
+                    .iter()
+                    .map(|a| query::attempt_row(id, a))
+                    .collect();
+                bound!(query::insert_attempts(&rows))
                     .execute(&mut *tx)
                     .await?;
             }

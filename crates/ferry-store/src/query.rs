@@ -590,9 +590,24 @@ pub fn import_task(r: &crate::TaskRecord, now: ferry_core::Timestamp) -> TaskImp
     }
 }
 
-/// Records attempts (PostgreSQL; SQLite keys them by write, see `sqlite.rs`).
-pub fn insert_attempts(id: &str, attempts: &[crate::Attempt]) -> sea_query::InsertStatement {
-    let mut a = Query::insert()
+/// One attempt to record: task id, attempt number, started and ended (ms), outcome, error.
+pub type AttemptRow<'a> = (&'a str, u32, i64, i64, Status, Option<&'a str>);
+
+/// An attempt read back (an export) as a row to record again.
+pub fn attempt_row<'a>(id: &'a str, a: &'a crate::Attempt) -> AttemptRow<'a> {
+    (
+        id,
+        a.attempt,
+        a.started_at.millis(),
+        a.ended_at.millis(),
+        a.outcome,
+        a.error.as_deref(),
+    )
+}
+
+/// Records attempts.
+pub fn insert_attempts(rows: &[AttemptRow]) -> sea_query::InsertStatement {
+    let mut stmt = Query::insert()
         .into_table("task_attempts")
         .columns([
             "task_id",
@@ -603,17 +618,17 @@ pub fn insert_attempts(id: &str, attempts: &[crate::Attempt]) -> sea_query::Inse
             "error",
         ])
         .to_owned();
-    for at in attempts {
-        a.values_panic([
+    for &(id, attempt, started_at, ended_at, outcome, error) in rows {
+        stmt.values_panic([
             id.into(),
-            i64::from(at.attempt).into(),
-            at.started_at.millis().into(),
-            at.ended_at.millis().into(),
-            at.outcome.as_str().into(),
-            at.error.clone().into(),
+            i64::from(attempt).into(),
+            started_at.into(),
+            ended_at.into(),
+            outcome.as_str().into(),
+            error.map(str::to_owned).into(),
         ]);
     }
-    a
+    stmt
 }
 
 #[cfg(test)]

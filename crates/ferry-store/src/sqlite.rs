@@ -5,7 +5,7 @@
 //! on it. Write transactions start with `BEGIN IMMEDIATE`, so a second process sharing
 //! the file waits on the busy timeout instead of failing half-way.
 
-use crate::query::{self, Dialect, TASKS, action_message, action_update};
+use crate::query::{self, AttemptRow, Dialect, TASKS, action_message, action_update};
 use crate::rows;
 use crate::store::*;
 use async_trait::async_trait;
@@ -17,7 +17,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -264,20 +264,18 @@ fn lines_json(lines: &[Line]) -> String {
 /// Appends log lines, (task id, phase, line) in order: the lines of one task and phase
 /// become one `task_logs` row.
 async fn insert_logs(tx: &mut Tx, rows: &[(&str, Phase, &Message)]) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut grouped: Vec<(&str, Phase, Vec<Line>)> = Vec::new();
-    let mut row_of: HashMap<(&str, Phase), usize> = HashMap::new();
-    for &(id, phase, m) in rows {
-        let i = *row_of.entry((id, phase)).or_insert_with(|| {
-            grouped.push((id, phase, Vec::new()));
-            grouped.len() - 1
-        });
-        grouped[i]
-            .2
-            .push((m.at.millis(), m.level.as_str(), m.message.as_str()));
-    }
+    // A run of lines for one task and phase becomes a row (callers pass a task's lines
+    // together; a task whose lines came apart would get a row per run, in order).
+    let grouped: Vec<(&str, Phase, Vec<Line>)> = rows
+        .chunk_by(|a, b| (a.0, a.1) == (b.0, b.1))
+        .map(|run| {
+            let lines = run
+                .iter()
+                .map(|(_, _, m)| (m.at.millis(), m.level.as_str(), m.message.as_str()))
+                .collect();
+            (run[0].0, run[0].1, lines)
+        })
+        .collect();
     for chunk in grouped.chunks(CHUNK) {
         let sql = multi_row(
             "task_logs (task_id, phase, lines)",
@@ -293,28 +291,12 @@ async fn insert_logs(tx: &mut Tx, rows: &[(&str, Phase, &Message)]) -> Result<()
     Ok(())
 }
 
-/// One attempt to record: task id, attempt number, started and ended (ms), outcome, error.
-type AttemptRow<'a> = (&'a str, u32, i64, i64, Status, Option<&'a str>);
-
 /// Records attempts.
 async fn insert_attempts(tx: &mut Tx, rows: &[AttemptRow<'_>]) -> Result<(), StoreError> {
     for chunk in rows.chunks(CHUNK) {
-        let sql = multi_row(
-            "task_attempts (task_id, attempt, started_at, ended_at, outcome, error)",
-            "(?, ?, ?, ?, ?, ?)",
-            chunk.len(),
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for &(id, attempt, started_at, ended_at, outcome, error) in chunk {
-            q = q
-                .bind(id)
-                .bind(i64::from(attempt))
-                .bind(started_at)
-                .bind(ended_at)
-                .bind(outcome.as_str())
-                .bind(error);
-        }
-        q.execute(&mut **tx).await?;
+        bound!(query::insert_attempts(chunk))
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
@@ -1149,16 +1131,11 @@ impl Store for SqliteStore {
                     .into_iter()
                     .map(|(p, m)| (s.id.as_str(), p, m)),
             );
-            attempts.extend(r.attempts.iter().map(|a| {
-                (
-                    s.id.as_str(),
-                    a.attempt,
-                    a.started_at.millis(),
-                    a.ended_at.millis(),
-                    a.outcome,
-                    a.error.as_deref(),
-                )
-            }));
+            attempts.extend(
+                r.attempts
+                    .iter()
+                    .map(|a| query::attempt_row(s.id.as_str(), a)),
+            );
             if let Some(links) = import.links {
                 bound!(links).execute(&mut *tx).await?;
             }
