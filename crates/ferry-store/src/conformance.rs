@@ -65,6 +65,7 @@ macro_rules! conformance_suite {
             a_capped_count_is_exact_up_to_the_cap_and_a_marked_lower_bound_above,
             status_counts_agree_with_counting_the_tasks_after_every_kind_of_change,
             imported_tasks_are_searchable_and_counted_once,
+            a_task_with_a_long_history_is_imported_whole,
             every_piece_of_an_identifier_finds_its_task
         );
     };
@@ -1509,6 +1510,85 @@ pub async fn status_counts_agree_with_counting_the_tasks_after_every_kind_of_cha
     assert!(!store.counts_by_route().await.unwrap().contains_key("b"));
 }
 
+/// A task as an export from another store holds it, with an empty history.
+fn exported(route: &str, status: Status, entity: &str, offset_ms: i64) -> TaskRecord {
+    let t = new_task(route, "product", entity, offset_ms);
+    TaskRecord {
+        task: Task {
+            summary: TaskSummary {
+                id: t.id,
+                route: route.to_owned(),
+                entity_schema: "product".into(),
+                entity_identifier: entity.into(),
+                status,
+                attempts: 1,
+                created_at: t.created_at,
+                updated_at: t.created_at,
+            },
+            entity_data: t.entity_data,
+            last_error: None,
+            next_attempt_at: None,
+        },
+        messages: Vec::new(),
+        attempts: Vec::new(),
+        action_ids: Vec::new(),
+    }
+}
+
+pub async fn a_task_with_a_long_history_is_imported_whole(store: &dyn Store) {
+    // More lines, attempts and action links than one statement can take parameters
+    // for (65,535 on PostgreSQL, 32,766 on SQLite).
+    let action = ActionRecord {
+        id: 0,
+        at: at(5),
+        actor: "elsewhere".into(),
+        action: "retry".into(),
+        reason: None,
+        origin: None,
+        target: json!({ "identifiers": [] }),
+        outcome: BulkOutcome {
+            matched: 1,
+            changed: 1,
+            ineligible: 0,
+            not_found: 0,
+        },
+    };
+    let real = store.import_actions(&[action]).await.unwrap()[0];
+    let mut record = exported("a", Status::Failed, "LONG-1", 10);
+    record.messages = (0..14_000)
+        .map(|k| {
+            let phase = if k % 2 == 0 {
+                Phase::Import
+            } else {
+                Phase::Export
+            };
+            (phase, Message::new(at(k), Level::Info, format!("line {k}")))
+        })
+        .collect();
+    record.attempts = (1..=12_000)
+        .map(|k| Attempt {
+            attempt: k,
+            started_at: at(i64::from(k)),
+            ended_at: at(i64::from(k) + 1),
+            outcome: Status::Failed,
+            error: Some(format!("error {k}")),
+        })
+        .collect();
+    record.action_ids = std::iter::once(real)
+        .chain((1..=33_000).map(|k| real + k))
+        .collect();
+    assert_eq!(store.import_tasks(&[record.clone()]).await.unwrap(), 1);
+    let id = &record.task.summary.id;
+    let export = store.messages(id, Phase::Export).await.unwrap().unwrap();
+    assert_eq!(export.len(), 7_000);
+    assert_eq!(export[6_999].message, "line 13999");
+    let attempts = store.attempts(id).await.unwrap();
+    assert_eq!(attempts.len(), 12_000);
+    assert_eq!(attempts[11_999].error.as_deref(), Some("error 12000"));
+    let actions = store.task_actions(id).await.unwrap();
+    assert_eq!(actions.iter().map(|a| a.id).collect::<Vec<_>>(), [real]);
+}
+
 pub async fn imported_tasks_are_searchable_and_counted_once(store: &dyn Store) {
     store
         .insert_tasks(&[new_task("a", "product", "SKU-1", 0)])
@@ -1521,29 +1601,7 @@ pub async fn imported_tasks_are_searchable_and_counted_once(store: &dyn Store) {
     ]
     .into_iter()
     .enumerate()
-    .map(|(k, (route, status, entity))| {
-        let t = new_task(route, "product", entity, 10 + k as i64);
-        TaskRecord {
-            task: Task {
-                summary: TaskSummary {
-                    id: t.id,
-                    route: route.to_owned(),
-                    entity_schema: "product".into(),
-                    entity_identifier: entity.into(),
-                    status,
-                    attempts: 1,
-                    created_at: t.created_at,
-                    updated_at: t.created_at,
-                },
-                entity_data: t.entity_data,
-                last_error: None,
-                next_attempt_at: None,
-            },
-            messages: Vec::new(),
-            attempts: Vec::new(),
-            action_ids: Vec::new(),
-        }
-    })
+    .map(|(k, (route, status, entity))| exported(route, status, entity, 10 + k as i64))
     .collect();
     assert_eq!(store.import_tasks(&records).await.unwrap(), 3);
     assert_eq!(store.import_tasks(&records).await.unwrap(), 0, "again");

@@ -513,14 +513,13 @@ pub fn import_action(a: &crate::ActionRecord) -> sea_query::InsertStatement {
 }
 
 /// What recreates one task: the task row (skipped when the identifier exists), then
-/// its log lines, attempts and action links. A `processing` task comes back `new`,
+/// its log lines (its attempts and action links are stored as they were). A `processing` task comes back `new`,
 /// since its worker is in the other installation.
 pub struct TaskImport {
     /// The status the task gets here.
     pub status: Status,
     pub task: sea_query::InsertStatement,
     pub messages: Vec<(ferry_core::Phase, ferry_core::Message)>,
-    pub links: Option<sea_query::InsertStatement>,
 }
 
 pub fn import_task(r: &crate::TaskRecord, now: ferry_core::Timestamp) -> TaskImport {
@@ -572,22 +571,23 @@ pub fn import_task(r: &crate::TaskRecord, now: ferry_core::Timestamp) -> TaskImp
             ),
         ));
     }
-    let links = (!r.action_ids.is_empty()).then(|| {
-        let mut l = Query::insert()
-            .into_table("task_actions")
-            .columns(["task_id", "action_id"])
-            .to_owned();
-        for id in &r.action_ids {
-            l.values_panic([s.id.as_str().into(), (*id).into()]);
-        }
-        l
-    });
     TaskImport {
         status,
         task,
         messages,
-        links,
     }
+}
+
+/// Links of tasks to the operator actions that changed them: (task id, action id).
+pub fn insert_links(rows: &[(&str, i64)]) -> sea_query::InsertStatement {
+    let mut stmt = Query::insert()
+        .into_table("task_actions")
+        .columns(["task_id", "action_id"])
+        .to_owned();
+    for &(id, action) in rows {
+        stmt.values_panic([id.into(), action.into()]);
+    }
+    stmt
 }
 
 /// One attempt to record: task id, attempt number, started and ended (ms), outcome, error.

@@ -1111,6 +1111,7 @@ impl Store for SqliteStore {
         let mut created = Vec::new();
         let mut logs: Vec<(&str, Phase, Message)> = Vec::new();
         let mut attempts: Vec<AttemptRow> = Vec::new();
+        let mut links: Vec<(&str, i64)> = Vec::new();
         let now = Timestamp::now();
         for r in records {
             let import = query::import_task(r, now);
@@ -1136,14 +1137,15 @@ impl Store for SqliteStore {
                     .iter()
                     .map(|a| query::attempt_row(s.id.as_str(), a)),
             );
-            if let Some(links) = import.links {
-                bound!(links).execute(&mut *tx).await?;
-            }
+            links.extend(r.action_ids.iter().map(|&a| (s.id.as_str(), a)));
         }
         let lines: Vec<(&str, Phase, &Message)> =
             logs.iter().map(|(id, p, m)| (*id, *p, m)).collect();
         insert_logs(&mut tx, &lines).await?;
         insert_attempts(&mut tx, &attempts).await?;
+        for chunk in links.chunks(CHUNK) {
+            bound!(query::insert_links(chunk)).execute(&mut *tx).await?;
+        }
         index_inserted(&mut tx, &created).await?;
         tx.commit().await?;
         Ok(created.len() as u64)

@@ -383,7 +383,8 @@ pub trait Store:
         request: &ActionRequest,
     ) -> Result<FilterAction, StoreError>;
 
-    /// One batch of a bulk action by filter, in its own transaction: acts on at most
+    /// One batch of a bulk action by filter, in its own transaction (or, on PostgreSQL,
+    /// two side by side, each with half of the batch): acts on at most
     /// `limit` tasks that match, are eligible and were last updated no later than the
     /// action began (so a task a worker finished again meanwhile is not acted on twice);
     /// links and logs each. `after` is the previous batch's
