@@ -222,6 +222,128 @@ async fn draining_a_route_publishes_every_task_once_in_creation_order_batch_afte
     assert_eq!(h.engine.drain_route("live").await.unwrap().claimed, 0);
 }
 
+/// Runs `sql` on the harness's database from a connection of its own.
+async fn on_database(h: &Harness, sql: String) {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", h.dir.path().join("ferry.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+}
+
+/// Makes the harness's database refuse to give one task a status, as a failing disk or
+/// a constraint would: a trigger aborts the statement that tries.
+async fn refuse_status(h: &Harness, status: &str, sku: &str) {
+    let sql = format!(
+        "CREATE TRIGGER refuse BEFORE UPDATE OF status ON tasks
+         WHEN NEW.status = '{status}' AND OLD.entity_identifier = '{sku}'
+         BEGIN SELECT RAISE(ABORT, 'the disk is on fire'); END"
+    );
+    on_database(h, sql).await;
+}
+
+/// The route's tasks by entity identifier: (status, attempts).
+async fn by_sku(h: &Harness) -> std::collections::BTreeMap<String, (Status, u32)> {
+    let live = ferry_core::TaskQuery::parse(
+        [("route", "live"), ("per_page", "100")],
+        ferry_core::filter::Accept::All,
+    )
+    .unwrap();
+    let page = h.engine.store().list_tasks(&live).await.unwrap();
+    page.items
+        .into_iter()
+        .map(|t| (t.entity_identifier, (t.status, t.attempts)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_drain_whose_outcomes_cannot_be_recorded_stops_and_gives_back_the_next_batch() {
+    let target = Target::ok().await;
+    let h = Harness::new(&config(&target.url)).await;
+    h.push("in", products(23)).await;
+    refuse_status(&h, "finished", "P-8").await;
+    let e = h.engine.drain_route("live").await.unwrap_err();
+    assert!(e.to_string().contains("the disk is on fire"), "{e}");
+    // Batch 1 is done; batch 2 was published, at least up to P-8, whose outcome (and
+    // those recorded with it) could not be stored: those stay held until their lease
+    // ends. Batch 3, claimed meanwhile, and the rest were never started.
+    let published: Vec<String> = target.requests().into_iter().map(|r| r.path).collect();
+    let k = published.len();
+    assert!((8..=10).contains(&k), "{published:?}");
+    let expected: Vec<String> = (1..=k).map(|i| format!("/p/P-{i}")).collect();
+    assert_eq!(published, expected, "in order, each once");
+    let tasks = by_sku(&h).await;
+    for i in 1..=23 {
+        let (status, attempts) = tasks[&format!("P-{i}")];
+        match i {
+            1..=5 => assert_eq!(status, Status::Finished, "P-{i}"),
+            8 => assert_eq!((status, attempts), (Status::Processing, 1), "P-{i}"),
+            _ if i <= k => assert!(
+                matches!(status, Status::Finished | Status::Processing),
+                "P-{i} was published: {status}"
+            ),
+            _ => assert_eq!((status, attempts), (Status::New, 0), "P-{i} never started"),
+        }
+    }
+    // Once the database takes writes again, the held tasks come back when their lease
+    // ends, and everything goes out; only those whose outcome was lost go twice.
+    let held: Vec<String> = tasks
+        .iter()
+        .filter(|(_, (s, _))| *s == Status::Processing)
+        .map(|(sku, _)| format!("/p/{sku}"))
+        .collect();
+    on_database(&h, "DROP TRIGGER refuse".into()).await;
+    h.clock.advance(Duration::from_secs(4));
+    assert_eq!(h.engine.recover_expired().await.unwrap(), held.len() as u64);
+    let s = h.engine.drain_route("live").await.unwrap();
+    assert_eq!(s.finished as usize, 23 - (k - held.len()));
+    assert!(
+        by_sku(&h)
+            .await
+            .values()
+            .all(|(s, _)| *s == Status::Finished)
+    );
+    let again: Vec<String> = target
+        .requests()
+        .into_iter()
+        .skip(k)
+        .map(|r| r.path)
+        .collect();
+    let mut twice: Vec<String> = again
+        .iter()
+        .filter(|p| published.contains(p))
+        .cloned()
+        .collect();
+    twice.sort();
+    let mut held = held;
+    held.sort();
+    assert_eq!(twice, held);
+}
+
+#[tokio::test]
+async fn a_drain_whose_next_claim_fails_records_the_batch_it_published_and_stops() {
+    let target = Target::ok().await;
+    let h = Harness::new(&config(&target.url)).await;
+    h.push("in", products(23)).await;
+    refuse_status(&h, "processing", "P-13").await;
+    let e = h.engine.drain_route("live").await.unwrap_err();
+    assert!(e.to_string().contains("the disk is on fire"), "{e}");
+    let published: Vec<String> = target.requests().into_iter().map(|r| r.path).collect();
+    let expected: Vec<String> = (1..=10).map(|i| format!("/p/P-{i}")).collect();
+    assert_eq!(published, expected);
+    let tasks = by_sku(&h).await;
+    for i in 1..=23 {
+        let want = match i {
+            1..=10 => (Status::Finished, 1),
+            _ => (Status::New, 0),
+        };
+        assert_eq!(tasks[&format!("P-{i}")], want, "P-{i}");
+    }
+}
+
 #[tokio::test]
 async fn tasks_of_a_worker_that_died_are_recovered_when_its_lease_expires() {
     let target = Target::ok().await;
