@@ -85,7 +85,7 @@ async fn work_through(
             Err(e) => break (JobState::Failed, Some(e.to_string())),
         };
         changed += u64::from(done.changed);
-        if done.changed < batch {
+        if !done.more {
             break (JobState::Done, None);
         }
         after = done.resume_after;

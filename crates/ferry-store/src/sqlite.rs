@@ -723,6 +723,7 @@ impl Store for SqliteStore {
         Ok(FilterStep {
             changed: n as u32,
             resume_after: None,
+            more: n >= u64::from(limit),
         })
     }
 

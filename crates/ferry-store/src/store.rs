@@ -137,6 +137,9 @@ pub struct FilterStep {
     /// behind, and each batch would otherwise step over all of them again. `None` from
     /// a store that finds what is left without it (SQLite).
     pub resume_after: Option<TaskId>,
+    /// Whether tasks may be left for another step: false once a step saw the end of
+    /// what is eligible.
+    pub more: bool,
 }
 
 /// A bulk action by filter that has begun.
@@ -365,7 +368,7 @@ pub trait Store:
                 )
                 .await?;
             changed += u64::from(step.changed);
-            if step.changed < FILTER_ACTION_BATCH {
+            if !step.more {
                 break;
             }
             after = step.resume_after;
@@ -388,8 +391,8 @@ pub trait Store:
     /// `limit` tasks that match, are eligible and were last updated no later than the
     /// action began (so a task a worker finished again meanwhile is not acted on twice);
     /// links and logs each. `after` is the previous batch's
-    /// [`resume_after`](FilterStep::resume_after) (`None` for the first). Fewer than
-    /// `limit` changed means none is left.
+    /// [`resume_after`](FilterStep::resume_after) (`None` for the first). The action is
+    /// done once a step answers [`more`](FilterStep::more) false.
     async fn step_filter_action(
         &self,
         filter: &TaskFilter,

@@ -2,11 +2,11 @@
 //! database named by FERRY_TEST_POSTGRES_URL (default: the local `test` database).
 //! Without a reachable server the cases print SKIPPED; under CI=true they fail.
 
-use ferry_core::{Status, TaskFilter};
-use ferry_store::COUNT_CAP;
+use ferry_core::{Action, Status, TaskFilter, Timestamp};
 use ferry_store::conformance::{Fixture, new_task};
 use ferry_store::conformance_suite;
 use ferry_store::postgres::{PgStore, PoolSettings};
+use ferry_store::{ActionRequest, COUNT_CAP};
 use sqlx::Connection;
 use std::sync::Arc;
 
@@ -152,4 +152,82 @@ async fn the_search_table_gets_a_row_per_inserted_task_and_loses_it_with_the_tas
         .await
         .unwrap();
     assert_eq!(searchable, ["SKU-1"]);
+}
+
+#[tokio::test]
+async fn a_bulk_step_whose_lane_fails_counts_what_the_other_lane_changed() {
+    let Some((fixture, url)) = postgres_scoped().await else {
+        return;
+    };
+    let store = &*fixture.store;
+    let tasks: Vec<_> = (0..6)
+        .map(|k| new_task("r", "product", &format!("SKU-{k}"), k))
+        .collect();
+    store.insert_tasks(&tasks).await.unwrap();
+    // The database refuses to skip SKU-2, as a failing disk or a constraint would.
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'the disk is on fire'; END $$;
+         CREATE TRIGGER refuse BEFORE UPDATE ON tasks FOR EACH ROW
+             WHEN (OLD.entity_identifier = 'SKU-2' AND NEW.status = 'skipped')
+             EXECUTE FUNCTION refuse()",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let filter = TaskFilter::default();
+    let request = ActionRequest {
+        action: Action::Skip,
+        actor: "conformance".into(),
+        reason: None,
+        at: Timestamp::now(),
+        origin: None,
+    };
+    let begun = store.begin_filter_action(&filter, &request).await.unwrap();
+    // Steps of 4 run as two lanes of 2. A lane that meets SKU-2 fails; the other
+    // lane's work is kept, and counted, until a step in which both meet it.
+    let (mut changed, mut after, mut stopped) = (0, None, None);
+    for _ in 0..10 {
+        match store
+            .step_filter_action(&filter, &request, begun.action_id, after.as_ref(), 4)
+            .await
+        {
+            Ok(step) => {
+                changed += step.changed;
+                after = step.resume_after;
+                if !step.more {
+                    break;
+                }
+            }
+            Err(e) => {
+                stopped = Some(e);
+                break;
+            }
+        }
+    }
+    let stopped = stopped.expect("the refused task stops the action");
+    assert!(
+        stopped.to_string().contains("the disk is on fire"),
+        "{stopped}"
+    );
+    let counts = store.count_tasks(&filter).await.unwrap();
+    assert_eq!(
+        u64::from(changed),
+        counts.get(Status::Skipped),
+        "every task skipped is counted, once"
+    );
+    assert!(changed >= 2, "the first step's other lane skipped two");
+    assert_eq!(counts.get(Status::New) + u64::from(changed), 6);
+    let refused = &tasks[2].id;
+    assert_eq!(
+        store
+            .get_task(refused)
+            .await
+            .unwrap()
+            .unwrap()
+            .summary
+            .status,
+        Status::New
+    );
 }
