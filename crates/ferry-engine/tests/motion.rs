@@ -212,14 +212,30 @@ async fn draining_a_route_publishes_every_task_once_in_creation_order_batch_afte
     h.push("in", products(23)).await;
     let s = h.engine.drain_route("live").await.unwrap();
     assert_eq!((s.claimed, s.finished, s.released), (23, 23, 0));
-    let paths: Vec<String> = target.requests().into_iter().map(|r| r.path).collect();
-    let expected: Vec<String> = (1..=23).map(|i| format!("/p/P-{i}")).collect();
-    assert_eq!(paths, expected);
+    assert_eq!(requested(&target), product_paths(1..=23));
     let live =
         ferry_core::TaskQuery::parse([("route", "live")], ferry_core::filter::Accept::All).unwrap();
     let c = h.engine.store().count_tasks(&live.filter).await.unwrap();
     assert_eq!((c.get(Status::Finished), c.total()), (23, 23));
     assert_eq!(h.engine.drain_route("live").await.unwrap().claimed, 0);
+}
+
+/// The paths the target was asked for, in order.
+fn requested(target: &Target) -> Vec<String> {
+    target.requests().into_iter().map(|r| r.path).collect()
+}
+
+/// The target paths of products P-`first` to P-`last`, in order.
+fn product_paths(skus: std::ops::RangeInclusive<usize>) -> Vec<String> {
+    skus.map(|i| format!("/p/P-{i}")).collect()
+}
+
+/// Checks each of the route's 23 tasks, P-`i`, against `want(i)`: (status, attempts).
+async fn assert_tasks(h: &Harness, want: impl Fn(usize) -> (Status, u32)) {
+    let tasks = by_sku(h).await;
+    for i in 1..=23 {
+        assert_eq!(tasks[&format!("P-{i}")], want(i), "P-{i}");
+    }
 }
 
 /// Runs `sql` on the harness's database from a connection of its own.
@@ -275,18 +291,17 @@ async fn a_drain_whose_outcomes_cannot_be_recorded_stops_and_gives_back_the_next
     // Batch 1 and P-6, P-7 are done. P-8's outcome could not be stored, and P-9 was
     // published while that failed: both stay held until their lease ends. P-10, batch
     // 3 (claimed meanwhile) and the rest were never started and are given back.
-    let published: Vec<String> = target.requests().into_iter().map(|r| r.path).collect();
-    let expected: Vec<String> = (1..=9).map(|i| format!("/p/P-{i}")).collect();
-    assert_eq!(published, expected, "in order, each once");
-    let tasks = by_sku(&h).await;
-    for i in 1..=23 {
-        let want = match i {
-            1..=7 => (Status::Finished, 1),
-            8 | 9 => (Status::Processing, 1),
-            _ => (Status::New, 0),
-        };
-        assert_eq!(tasks[&format!("P-{i}")], want, "P-{i}");
-    }
+    assert_eq!(
+        requested(&target),
+        product_paths(1..=9),
+        "in order, each once"
+    );
+    assert_tasks(&h, |i| match i {
+        1..=7 => (Status::Finished, 1),
+        8 | 9 => (Status::Processing, 1),
+        _ => (Status::New, 0),
+    })
+    .await;
     // Once the database takes writes again, the held tasks come back when their lease
     // ends, and everything goes out in creation order; only P-8 and P-9 go twice.
     on_database(&h, "DROP TRIGGER refuse".into()).await;
@@ -300,14 +315,7 @@ async fn a_drain_whose_outcomes_cannot_be_recorded_stops_and_gives_back_the_next
             .values()
             .all(|(s, _)| *s == Status::Finished)
     );
-    let again: Vec<String> = target
-        .requests()
-        .into_iter()
-        .skip(9)
-        .map(|r| r.path)
-        .collect();
-    let expected: Vec<String> = (8..=23).map(|i| format!("/p/P-{i}")).collect();
-    assert_eq!(again, expected);
+    assert_eq!(requested(&target)[9..], product_paths(8..=23));
 }
 
 #[tokio::test]
@@ -318,17 +326,12 @@ async fn a_drain_whose_next_claim_fails_records_the_batch_it_published_and_stops
     refuse_status(&h, "processing", "P-13").await;
     let e = h.engine.drain_route("live").await.unwrap_err();
     assert!(e.to_string().contains("the disk is on fire"), "{e}");
-    let published: Vec<String> = target.requests().into_iter().map(|r| r.path).collect();
-    let expected: Vec<String> = (1..=10).map(|i| format!("/p/P-{i}")).collect();
-    assert_eq!(published, expected);
-    let tasks = by_sku(&h).await;
-    for i in 1..=23 {
-        let want = match i {
-            1..=10 => (Status::Finished, 1),
-            _ => (Status::New, 0),
-        };
-        assert_eq!(tasks[&format!("P-{i}")], want, "P-{i}");
-    }
+    assert_eq!(requested(&target), product_paths(1..=10));
+    assert_tasks(&h, |i| match i {
+        1..=10 => (Status::Finished, 1),
+        _ => (Status::New, 0),
+    })
+    .await;
 }
 
 #[tokio::test]

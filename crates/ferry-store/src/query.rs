@@ -512,9 +512,9 @@ pub fn import_action(a: &crate::ActionRecord) -> sea_query::InsertStatement {
         .to_owned()
 }
 
-/// What recreates one task: the task row (skipped when the identifier exists), then
-/// its log lines (its attempts and action links are stored as they were). A `processing` task comes back `new`,
-/// since its worker is in the other installation.
+/// What recreates one task: the task row (skipped when the identifier exists) and its
+/// log lines; its attempts and action links are stored as they were. A `processing`
+/// task comes back `new`, since its worker is in the other installation.
 pub struct TaskImport {
     /// The status the task gets here.
     pub status: Status,
