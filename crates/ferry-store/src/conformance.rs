@@ -348,6 +348,23 @@ pub async fn every_filter_agrees_with_the_in_memory_semantics(store: &dyn Store)
             ("entity_schema", "product"),
             ("entity_identifier", "00"),
         ],
+        // With a status or an updated-at range, PostgreSQL reads `tasks` and finds the
+        // identifiers through `task_search`; without, it reads `task_search` alone.
+        vec![
+            ("entity_identifier", "ORD-100%"),
+            ("entity_identifier_match", "equals"),
+            ("status", "new"),
+        ],
+        vec![
+            ("identifier", &id_part),
+            ("entity_identifier", "SKU"),
+            ("updated_from", &upd),
+        ],
+        vec![
+            ("entity_schema", "order"),
+            ("entity_schema_match", "equals"),
+            ("status", "new"),
+        ],
     ];
     for pairs in cases {
         let q = query(&pairs);

@@ -42,6 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../migrations/postgres/0007_task_entities.sql"),
     ),
+    (8, include_str!("../migrations/postgres/0008_task_keys.sql")),
 ];
 
 /// Connection settings beyond the URL.

@@ -47,12 +47,13 @@ impl Dialect {
     /// A case-sensitive substring test with no wildcard characters.
     ///
     /// PostgreSQL: `LIKE '%…%'` with `%`, `_` and `\` escaped; for the trigram-indexed
-    /// columns on `task_search`, whose `pg_trgm` GIN indexes serve it. SQLite (whose
+    /// columns on `task_search`, whose `pg_trgm` GIN indexes serve it (straight, when
+    /// the query reads `task_search` itself, see [`Source`]). SQLite (whose
     /// LIKE ignores ASCII case): `instr`, after an FTS5 index has found the candidates
     /// where one serves (migration 0008): the entity identifier's trigrams
     /// (`task_entity_fts`) for values of three characters or more, the identifier's
     /// sparse trigrams (`task_id_grams`, see [`id_gram_query`]) for six or more.
-    fn contains(self, column: &'static str, value: &str) -> Expr {
+    fn contains(self, source: Source, column: &'static str, value: &str) -> Expr {
         let trigram_indexed = TRIGRAM_COLUMNS.contains(&column);
         match self {
             Dialect::Postgres => {
@@ -61,17 +62,11 @@ impl Dialect {
                         sea_query::LikeExpr::new(format!("%{}%", escape_like(value))).escape('\\'),
                     )
                 };
-                if !trigram_indexed {
-                    return like(column);
+                match source {
+                    Source::Keys => like(source.column(column)),
+                    Source::Tasks if trigram_indexed => searched(like(Source::Keys.column(column))),
+                    Source::Tasks => like(column),
                 }
-                let searched = if column == "id" { "task_id" } else { column };
-                Expr::col(("tasks", "id")).in_subquery(
-                    Query::select()
-                        .column("task_id")
-                        .from("task_search")
-                        .and_where(like(searched))
-                        .to_owned(),
-                )
             }
             Dialect::Sqlite => {
                 let exact = Expr::from(
@@ -169,10 +164,67 @@ fn escape_like(value: &str) -> String {
     out
 }
 
-fn text(dialect: Dialect, column: &'static str, m: &TextMatch) -> Expr {
+/// Where a query finds its matches. SQLite reads `tasks` always; PostgreSQL reads
+/// `task_search` for filters on nothing a task changes (migration 0008).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// `tasks`, whose indexes serve status, updated-at, the claim and the lease.
+    Tasks,
+    /// `task_search`: insert-only, a row per task with the columns a task never
+    /// changes (its identifier as `task_id`), each ordering indexed.
+    Keys,
+}
+
+impl Source {
+    /// `task_search` on PostgreSQL when the filter reads neither status nor updated-at.
+    fn of(dialect: Dialect, f: &TaskFilter) -> Source {
+        let unchanging =
+            f.statuses.is_empty() && f.updated_from.is_none() && f.updated_to.is_none();
+        if dialect == Dialect::Postgres && unchanging {
+            Source::Keys
+        } else {
+            Source::Tasks
+        }
+    }
+
+    fn table(self) -> &'static str {
+        match self {
+            Source::Tasks => TASKS,
+            Source::Keys => "task_search",
+        }
+    }
+
+    fn column(self, column: &'static str) -> &'static str {
+        match (self, column) {
+            (Source::Keys, "id") => "task_id",
+            _ => column,
+        }
+    }
+}
+
+/// PostgreSQL: the tasks whose `task_search` row meets `condition`, through the
+/// indexes there (trigrams, the entity identifier) that `tasks` no longer has.
+fn searched(condition: Expr) -> Expr {
+    Expr::col((TASKS, "id")).in_subquery(
+        Query::select()
+            .column("task_id")
+            .from("task_search")
+            .and_where(condition)
+            .to_owned(),
+    )
+}
+
+fn text(dialect: Dialect, source: Source, column: &'static str, m: &TextMatch) -> Expr {
     match m.mode {
-        MatchMode::Equals => Expr::col(column).eq(m.value.clone()),
-        MatchMode::Contains => dialect.contains(column, &m.value),
+        MatchMode::Equals
+            if dialect == Dialect::Postgres
+                && source == Source::Tasks
+                && column == "entity_identifier" =>
+        {
+            searched(Expr::col(column).eq(m.value.clone()))
+        }
+        MatchMode::Equals => Expr::col(source.column(column)).eq(m.value.clone()),
+        MatchMode::Contains => dialect.contains(source, column, &m.value),
     }
 }
 
@@ -180,8 +232,13 @@ pub fn statuses(list: &[Status]) -> Vec<&'static str> {
     list.iter().map(|s| s.as_str()).collect()
 }
 
-/// The WHERE condition of a filter.
+/// The WHERE condition of a filter, on `tasks`.
 pub fn condition(dialect: Dialect, f: &TaskFilter) -> Cond {
+    condition_on(dialect, Source::Tasks, f)
+}
+
+/// The WHERE condition of a filter on `source` (which must hold the filter's columns).
+fn condition_on(dialect: Dialect, source: Source, f: &TaskFilter) -> Cond {
     let mut c = Cond::all();
     if !f.routes.is_empty() {
         c = c.add(Expr::col("route").is_in(f.routes.clone()));
@@ -208,7 +265,7 @@ pub fn condition(dialect: Dialect, f: &TaskFilter) -> Cond {
     ];
     for (column, m) in texts {
         if let Some(m) = m {
-            c = c.add(text(dialect, column, m));
+            c = c.add(text(dialect, source, column, m));
         }
     }
     c
@@ -219,24 +276,25 @@ pub fn list(dialect: Dialect, q: &TaskQuery) -> SelectStatement {
         SortOrder::Desc => Order::Desc,
         SortOrder::Asc => Order::Asc,
     };
-    let column = match q.sort {
-        SortField::CreatedAt => "created_at",
-        SortField::UpdatedAt => "updated_at",
+    let (column, source) = match q.sort {
+        SortField::CreatedAt => ("created_at", Source::of(dialect, &q.filter)),
+        SortField::UpdatedAt => ("updated_at", Source::Tasks),
     };
     let mut page = Query::select()
-        .from(TASKS)
-        .cond_where(condition(dialect, &q.filter))
+        .from(source.table())
+        .cond_where(condition_on(dialect, source, &q.filter))
         .order_by(column, order.clone())
-        .order_by("id", order.clone())
+        .order_by(source.column("id"), order.clone())
         .limit(u64::from(q.page.per_page))
         .offset(q.page.offset())
         .to_owned();
-    if q.page.offset() == 0 {
+    if q.page.offset() == 0 && source == Source::Tasks {
         return page.columns(SUMMARY_COLUMNS).to_owned();
     }
-    page.column("id");
+    page.column(source.column("id"));
     // Deep pages: skip the offset on the (covering) order index, reading identifiers
-    // only, then fetch the page's rows; skipping whole rows costs a lookup each.
+    // only, then fetch the page's rows; skipping whole rows costs a lookup each. Pages
+    // found on `task_search` are fetched the same way.
     Query::select()
         .columns(SUMMARY_COLUMNS)
         .from(TASKS)
@@ -247,19 +305,21 @@ pub fn list(dialect: Dialect, q: &TaskQuery) -> SelectStatement {
 }
 
 pub fn count(dialect: Dialect, f: &TaskFilter) -> SelectStatement {
+    let source = Source::of(dialect, f);
     Query::select()
         .expr(Func::count(Expr::col(Asterisk)))
-        .from(TASKS)
-        .cond_where(condition(dialect, f))
+        .from(source.table())
+        .cond_where(condition_on(dialect, source, f))
         .to_owned()
 }
 
 /// The matches counted up to `cap + 1`: more than `cap` means the count stopped.
 pub fn count_capped(dialect: Dialect, f: &TaskFilter, cap: u64) -> SelectStatement {
+    let source = Source::of(dialect, f);
     let matches = Query::select()
         .expr(Expr::val(1))
-        .from(TASKS)
-        .cond_where(condition(dialect, f))
+        .from(source.table())
+        .cond_where(condition_on(dialect, source, f))
         .limit(cap + 1)
         .to_owned();
     Query::select()

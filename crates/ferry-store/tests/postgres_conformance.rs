@@ -6,7 +6,7 @@ use ferry_core::{Action, Status, TaskFilter, Timestamp};
 use ferry_store::conformance::{Fixture, new_task};
 use ferry_store::conformance_suite;
 use ferry_store::postgres::{PgStore, PoolSettings};
-use ferry_store::{ActionRequest, COUNT_CAP};
+use ferry_store::{ActionRequest, COUNT_CAP, Store};
 use sqlx::Connection;
 use std::sync::Arc;
 
@@ -49,6 +49,19 @@ async fn postgres() -> Option<Fixture> {
 
 /// A store in a schema of its own, and the URL that reaches that schema.
 async fn postgres_scoped() -> Option<(Fixture, String)> {
+    let (scoped, guard) = empty_schema().await?;
+    let store = PgStore::open(&scoped, PoolSettings::default())
+        .await
+        .expect("open PostgreSQL store");
+    let fixture = Fixture {
+        store: Arc::new(store),
+        guard: Box::new(guard),
+    };
+    Some((fixture, scoped))
+}
+
+/// An empty schema of its own (dropped with the guard), and the URL that reaches it.
+async fn empty_schema() -> Option<(String, DropSchema)> {
     let url = base_url();
     let mut conn = match sqlx::PgConnection::connect(&url).await {
         Ok(c) => c,
@@ -74,14 +87,7 @@ async fn postgres_scoped() -> Option<(Fixture, String)> {
         .expect("create a schema");
     let sep = if url.contains('?') { '&' } else { '?' };
     let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
-    let store = PgStore::open(&scoped, PoolSettings::default())
-        .await
-        .expect("open PostgreSQL store");
-    let fixture = Fixture {
-        store: Arc::new(store),
-        guard: Box::new(DropSchema { url, schema }),
-    };
-    Some((fixture, scoped))
+    Some((scoped, DropSchema { url, schema }))
 }
 
 conformance_suite!(postgres);
@@ -230,4 +236,125 @@ async fn a_bulk_step_whose_lane_fails_counts_what_the_other_lane_changed() {
             .status,
         Status::New
     );
+}
+
+#[tokio::test]
+async fn tasks_stored_before_their_keys_moved_stay_listed_searched_and_counted() {
+    let Some((url, _guard)) = empty_schema().await else {
+        return;
+    };
+    // A database as migrations 1 to 7 left it, holding three tasks.
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let before: [&str; 7] = [
+        include_str!("../migrations/postgres/0001_tasks.sql"),
+        include_str!("../migrations/postgres/0002_schedules.sql"),
+        include_str!("../migrations/postgres/0003_access.sql"),
+        include_str!("../migrations/postgres/0004_search.sql"),
+        include_str!("../migrations/postgres/0005_bulk_jobs.sql"),
+        include_str!("../migrations/postgres/0006_task_search.sql"),
+        include_str!("../migrations/postgres/0007_task_entities.sql"),
+    ];
+    sqlx::raw_sql(
+        "CREATE TABLE ferry_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    for (k, sql) in before.iter().enumerate() {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO ferry_migrations VALUES ($1, 0)")
+            .bind(k as i64 + 1)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    sqlx::raw_sql(
+        "INSERT INTO tasks (id, route, entity_schema, entity_identifier, status, attempts, created_at, updated_at)
+         VALUES ('01KAAAAAAAAAAAAAAAAAAAAAAA', 'shop', 'product', 'SKU-1', 'new', 0, 1000, 1000),
+                ('01KBBBBBBBBBBBBBBBBBBBBBBB', 'shop', 'order', 'O''1\"x', 'failed', 1, 2000, 3000),
+                ('01KCCCCCCCCCCCCCCCCCCCCCCC', 'erp', 'product', 'SKU-2', 'finished', 1, 3000, 4000);
+         INSERT INTO task_entities (task_id, entity_data)
+         SELECT id, '{}' FROM tasks;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let store = PgStore::open(&url, PoolSettings::default()).await.unwrap();
+    let ids = |filter: TaskFilter| {
+        let store = &store;
+        async move {
+            let q = ferry_core::TaskQuery {
+                filter,
+                ..ferry_core::TaskQuery::default()
+            };
+            let page = store.list_tasks(&q).await.unwrap();
+            page.items
+                .iter()
+                .map(|t| t.entity_identifier.clone())
+                .collect::<Vec<_>>()
+        }
+    };
+    let text = |value: &str, mode| {
+        Some(ferry_core::filter::TextMatch {
+            value: value.into(),
+            mode,
+        })
+    };
+    use ferry_core::filter::MatchMode::{Contains, Equals};
+    assert_eq!(
+        ids(TaskFilter::default()).await,
+        ["SKU-2", "O'1\"x", "SKU-1"]
+    );
+    let shop = TaskFilter {
+        routes: vec!["shop".into()],
+        ..TaskFilter::default()
+    };
+    assert_eq!(ids(shop).await, ["O'1\"x", "SKU-1"]);
+    let products = TaskFilter {
+        entity_schema: text("product", Equals),
+        ..TaskFilter::default()
+    };
+    assert_eq!(ids(products).await, ["SKU-2", "SKU-1"]);
+    let quoted = TaskFilter {
+        entity_identifier: text("'1\"", Contains),
+        ..TaskFilter::default()
+    };
+    assert_eq!(ids(quoted).await, ["O'1\"x"]);
+    let failed_order = TaskFilter {
+        statuses: vec![Status::Failed],
+        entity_identifier: text("O'1\"x", Equals),
+        ..TaskFilter::default()
+    };
+    assert_eq!(ids(failed_order).await, ["O'1\"x"]);
+    let by_id = TaskFilter {
+        identifier: text("CCCCCC", Contains),
+        ..TaskFilter::default()
+    };
+    assert_eq!(ids(by_id).await, ["SKU-2"]);
+    let counts = store.count_tasks(&TaskFilter::default()).await.unwrap();
+    assert_eq!(counts.total(), 3);
+
+    // Tasks inserted after the migration get their keys, and lose them when pruned.
+    store
+        .insert_tasks(&[new_task("erp", "stock", "ST-9", 5_000)])
+        .await
+        .unwrap();
+    let stock = TaskFilter {
+        entity_schema: text("stock", Equals),
+        ..TaskFilter::default()
+    };
+    assert_eq!(ids(stock).await, ["ST-9"]);
+    sqlx::query("DELETE FROM tasks WHERE entity_identifier = 'SKU-1'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM task_search")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys, 3);
 }
