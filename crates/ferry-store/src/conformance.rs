@@ -83,7 +83,8 @@ macro_rules! conformance_suite {
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
-fn at(offset_ms: i64) -> Timestamp {
+/// The time `offset_ms` after the suite's fixed start.
+pub fn at(offset_ms: i64) -> Timestamp {
     Timestamp::from_millis(T0 + offset_ms)
 }
 

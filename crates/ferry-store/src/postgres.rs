@@ -650,34 +650,39 @@ impl Store for PgStore {
 
     async fn claim(&self, r: &ClaimRequest<'_>) -> Result<Vec<Task>, StoreError> {
         let lease_until = r.now.plus_millis(r.lease.as_millis() as i64);
-        // New and due-retry tasks are picked apart, each in creation order straight from
+        // New and due-retry tasks are found apart, each in creation order straight from
         // `tasks_route_status_created` (due retries also from `tasks_retry_due`), then
-        // the oldest `limit` of both: one `status = 'new' OR …` search makes PostgreSQL
-        // gather and sort every new task of the route on each claim, or walk the route's
-        // finished tasks. Rows locked by `due` or `fresh` but not picked are let go when
-        // the statement ends.
+        // the oldest `limit` of both are locked and taken: one `status = 'new' OR …`
+        // search makes PostgreSQL gather and sort every new task of the route on each
+        // claim, or walk the route's finished tasks.
         //
-        // The picked rows are updated where they lie (`ctid`, a TID scan), not looked up
-        // again by id: `t.id = picked.id` may be planned through the trigram index on
-        // `id` (pg_trgm serves `=` too, and its GIN cost estimate is far too low), seen
-        // at 4.4 ms a row, 2-4.5 s per claim of 1,000 against 0.1 s. The rows are locked,
-        // so nothing moves them; one changed by another transaction between the snapshot
-        // and the lock is simply not claimed this time (it stays as it is).
+        // Only the tasks taken are locked. The candidates are read without a lock (twice
+        // the limit of each kind, so a claimer racing another on the same route takes
+        // the next ones), then locked oldest first with `SKIP LOCKED` until `limit` are
+        // held (a locking clause under a LIMIT stops there). Locking every candidate, as
+        // before, held up to `limit` tasks the claim did not take until it ended, and a
+        // bulk step meeting them then skipped them as being changed, for good.
+        //
+        // Rows are matched and updated where they lie (`ctid`, a TID scan), not looked
+        // up again by id. A candidate changed by another transaction since it was read
+        // has a new version elsewhere: PostgreSQL rechecks the condition on it, the
+        // `ctid` no longer matches, and it is not taken this time.
         let rows = sqlx::query(
-            "WITH fresh AS (
-                 SELECT ctid, id, created_at FROM tasks
-                 WHERE route = $4 AND status = 'new'
-                 ORDER BY created_at, id LIMIT $5
-                 FOR UPDATE SKIP LOCKED),
-             due AS (
-                 SELECT ctid, id, created_at FROM tasks
-                 WHERE route = $4 AND status = 'retry' AND next_attempt_at <= $1
-                 ORDER BY created_at, id LIMIT $5
-                 FOR UPDATE SKIP LOCKED),
+            "WITH candidates AS (
+                 (SELECT ctid FROM tasks
+                  WHERE route = $4 AND status = 'new'
+                  ORDER BY created_at, id LIMIT $6)
+                 UNION ALL
+                 (SELECT ctid FROM tasks
+                  WHERE route = $4 AND status = 'retry' AND next_attempt_at <= $1
+                  ORDER BY created_at, id LIMIT $6)),
              picked AS (
-                 SELECT ctid FROM (SELECT ctid, id, created_at FROM fresh
-                                   UNION ALL SELECT ctid, id, created_at FROM due) AS both_kinds
-                 ORDER BY created_at, id LIMIT $5),
+                 SELECT ctid FROM tasks
+                 WHERE ctid = ANY(ARRAY(SELECT ctid FROM candidates))
+                   AND route = $4
+                   AND (status = 'new' OR (status = 'retry' AND next_attempt_at <= $1))
+                 ORDER BY created_at, id LIMIT $5
+                 FOR UPDATE SKIP LOCKED),
              claimed AS (
                  UPDATE tasks t SET status = 'processing', attempts = t.attempts + 1, updated_at = $1,
                         lease_owner = $2, lease_until = $3
@@ -692,6 +697,7 @@ impl Store for PgStore {
         .bind(lease_until.millis())
         .bind(r.route)
         .bind(i64::from(r.limit))
+        .bind(2 * i64::from(r.limit))
         .fetch_all(&self.pool)
         .await?;
         let mut tasks = rows

@@ -3,10 +3,10 @@
 //! Without a reachable server the cases print SKIPPED; under CI=true they fail.
 
 use ferry_core::{Action, Status, TaskFilter, Timestamp};
-use ferry_store::conformance::{Fixture, new_task};
+use ferry_store::conformance::{Fixture, at, new_task, seed};
 use ferry_store::conformance_suite;
 use ferry_store::postgres::{PgStore, PoolSettings};
-use ferry_store::{ActionRequest, COUNT_CAP, Store};
+use ferry_store::{ActionRequest, COUNT_CAP, ClaimRequest, Store};
 use sqlx::Connection;
 use std::sync::Arc;
 
@@ -235,6 +235,115 @@ async fn a_bulk_step_whose_lane_fails_counts_what_the_other_lane_changed() {
             .summary
             .status,
         Status::New
+    );
+}
+
+#[tokio::test]
+async fn a_claim_holds_only_the_tasks_it_takes_so_a_bulk_skip_meanwhile_misses_none() {
+    let Some((fixture, url)) = postgres_scoped().await else {
+        return;
+    };
+    let store = fixture.store.clone();
+    // New tasks and due retries alternate in creation order: N0 R1 N2 R3 N4 R5 N6 R7.
+    let mut fresh = Vec::new();
+    for k in 0..8 {
+        let status = if k % 2 == 0 {
+            Status::New
+        } else {
+            Status::Retry
+        };
+        let id = seed(&*store, "r", status, k * 1_000).await;
+        if status == Status::New {
+            fresh.push(id);
+        }
+    }
+    // The claim stalls on the first task it changes, holding whatever it has locked.
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF current_setting('ferry_test.stalled', true) IS DISTINCT FROM 'yes' THEN
+                 PERFORM set_config('ferry_test.stalled', 'yes', true);
+                 PERFORM pg_sleep(1);
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER stall BEFORE UPDATE ON tasks FOR EACH ROW
+             WHEN (NEW.status = 'processing') EXECUTE FUNCTION stall()",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let claim = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .claim(&ClaimRequest {
+                    route: "r",
+                    limit: 4,
+                    now: at(100_000),
+                    lease: std::time::Duration::from_secs(60),
+                    worker: "w1",
+                })
+                .await
+        }
+    });
+    let stalled = "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'";
+    for _ in 0..100 {
+        let n: i64 = sqlx::query_scalar(stalled)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if n > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!claim.is_finished(), "the claim is stalled");
+
+    // Meanwhile an operator skips every new task.
+    let filter = TaskFilter {
+        statuses: vec![Status::New],
+        ..TaskFilter::default()
+    };
+    let request = ActionRequest {
+        action: Action::Skip,
+        actor: "conformance".into(),
+        reason: None,
+        at: Timestamp::now(),
+        origin: None,
+    };
+    let begun = store.begin_filter_action(&filter, &request).await.unwrap();
+    let (mut skipped, mut after) = (0, None);
+    loop {
+        let step = store
+            .step_filter_action(&filter, &request, begun.action_id, after.as_ref(), 100)
+            .await
+            .unwrap();
+        skipped += step.changed;
+        after = step.resume_after;
+        if !step.more {
+            break;
+        }
+    }
+    let claimed = claim.await.unwrap().unwrap();
+
+    assert_eq!(claimed.len(), 4, "the claim still takes its limit");
+    let mut taken = 0;
+    for id in &fresh {
+        let status = store.get_task(id).await.unwrap().unwrap().summary.status;
+        let was_claimed = claimed.iter().any(|t| &t.summary.id == id);
+        match status {
+            Status::Processing => assert!(was_claimed, "{id} processing unclaimed"),
+            Status::Skipped => assert!(!was_claimed, "{id} claimed and skipped"),
+            other => panic!("{id} is {other:?}: neither claimed nor skipped"),
+        }
+        taken += usize::from(was_claimed);
+    }
+    assert_eq!(
+        skipped as usize + taken,
+        fresh.len(),
+        "each skip counted once"
     );
 }
 
