@@ -665,8 +665,11 @@ impl Store for PgStore {
         //
         // Rows are matched and updated where they lie (`ctid`, a TID scan), not looked
         // up again by id. A candidate changed by another transaction since it was read
-        // has a new version elsewhere: PostgreSQL rechecks the condition on it, the
-        // `ctid` no longer matches, and it is not taken this time.
+        // has a new version elsewhere: PostgreSQL rechecks the condition on that version,
+        // its `ctid` is not among the candidates', and it is not taken this time. So the
+        // lock needs no other condition, and must have none: given the route's, the
+        // planner (whose statistics may not know a new route yet) walked the route's
+        // index and filtered by `ctid`: 0.4 s a claim of 1,000, against 26 ms.
         let rows = sqlx::query(
             "WITH candidates AS (
                  (SELECT ctid FROM tasks
@@ -679,8 +682,6 @@ impl Store for PgStore {
              picked AS (
                  SELECT ctid FROM tasks
                  WHERE ctid = ANY(ARRAY(SELECT ctid FROM candidates))
-                   AND route = $4
-                   AND (status = 'new' OR (status = 'retry' AND next_attempt_at <= $1))
                  ORDER BY created_at, id LIMIT $5
                  FOR UPDATE SKIP LOCKED),
              claimed AS (
