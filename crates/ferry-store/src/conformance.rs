@@ -387,6 +387,26 @@ pub async fn every_filter_agrees_with_the_in_memory_semantics(store: &dyn Store)
             expected.len() as u64,
             "counts for {pairs:?}"
         );
+        // The same matches by updated-at, newest first, whole and in pages of 4 (on
+        // PostgreSQL, with no status filter, each status read apart and merged).
+        let mut by_updated: Vec<&TaskSummary> =
+            all.iter().filter(|t| q.filter.matches(t)).collect();
+        by_updated.sort_by(|a, b| (b.updated_at, &b.id).cmp(&(a.updated_at, &a.id)));
+        let expected: Vec<&TaskId> = by_updated.iter().map(|t| &t.id).collect();
+        let mut paged = Vec::new();
+        for page in 1..=4 {
+            let mut pairs = pairs.clone();
+            let page = page.to_string();
+            pairs.extend([
+                ("sort", "updated_at"),
+                ("per_page", "4"),
+                ("page", page.as_str()),
+            ]);
+            let got = store.list_tasks(&query(&pairs)).await.unwrap();
+            paged.extend(got.items.into_iter().map(|t| t.id));
+        }
+        let paged: Vec<&TaskId> = paged.iter().collect();
+        assert_eq!(paged, expected, "by updated-at, filter {pairs:?}");
     }
 }
 

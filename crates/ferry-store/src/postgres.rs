@@ -43,6 +43,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0007_task_entities.sql"),
     ),
     (8, include_str!("../migrations/postgres/0008_task_keys.sql")),
+    (
+        9,
+        include_str!("../migrations/postgres/0009_no_updated_index.sql"),
+    ),
 ];
 
 /// Connection settings beyond the URL.

@@ -3,7 +3,7 @@
 use crate::ActionRequest;
 use ferry_core::filter::{CountMode, MatchMode, SortField, SortOrder, TextMatch};
 use ferry_core::{Status, TaskFilter, TaskQuery};
-use sea_query::{Asterisk, Cond, Expr, ExprTrait, Func, Order, Query, SelectStatement};
+use sea_query::{Asterisk, Cond, Expr, ExprTrait, Func, Order, Query, SelectStatement, UnionType};
 
 pub const TASKS: &str = "tasks";
 
@@ -243,8 +243,13 @@ fn condition_on(dialect: Dialect, source: Source, f: &TaskFilter) -> Cond {
     if !f.routes.is_empty() {
         c = c.add(Expr::col("route").is_in(f.routes.clone()));
     }
+    let updated_range = f.updated_from.is_some() || f.updated_to.is_some();
     if !f.statuses.is_empty() {
         c = c.add(Expr::col("status").is_in(statuses(&f.statuses)));
+    } else if dialect == Dialect::Postgres && updated_range {
+        // Every status, so that `tasks_status_updated` serves the range (PostgreSQL
+        // has no index on updated-at alone, migration 0009).
+        c = c.add(Expr::col("status").is_in(statuses(&Status::ALL)));
     }
     let ranges = [
         ("created_at", f.created_from, f.created_to),
@@ -280,9 +285,13 @@ pub fn list(dialect: Dialect, q: &TaskQuery) -> SelectStatement {
         SortField::CreatedAt => ("created_at", Source::of(dialect, &q.filter)),
         SortField::UpdatedAt => ("updated_at", Source::Tasks),
     };
-    let mut page = Query::select()
-        .from(source.table())
-        .cond_where(condition_on(dialect, source, &q.filter))
+    let mut page = by_updated_without_status(dialect, q, &order)
+        .unwrap_or_else(|| {
+            Query::select()
+                .from(source.table())
+                .cond_where(condition_on(dialect, source, &q.filter))
+                .to_owned()
+        })
         .order_by(column, order.clone())
         .order_by(source.column("id"), order.clone())
         .limit(u64::from(q.page.per_page))
@@ -302,6 +311,47 @@ pub fn list(dialect: Dialect, q: &TaskQuery) -> SelectStatement {
         .order_by(column, order.clone())
         .order_by("id", order)
         .to_owned()
+}
+
+/// PostgreSQL, a list by updated-at with no status filter: the matches of each status
+/// apart, merged, as a table named `tasks`. There is no index on updated-at alone
+/// (migration 0009): each status's first `offset + per_page` come in order from
+/// `tasks_status_updated`, and the page is taken from those six. (Without a LIMIT in
+/// each, PostgreSQL 15 did not merge the six in order: it sorted every match, 363 ms at
+/// 1M.)
+fn by_updated_without_status(
+    dialect: Dialect,
+    q: &TaskQuery,
+    order: &Order,
+) -> Option<SelectStatement> {
+    if dialect != Dialect::Postgres
+        || q.sort != SortField::UpdatedAt
+        || !q.filter.statuses.is_empty()
+    {
+        return None;
+    }
+    // Each one a subquery of its own: a union renders the first member's ORDER BY and
+    // LIMIT after the last member, as the whole union's.
+    let mut statuses = Status::ALL.iter().map(|status| {
+        let first = Query::select()
+            .columns(SUMMARY_COLUMNS)
+            .from(TASKS)
+            .cond_where(condition_on(dialect, Source::Tasks, &q.filter))
+            .and_where(Expr::col("status").eq(status.as_str()))
+            .order_by("updated_at", order.clone())
+            .order_by("id", order.clone())
+            .limit(q.page.offset() + u64::from(q.page.per_page))
+            .to_owned();
+        Query::select()
+            .columns(SUMMARY_COLUMNS)
+            .from_subquery(first, status.as_str())
+            .to_owned()
+    });
+    let mut merged = statuses.next()?;
+    for each in statuses {
+        merged.union(UnionType::All, each);
+    }
+    Some(Query::select().from_subquery(merged, TASKS).to_owned())
 }
 
 pub fn count(dialect: Dialect, f: &TaskFilter) -> SelectStatement {

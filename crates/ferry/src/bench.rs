@@ -1869,6 +1869,16 @@ batch_size = {PROCESS_BATCH_SIZE}
                 ],
                 first_page,
             ),
+            list(
+                "sorted by updated_at, no filter".into(),
+                &[("sort", "updated_at")],
+                first_page,
+            ),
+            list(
+                format!("route = {first_route}, sorted by updated_at"),
+                &[("route", &first_route), ("sort", "updated_at")],
+                first_page,
+            ),
             Case {
                 name: "list, first page, no filter, count=exact".into(),
                 params: vec![("count", "exact".to_owned())],
