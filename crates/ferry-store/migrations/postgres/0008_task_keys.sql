@@ -6,6 +6,10 @@
 -- their orderings are kept on the insert-only `task_search` (which gains the columns
 -- they need); `tasks` keeps the indexes that serve status, updated-at, the claim and the
 -- lease. Lists with no status filter, in creation order, find their page there.
+-- Inserts wait until the new table is in place: a node still running the old code would
+-- otherwise add a task between the copy and the swap, and its keys would be lost.
+LOCK TABLE tasks IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE TABLE task_keys (
     task_id           TEXT   NOT NULL,
     entity_identifier TEXT   NOT NULL,
