@@ -105,7 +105,8 @@ pub fn new_task(route: &str, schema: &str, entity: &str, offset_ms: i64) -> NewT
     }
 }
 
-fn request(action: Action, at_ms: i64) -> ActionRequest {
+/// An operator action by "conformance", `at_ms` after the suite's fixed start.
+pub fn request(action: Action, at_ms: i64) -> ActionRequest {
     ActionRequest {
         action,
         actor: "conformance".into(),

@@ -2,11 +2,11 @@
 //! database named by FERRY_TEST_POSTGRES_URL (default: the local `test` database).
 //! Without a reachable server the cases print SKIPPED; under CI=true they fail.
 
-use ferry_core::{Action, Status, TaskFilter, Timestamp};
-use ferry_store::conformance::{Fixture, at, new_task, seed};
+use ferry_core::{Action, Status, TaskFilter};
+use ferry_store::conformance::{Fixture, at, new_task, request, seed};
 use ferry_store::conformance_suite;
 use ferry_store::postgres::{PgStore, PoolSettings};
-use ferry_store::{ActionRequest, COUNT_CAP, ClaimRequest, Store};
+use ferry_store::{COUNT_CAP, ClaimRequest, Store};
 use sqlx::Connection;
 use std::sync::Arc;
 
@@ -183,13 +183,7 @@ async fn a_bulk_step_whose_lane_fails_counts_what_the_other_lane_changed() {
     .await
     .unwrap();
     let filter = TaskFilter::default();
-    let request = ActionRequest {
-        action: Action::Skip,
-        actor: "conformance".into(),
-        reason: None,
-        at: Timestamp::now(),
-        origin: None,
-    };
+    let request = request(Action::Skip, 1_000_000);
     let begun = store.begin_filter_action(&filter, &request).await.unwrap();
     // Steps of 4 run as two lanes of 2. A lane that meets SKU-2 fails; the other
     // lane's work is kept, and counted, until a step in which both meet it.
@@ -306,26 +300,11 @@ async fn a_claim_holds_only_the_tasks_it_takes_so_a_bulk_skip_meanwhile_misses_n
         statuses: vec![Status::New],
         ..TaskFilter::default()
     };
-    let request = ActionRequest {
-        action: Action::Skip,
-        actor: "conformance".into(),
-        reason: None,
-        at: Timestamp::now(),
-        origin: None,
-    };
-    let begun = store.begin_filter_action(&filter, &request).await.unwrap();
-    let (mut skipped, mut after) = (0, None);
-    loop {
-        let step = store
-            .step_filter_action(&filter, &request, begun.action_id, after.as_ref(), 100)
-            .await
-            .unwrap();
-        skipped += step.changed;
-        after = step.resume_after;
-        if !step.more {
-            break;
-        }
-    }
+    let skipped = store
+        .act_on_filter(&filter, &request(Action::Skip, 1_000_000))
+        .await
+        .unwrap()
+        .changed;
     let claimed = claim.await.unwrap().unwrap();
 
     assert_eq!(claimed.len(), 4, "the claim still takes its limit");
