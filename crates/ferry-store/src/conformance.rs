@@ -955,9 +955,11 @@ pub async fn pruning_removes_old_final_tasks_only(store: &dyn Store) {
 }
 
 pub async fn pruning_by_count_keeps_the_newest_tasks(store: &dyn Store) {
-    let mut finished = Vec::new();
+    // The final statuses take turns, so the oldest are taken across all three in order.
+    let mut ended = Vec::new();
     for i in 0..6 {
-        finished.push(seed(store, "r", Status::Finished, i * 1_000).await);
+        let status = [Status::Finished, Status::Failed, Status::Skipped][i % 3];
+        ended.push(seed(store, "r", status, i as i64 * 1_000).await);
     }
     let new = seed(store, "r", Status::New, 10_000).await;
     let rule = PruneRule {
@@ -975,7 +977,7 @@ pub async fn pruning_by_count_keeps_the_newest_tasks(store: &dyn Store) {
             .total(),
         4
     );
-    for (i, id) in finished.iter().enumerate() {
+    for (i, id) in ended.iter().enumerate() {
         assert_eq!(
             store.get_task(id).await.unwrap().is_some(),
             i >= 3,

@@ -47,6 +47,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../migrations/postgres/0009_no_updated_index.sql"),
     ),
+    (
+        10,
+        include_str!("../migrations/postgres/0010_fewer_entries.sql"),
+    ),
+    (
+        11,
+        include_str!("../migrations/postgres/0011_task_logs.sql"),
+    ),
 ];
 
 /// Connection settings beyond the URL.
@@ -277,12 +285,22 @@ where
         .transpose()
 }
 
-async fn insert_messages(tx: &mut Tx, rows: &[(&str, Phase, &Message)]) -> Result<(), StoreError> {
-    for chunk in rows.chunks(CHUNK) {
-        bound!(query::insert_messages(chunk))
-            .execute(&mut **tx)
-            .await?;
+/// Appends log lines, (task id, phase, line) in order: the lines of one task and phase
+/// become one `task_logs` row. One statement: arrays are one parameter each.
+async fn insert_logs(tx: &mut Tx, rows: &[(&str, Phase, &Message)]) -> Result<(), StoreError> {
+    let logs = rows::log_rows(rows);
+    if logs.is_empty() {
+        return Ok(());
     }
+    sqlx::query(
+        "INSERT INTO task_logs (task_id, phase, lines)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])",
+    )
+    .bind(logs.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
+    .bind(logs.iter().map(|(_, p, _)| p.as_str()).collect::<Vec<_>>())
+    .bind(logs.iter().map(|(_, _, l)| l.as_str()).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -333,18 +351,24 @@ async fn apply_to_eligible(
     let (update_sql, mut values) = update.build_sqlx(PostgresQueryBuilder);
     let n = values.0.0.len();
     values.0.0.push(action_id.into());
-    values.0.0.push(request.at.millis().into());
-    values.0.0.push(action_message(request).into());
+    let line = (
+        request.at.millis(),
+        Level::Info.as_str(),
+        action_message(request),
+    );
+    values
+        .0
+        .0
+        .push(rows::lines_json(&[(line.0, line.1, &line.2)]).into());
     let sql = format!(
         "WITH upd AS ({update_sql}),
               link AS (INSERT INTO task_actions (task_id, action_id) SELECT id, ${a} FROM upd
                        ON CONFLICT DO NOTHING),
-              logged AS (INSERT INTO task_messages (task_id, phase, at, level, message)
-                         SELECT id, 'export', ${b}, 'info', ${c} FROM upd)
+              logged AS (INSERT INTO task_logs (task_id, phase, lines)
+                         SELECT id, 'export', ${b} FROM upd)
          SELECT COUNT(*), MAX(id) FROM upd",
         a = n + 1,
         b = n + 2,
-        c = n + 3
     );
     let (changed, last): (i64, Option<String>) = sqlx::query_as_with(AssertSqlSafe(sql), values)
         .fetch_one(&mut **tx)
@@ -438,7 +462,7 @@ impl Store for PgStore {
                     .map(move |m| (t.id.as_str(), Phase::Import, m))
             })
             .collect();
-        insert_messages(&mut tx, &messages).await?;
+        insert_logs(&mut tx, &messages).await?;
         let routes: HashSet<&str> = tasks.iter().map(|t| t.route.as_str()).collect();
         for route in routes {
             sqlx::query("SELECT pg_notify($1, $2)")
@@ -508,24 +532,14 @@ impl Store for PgStore {
         if exists.is_none() {
             return Ok(None);
         }
-        let rows: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT at, level, message FROM task_messages WHERE task_id = $1 AND phase = $2 ORDER BY id",
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT lines FROM task_logs WHERE task_id = $1 AND phase = $2 ORDER BY id",
         )
         .bind(id.as_str())
         .bind(phase.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(at, level, message)| {
-                Ok(Message {
-                    at: Timestamp::from_millis(at),
-                    level: Level::parse(&level)
-                        .ok_or_else(|| corrupt(format!("message level {level}")))?,
-                    message,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()
-            .map(Some)
+        rows::messages(id, rows).map(Some)
     }
 
     async fn attempts(&self, id: &TaskId) -> Result<Vec<Attempt>, StoreError> {
@@ -738,18 +752,32 @@ impl Store for PgStore {
         // of `c`, not a literal: with the literal PostgreSQL matches the partial index
         // `tasks_lease`, believes (from statistics taken when few tasks were processing)
         // it holds one row, and hashes every processing task of every worker on each call
-        // (15-20 ms at 9,000 held tasks, against 0.4 ms through the primary key).
+        // (15-20 ms at 9,000 held tasks, against 0.4 ms through the primary key). The
+        // worker is compared the same way: statistics taken while no task was held say
+        // no row has that owner. The bound arrays are guessed at 10 rows, so the primary
+        // key won so far; given their length (literal arrays in `psql`), PostgreSQL
+        // instead scanned all of `tasks` for the one "row" and joined it with every
+        // completion: 300-400 ms a call of 1,000 at 200,000 tasks, against 37 ms.
         let next_attempt = |c: &Completion| match &c.outcome {
             Outcome::Retry { at, .. } => Some(at.millis()),
             _ => None,
         };
-        let messages: Vec<(&str, &Message)> = completions
+        // A completion's log lines are one `task_logs` row.
+        let logs: Vec<(&str, String)> = completions
             .iter()
-            .flat_map(|c| c.messages.iter().map(move |m| (c.id.as_str(), m)))
+            .filter(|c| !c.messages.is_empty())
+            .map(|c| {
+                let lines: Vec<rows::Line> = c
+                    .messages
+                    .iter()
+                    .map(|m| (m.at.millis(), m.level.as_str(), m.message.as_str()))
+                    .collect();
+                (c.id.as_str(), rows::lines_json(&lines))
+            })
             .collect();
         let updated: HashSet<String> = sqlx::query_scalar(
             "WITH c AS (
-                 SELECT *, 'processing'::text AS held
+                 SELECT *, 'processing'::text AS held, $8::text AS owner
                  FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[],
                              $6::bigint[], $7::bigint[])
                      WITH ORDINALITY AS c (id, status, ended_at, last_error, next_attempt_at, attempt, started_at, ord)),
@@ -758,18 +786,17 @@ impl Store for PgStore {
                         last_error = c.last_error, next_attempt_at = c.next_attempt_at,
                         lease_owner = NULL, lease_until = NULL
                  FROM c
-                 WHERE t.id = c.id AND t.status = c.held AND t.lease_owner = $8
+                 WHERE t.id = c.id AND t.status = c.held AND t.lease_owner = c.owner
                  RETURNING t.id),
              attempts AS (
                  INSERT INTO task_attempts (task_id, attempt, started_at, ended_at, outcome, error)
                  SELECT c.id, c.attempt, c.started_at, c.ended_at, c.status, c.last_error
                  FROM c JOIN upd ON upd.id = c.id
                  ORDER BY c.ord),
-             messages AS (
-                 INSERT INTO task_messages (task_id, phase, at, level, message)
-                 SELECT m.task_id, 'export', m.at, m.level, m.message
-                 FROM UNNEST($9::text[], $10::bigint[], $11::text[], $12::text[])
-                          WITH ORDINALITY AS m (task_id, at, level, message, ord)
+             logs AS (
+                 INSERT INTO task_logs (task_id, phase, lines)
+                 SELECT m.task_id, 'export', m.lines
+                 FROM UNNEST($9::text[], $10::text[]) WITH ORDINALITY AS m (task_id, lines, ord)
                       JOIN upd ON upd.id = m.task_id
                  ORDER BY m.ord)
              SELECT id FROM upd",
@@ -812,20 +839,8 @@ impl Store for PgStore {
                 .collect::<Vec<_>>(),
         )
         .bind(worker)
-        .bind(messages.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-        .bind(messages.iter().map(|(_, m)| m.at.millis()).collect::<Vec<_>>())
-        .bind(
-            messages
-                .iter()
-                .map(|(_, m)| m.level.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            messages
-                .iter()
-                .map(|(_, m)| m.message.as_str())
-                .collect::<Vec<_>>(),
-        )
+        .bind(logs.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(logs.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>())
         .fetch_all(&self.pool)
         .await?
         .into_iter()
@@ -944,14 +959,13 @@ impl Store for PgStore {
             tx.rollback().await?;
             return Ok(0); // another node is pruning
         }
-        let mut ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM tasks WHERE status IN ('finished', 'skipped', 'failed') AND updated_at < $1
-             ORDER BY updated_at, id LIMIT $2",
-        )
-        .bind(rule.updated_before.millis())
-        .bind(i64::from(batch))
-        .fetch_all(&mut *tx)
-        .await?;
+        let before = rule.updated_before.millis();
+        let (sql, values) =
+            query::final_by_updated(Expr::col("updated_at").lt(before), u64::from(batch))
+                .build_sqlx(PostgresQueryBuilder);
+        let mut ids: Vec<String> = sqlx::query_scalar_with(AssertSqlSafe(sql), values)
+            .fetch_all(&mut *tx)
+            .await?;
         if let Some(max) = rule.max_tasks
             && (ids.len() as u32) < batch
         {
@@ -963,14 +977,12 @@ impl Store for PgStore {
                 .saturating_sub(ids.len() as u64);
             let take = std::cmp::min(excess, u64::from(batch) - ids.len() as u64);
             if take > 0 {
-                let more: Vec<String> = sqlx::query_scalar(
-                    "SELECT id FROM tasks WHERE status IN ('finished', 'skipped', 'failed') AND updated_at >= $1
-                     ORDER BY updated_at, id LIMIT $2",
-                )
-                .bind(rule.updated_before.millis())
-                .bind(take as i64)
-                .fetch_all(&mut *tx)
-                .await?;
+                let (sql, values) =
+                    query::final_by_updated(Expr::col("updated_at").gte(before), take)
+                        .build_sqlx(PostgresQueryBuilder);
+                let more: Vec<String> = sqlx::query_scalar_with(AssertSqlSafe(sql), values)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 ids.extend(more);
             }
         }
@@ -981,7 +993,7 @@ impl Store for PgStore {
                  DELETE FROM tasks WHERE id = ANY($1) AND status IN ('finished', 'skipped', 'failed')
                  RETURNING id),
              entities AS (DELETE FROM task_entities WHERE task_id IN (SELECT id FROM gone)),
-             messages AS (DELETE FROM task_messages WHERE task_id IN (SELECT id FROM gone)),
+             logs AS (DELETE FROM task_logs WHERE task_id IN (SELECT id FROM gone)),
              attempts AS (DELETE FROM task_attempts WHERE task_id IN (SELECT id FROM gone))
              SELECT COUNT(*) FROM gone",
         )
@@ -1063,7 +1075,7 @@ impl Store for PgStore {
         // log could pass.
         let lines: Vec<(&str, Phase, &Message)> =
             logs.iter().map(|(id, p, m)| (*id, *p, m)).collect();
-        insert_messages(&mut tx, &lines).await?;
+        insert_logs(&mut tx, &lines).await?;
         for chunk in attempts.chunks(CHUNK) {
             bound!(query::insert_attempts(chunk))
                 .execute(&mut *tx)
@@ -1084,9 +1096,9 @@ impl Store for PgStore {
              upd AS (
                  UPDATE tasks t SET status = 'new', updated_at = $1, lease_owner = NULL, lease_until = NULL
                  FROM expired e WHERE t.id = e.id RETURNING t.id)
-             INSERT INTO task_messages (task_id, phase, at, level, message)
-             SELECT e.id, 'export', $1, 'warn',
-                    'returned to new: the lease of worker ' || COALESCE(e.lease_owner, '?') || ' expired before it finished'
+             INSERT INTO task_logs (task_id, phase, lines)
+             SELECT e.id, 'export', json_build_array(json_build_array($1::bigint, 'warn',
+                    'returned to new: the lease of worker ' || COALESCE(e.lease_owner, '?') || ' expired before it finished'))::text
              FROM expired e JOIN upd ON upd.id = e.id",
         )
         .bind(now.millis())

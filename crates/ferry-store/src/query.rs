@@ -354,6 +354,43 @@ fn by_updated_without_status(
     Some(Query::select().from_subquery(merged, TASKS).to_owned())
 }
 
+/// The identifiers of the tasks retention may prune (final ones) whose `updated_at`
+/// meets `updated`, least recently updated first, at most `limit`. Each final status's
+/// oldest come in order from `tasks_status_updated` and the three are merged, so no
+/// index of its own is needed: one on final tasks by updated-at took an entry from
+/// every completion and skip (migration 0010).
+pub fn final_by_updated(updated: Expr, limit: u64) -> SelectStatement {
+    let mut statuses = Status::ALL
+        .into_iter()
+        .filter(|s| s.is_final())
+        .map(|status| {
+            let oldest = Query::select()
+                .columns(["id", "updated_at"])
+                .from(TASKS)
+                .and_where(Expr::col("status").eq(status.as_str()))
+                .and_where(updated.clone())
+                .order_by("updated_at", Order::Asc)
+                .order_by("id", Order::Asc)
+                .limit(limit)
+                .to_owned();
+            Query::select()
+                .columns(["id", "updated_at"])
+                .from_subquery(oldest, status.as_str())
+                .to_owned()
+        });
+    let mut merged = statuses.next().expect("three statuses are final");
+    for each in statuses {
+        merged.union(UnionType::All, each);
+    }
+    Query::select()
+        .column("id")
+        .from_subquery(merged, "finals")
+        .order_by("updated_at", Order::Asc)
+        .order_by("id", Order::Asc)
+        .limit(limit)
+        .to_owned()
+}
+
 pub fn count(dialect: Dialect, f: &TaskFilter) -> SelectStatement {
     let source = Source::of(dialect, f);
     Query::select()
@@ -554,26 +591,6 @@ pub fn insert_entities(tasks: &[ferry_core::NewTask]) -> sea_query::InsertStatem
         .to_owned();
     for t in tasks {
         stmt.values_panic([t.id.as_str().into(), t.entity_data.to_string().into()]);
-    }
-    stmt
-}
-
-/// Appends log lines: (task id, phase, message).
-pub fn insert_messages(
-    rows: &[(&str, ferry_core::Phase, &ferry_core::Message)],
-) -> sea_query::InsertStatement {
-    let mut stmt = Query::insert()
-        .into_table("task_messages")
-        .columns(["task_id", "phase", "at", "level", "message"])
-        .to_owned();
-    for (id, phase, m) in rows {
-        stmt.values_panic([
-            (*id).into(),
-            phase.as_str().into(),
-            m.at.millis().into(),
-            m.level.as_str().into(),
-            m.message.clone().into(),
-        ]);
     }
     stmt
 }

@@ -2,7 +2,7 @@
 //! type implements [`Columns`]; the decoders below read through it.
 
 use crate::store::{ActionRecord, BulkOutcome, StatusCounts, StoreError};
-use ferry_core::task::{Task, TaskSummary};
+use ferry_core::task::{Level, Message, Phase, Task, TaskSummary};
 use ferry_core::{Status, TaskId, Timestamp};
 
 /// The column reads the decoders need, by column name.
@@ -95,4 +95,45 @@ pub(crate) fn action(row: &impl Columns) -> Result<ActionRecord, StoreError> {
             not_found: count("not_found")?,
         },
     })
+}
+
+/// A log line as `task_logs.lines` keeps it: `[at, level, message]`.
+pub(crate) type Line<'a> = (i64, &'a str, &'a str);
+
+/// Log lines as `task_logs.lines` keeps them: `[[at, level, message], …]`.
+pub(crate) fn lines_json(lines: &[Line]) -> String {
+    serde_json::to_string(lines).expect("numbers and strings serialize")
+}
+
+/// Log lines, (task id, phase, line) in order, as `task_logs` rows: each run of lines
+/// for one task and phase becomes a row (callers pass a task's lines together; a task
+/// whose lines came apart would get a row per run, in order).
+pub(crate) fn log_rows<'a>(rows: &[(&'a str, Phase, &Message)]) -> Vec<(&'a str, Phase, String)> {
+    rows.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1))
+        .map(|run| {
+            let lines: Vec<Line> = run
+                .iter()
+                .map(|(_, _, m)| (m.at.millis(), m.level.as_str(), m.message.as_str()))
+                .collect();
+            (run[0].0, run[0].1, lines_json(&lines))
+        })
+        .collect()
+}
+
+/// The messages of a task's `task_logs` rows, in the order they are given.
+pub(crate) fn messages(id: &TaskId, rows: Vec<String>) -> Result<Vec<Message>, StoreError> {
+    let mut messages = Vec::new();
+    for lines in rows {
+        let lines: Vec<(i64, String, String)> = serde_json::from_str(&lines)
+            .map_err(|e| StoreError::Corrupt(format!("log lines of task {id}: {e}")))?;
+        for (at, level, message) in lines {
+            messages.push(Message {
+                at: Timestamp::from_millis(at),
+                level: Level::parse(&level)
+                    .ok_or_else(|| StoreError::Corrupt(format!("message level {level}")))?,
+                message,
+            });
+        }
+    }
+    Ok(messages)
 }

@@ -53,6 +53,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0008_batched_indexing.sql"),
     ),
     (9, include_str!("../migrations/sqlite/0009_task_logs.sql")),
+    (
+        10,
+        include_str!("../migrations/sqlite/0010_no_final_index.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -253,30 +257,10 @@ impl CountChanges {
     }
 }
 
-/// A log line as `task_logs.lines` keeps it: `[at, level, message]`.
-type Line<'a> = (i64, &'a str, &'a str);
-
-/// Log lines as `task_logs.lines` keeps them: `[[at, level, message], …]`.
-fn lines_json(lines: &[Line]) -> String {
-    serde_json::to_string(lines).expect("numbers and strings serialize")
-}
-
 /// Appends log lines, (task id, phase, line) in order: the lines of one task and phase
 /// become one `task_logs` row.
 async fn insert_logs(tx: &mut Tx, rows: &[(&str, Phase, &Message)]) -> Result<(), StoreError> {
-    // A run of lines for one task and phase becomes a row (callers pass a task's lines
-    // together; a task whose lines came apart would get a row per run, in order).
-    let grouped: Vec<(&str, Phase, Vec<Line>)> = rows
-        .chunk_by(|a, b| (a.0, a.1) == (b.0, b.1))
-        .map(|run| {
-            let lines = run
-                .iter()
-                .map(|(_, _, m)| (m.at.millis(), m.level.as_str(), m.message.as_str()))
-                .collect();
-            (run[0].0, run[0].1, lines)
-        })
-        .collect();
-    for chunk in grouped.chunks(CHUNK) {
+    for chunk in rows::log_rows(rows).chunks(CHUNK) {
         let sql = multi_row(
             "task_logs (task_id, phase, lines)",
             "(?, ?, ?)",
@@ -284,7 +268,7 @@ async fn insert_logs(tx: &mut Tx, rows: &[(&str, Phase, &Message)]) -> Result<()
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (id, phase, lines) in chunk {
-            q = q.bind(*id).bind(phase.as_str()).bind(lines_json(lines));
+            q = q.bind(*id).bind(phase.as_str()).bind(lines);
         }
         q.execute(&mut **tx).await?;
     }
@@ -370,7 +354,7 @@ async fn apply_to_eligible(
     let message = action_message(request);
     sqlx::query("INSERT INTO task_logs (task_id, phase, lines) SELECT id, ?, ? FROM temp.acting")
         .bind(Phase::Export.as_str())
-        .bind(lines_json(&[(
+        .bind(rows::lines_json(&[(
             request.at.millis(),
             Level::Info.as_str(),
             &message,
@@ -566,20 +550,7 @@ impl Store for SqliteStore {
         .bind(phase.as_str())
         .fetch_all(&mut *conn)
         .await?;
-        let mut messages = Vec::new();
-        for lines in rows {
-            let lines: Vec<(i64, String, String)> = serde_json::from_str(&lines)
-                .map_err(|e| StoreError::Corrupt(format!("log lines of task {id}: {e}")))?;
-            for (at, level, message) in lines {
-                messages.push(Message {
-                    at: Timestamp::from_millis(at),
-                    level: Level::parse(&level)
-                        .ok_or_else(|| StoreError::Corrupt(format!("message level {level}")))?,
-                    message,
-                });
-            }
-        }
-        Ok(Some(messages))
+        rows::messages(id, rows).map(Some)
     }
 
     async fn attempts(&self, id: &TaskId) -> Result<Vec<Attempt>, StoreError> {
@@ -1007,14 +978,13 @@ impl Store for SqliteStore {
 
     async fn prune(&self, rule: &PruneRule, batch: u32) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
-        let mut ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM tasks WHERE status IN ('finished', 'skipped', 'failed') AND updated_at < ?
-             ORDER BY updated_at, id LIMIT ?",
-        )
-        .bind(rule.updated_before.millis())
-        .bind(i64::from(batch))
-        .fetch_all(&mut *tx)
-        .await?;
+        let before = rule.updated_before.millis();
+        let (sql, values) =
+            query::final_by_updated(Expr::col("updated_at").lt(before), u64::from(batch))
+                .build_sqlx(SqliteQueryBuilder);
+        let mut ids: Vec<String> = sqlx::query_scalar_with(AssertSqlSafe(sql), values)
+            .fetch_all(&mut *tx)
+            .await?;
         if let Some(max) = rule.max_tasks
             && (ids.len() as u32) < batch
         {
@@ -1027,14 +997,12 @@ impl Store for SqliteStore {
             let room = u64::from(batch) - ids.len() as u64;
             let take = std::cmp::min(excess, room);
             if take > 0 {
-                let more: Vec<String> = sqlx::query_scalar(
-                    "SELECT id FROM tasks WHERE status IN ('finished', 'skipped', 'failed') AND updated_at >= ?
-                     ORDER BY updated_at, id LIMIT ?",
-                )
-                .bind(rule.updated_before.millis())
-                .bind(take as i64)
-                .fetch_all(&mut *tx)
-                .await?;
+                let (sql, values) =
+                    query::final_by_updated(Expr::col("updated_at").gte(before), take)
+                        .build_sqlx(SqliteQueryBuilder);
+                let more: Vec<String> = sqlx::query_scalar_with(AssertSqlSafe(sql), values)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 ids.extend(more);
             }
         }

@@ -92,6 +92,102 @@ async fn empty_schema() -> Option<(String, DropSchema)> {
 
 conformance_suite!(postgres);
 
+/// The PostgreSQL migrations as files, in order, to build a database as an older ferry
+/// left it.
+const MIGRATION_FILES: [&str; 11] = [
+    include_str!("../migrations/postgres/0001_tasks.sql"),
+    include_str!("../migrations/postgres/0002_schedules.sql"),
+    include_str!("../migrations/postgres/0003_access.sql"),
+    include_str!("../migrations/postgres/0004_search.sql"),
+    include_str!("../migrations/postgres/0005_bulk_jobs.sql"),
+    include_str!("../migrations/postgres/0006_task_search.sql"),
+    include_str!("../migrations/postgres/0007_task_entities.sql"),
+    include_str!("../migrations/postgres/0008_task_keys.sql"),
+    include_str!("../migrations/postgres/0009_no_updated_index.sql"),
+    include_str!("../migrations/postgres/0010_fewer_entries.sql"),
+    include_str!("../migrations/postgres/0011_task_logs.sql"),
+];
+
+/// A connection to `url`'s empty schema after applying the first `version` migrations,
+/// recorded as applied (as `PgStore::migrate` records them).
+async fn migrated_to(url: &str, version: usize) -> sqlx::PgConnection {
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE ferry_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    for (k, sql) in MIGRATION_FILES[..version].iter().enumerate() {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO ferry_migrations VALUES ($1, 0)")
+            .bind(k as i64 + 1)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    conn
+}
+
+#[tokio::test]
+async fn log_lines_stored_a_row_each_read_back_in_order_after_the_move_to_task_logs() {
+    let Some((url, _guard)) = empty_schema().await else {
+        return;
+    };
+    // A database as migration 10 left it: a failed task with a log line a row.
+    let mut conn = migrated_to(&url, 10).await;
+    let id = "01KDDDDDDDDDDDDDDDDDDDDDDD";
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO tasks (id, route, entity_schema, entity_identifier, status, attempts, created_at, updated_at)
+         VALUES ('{id}', 'shop', 'product', 'SKU-1', 'failed', 1, 1000, 3000);
+         INSERT INTO task_entities (task_id, entity_data) VALUES ('{id}', '{{}}');
+         INSERT INTO task_messages (task_id, phase, at, level, message) VALUES
+             ('{id}', 'import', 1000, 'info', 'received'),
+             ('{id}', 'export', 2000, 'info', 'attempt 1 of 3'),
+             ('{id}', 'export', 3000, 'error', 'it''s \"down\" — 503');"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let store = PgStore::open(&url, PoolSettings::default()).await.unwrap();
+    let id = ferry_core::TaskId::parse(id).unwrap();
+    let lines = |phase| {
+        let (store, id) = (&store, &id);
+        async move {
+            store
+                .messages(id, phase)
+                .await
+                .unwrap()
+                .unwrap()
+                .into_iter()
+                .map(|m| (m.at.millis(), m.level.as_str(), m.message))
+                .collect::<Vec<_>>()
+        }
+    };
+    use ferry_core::task::Phase::{Export, Import};
+    assert_eq!(lines(Import).await, [(1000, "info", "received".to_owned())]);
+    assert_eq!(
+        lines(Export).await,
+        [
+            (2000, "info", "attempt 1 of 3".to_owned()),
+            (3000, "error", "it's \"down\" — 503".to_owned())
+        ]
+    );
+    // Lines written after the move come after the moved ones.
+    store
+        .act_on_task(&id, &request(Action::Retry, 4_000))
+        .await
+        .unwrap();
+    let export = lines(Export).await;
+    assert_eq!(export.len(), 3);
+    assert_eq!(export[2].0, at(4_000).millis(), "{export:?}");
+    assert!(export[2].2.starts_with("Retried"), "{export:?}");
+}
+
 #[tokio::test]
 async fn counts_above_the_cap_are_the_planners_estimate_once_the_table_is_analyzed() {
     let Some((fixture, url)) = postgres_scoped().await else {
@@ -332,33 +428,7 @@ async fn tasks_stored_before_their_keys_moved_stay_listed_searched_and_counted()
         return;
     };
     // A database as migrations 1 to 7 left it, holding three tasks.
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    let before: [&str; 7] = [
-        include_str!("../migrations/postgres/0001_tasks.sql"),
-        include_str!("../migrations/postgres/0002_schedules.sql"),
-        include_str!("../migrations/postgres/0003_access.sql"),
-        include_str!("../migrations/postgres/0004_search.sql"),
-        include_str!("../migrations/postgres/0005_bulk_jobs.sql"),
-        include_str!("../migrations/postgres/0006_task_search.sql"),
-        include_str!("../migrations/postgres/0007_task_entities.sql"),
-    ];
-    sqlx::raw_sql(
-        "CREATE TABLE ferry_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    for (k, sql) in before.iter().enumerate() {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO ferry_migrations VALUES ($1, 0)")
-            .bind(k as i64 + 1)
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
+    let mut conn = migrated_to(&url, 7).await;
     sqlx::raw_sql(
         "INSERT INTO tasks (id, route, entity_schema, entity_identifier, status, attempts, created_at, updated_at)
          VALUES ('01KAAAAAAAAAAAAAAAAAAAAAAA', 'shop', 'product', 'SKU-1', 'new', 0, 1000, 1000),

@@ -115,7 +115,7 @@ batch_size = 50
     .unwrap();
     assert_eq!(finished as usize, TASKS);
     let workers: i64 = sqlx::query_scalar(
-        "SELECT COUNT(DISTINCT substring(message from 'by (ferry-[0-9]+-[A-Z0-9]+)')) FROM task_messages WHERE message LIKE 'attempt %'",
+        "SELECT COUNT(DISTINCT substring(lines from '\"attempt [^\"]* by (ferry-[0-9]+-[A-Z0-9]+)')) FROM task_logs WHERE phase = 'export'",
     )
     .fetch_one(&mut db)
     .await
