@@ -10,6 +10,7 @@ use ferry_core::retry::{AfterFailure, Failure};
 use ferry_core::task::{Level, Message, Task, TaskSummary};
 use ferry_store::{ClaimRequest, Completion, Outcome, StoreError};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Outcomes are recorded at least this often, in tasks… (SQLite updates 200 tasks in
@@ -28,12 +29,16 @@ async fn write_outcomes(
     worker: String,
     held: Arc<Mutex<HashSet<TaskId>>>,
     mut queued: tokio::sync::mpsc::Receiver<Vec<Completion>>,
+    failed: Arc<AtomicBool>,
 ) -> Result<(), StoreError> {
     while let Some(mut batch) = queued.recv().await {
         while let Ok(more) = queued.try_recv() {
             batch.extend(more);
         }
-        store.complete(&worker, &batch).await?;
+        if let Err(e) = store.complete(&worker, &batch).await {
+            failed.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
         let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
         for c in &batch {
             held.remove(&c.id);
@@ -109,11 +114,18 @@ struct Published {
     route: String,
     summary: RunSummary,
     writer: tokio::task::JoinHandle<Result<(), StoreError>>,
+    /// Set once the writer has stopped on an error.
+    failed: Arc<AtomicBool>,
     heartbeat: Heartbeat,
     unstarted: Vec<TaskId>,
 }
 
 impl Published {
+    /// Whether recording has already failed (`recorded` answers the error).
+    fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
     /// Waits for every outcome to be recorded, then gives back the tasks not started.
     async fn recorded(self, engine: &Engine) -> Result<RunSummary, RunError> {
         let mut summary = self.summary;
@@ -187,10 +199,13 @@ impl Engine {
 
     /// Runs batches until the route has no due task left (or the engine stops).
     ///
-    /// While a full batch is published, the next one is claimed: on PostgreSQL the claim
-    /// runs beside the publisher and the recording of outcomes instead of between them.
-    /// Publishing keeps creation order, since a batch is published only after the one
-    /// before it; the claimed batch's leases are renewed from the moment it is claimed.
+    /// Three batches are in hand at once: while a full batch is published, the next one
+    /// is claimed and the outcomes of the one before are still being recorded, each on
+    /// its own connection. Publishing keeps creation order, since a batch is published
+    /// only after the one before it; a batch's leases are renewed from the moment it is
+    /// claimed until its outcomes are in. Once recording a batch has failed no further
+    /// batch is published: the ones claimed are given back, and the ones published
+    /// are recorded as far as the store takes them.
     pub async fn drain_route(&self, route_id: &str) -> Result<RunSummary, RunError> {
         let route = self.route_or_err(route_id)?;
         if route.disabled {
@@ -199,8 +214,18 @@ impl Engine {
         let _one_at_a_time = self.route_locks[route_id].lock().await;
         let batch = route.batch_size as usize;
         let mut total = RunSummary::default();
+        // The batch published last, its outcomes perhaps still being recorded.
+        let mut recording: Option<Published> = None;
         let mut claimed = self.claim_batch(route_id, route, false).await?;
-        while !claimed.tasks.is_empty() {
+        let mut stopped = loop {
+            if claimed.tasks.is_empty() {
+                break None;
+            }
+            if recording.as_ref().is_some_and(Published::failed) {
+                // Its error is answered below, once the rest of it is given back.
+                claimed.give_back(self, route_id).await;
+                break None;
+            }
             let full = claimed.tasks.len() >= batch;
             let (published, next) = if full && !self.is_stopping() {
                 let (published, next) = tokio::join!(
@@ -211,24 +236,38 @@ impl Engine {
             } else {
                 (self.publish_batch(route_id, route, claimed).await, None)
             };
-            let recorded = published.recorded(self).await;
-            if let Ok(s) = &recorded {
-                total.add(*s);
-            }
-            claimed = match (recorded, next) {
-                (Ok(_), None) => break,
-                // Published next (or, when the engine is stopping, given back).
-                (Ok(_), Some(Ok(next))) => next,
-                (Err(e), next) => {
-                    if let Some(Ok(next)) = next {
-                        next.give_back(self, route_id).await;
+            // The batch before this one went on recording while this one was published.
+            if let Some(before) = recording.replace(published) {
+                match before.recorded(self).await {
+                    Ok(s) => total.add(s),
+                    Err(e) => {
+                        if let Some(Ok(next)) = next {
+                            next.give_back(self, route_id).await;
+                        }
+                        break Some(e);
                     }
-                    return Err(drain_stopped(route_id, total, e));
                 }
-                (Ok(_), Some(Err(e))) => return Err(drain_stopped(route_id, total, e.into())),
+            }
+            claimed = match next {
+                None => break None,
+                // Published next (or, when the engine is stopping, given back).
+                Some(Ok(next)) => next,
+                Some(Err(e)) => break Some(e.into()),
             };
+        };
+        if let Some(last) = recording {
+            match last.recorded(self).await {
+                Ok(s) => total.add(s),
+                Err(e) if stopped.is_none() => stopped = Some(e),
+                Err(e) => {
+                    tracing::warn!(route = route_id, error = %e, "the last batch's outcomes were not all recorded either; their leases will expire")
+                }
+            }
         }
-        Ok(total)
+        match stopped {
+            None => Ok(total),
+            Some(e) => Err(drain_stopped(route_id, total, e)),
+        }
     }
 
     /// Claims up to the route's batch size of due tasks, oldest first, and renews their
@@ -293,11 +332,13 @@ impl Engine {
         // Outcomes go to a writer task, so the store records one chunk while the next
         // is published; a task stays held (its lease renewed) until its outcome is in.
         let (outcomes, queued) = tokio::sync::mpsc::channel(WRITE_QUEUE);
+        let failed = Arc::new(AtomicBool::new(false));
         let writer = tokio::spawn(write_outcomes(
             self.store.clone(),
             self.worker.clone(),
             held.clone(),
             queued,
+            failed.clone(),
         ));
         let (chain, publisher) = self.outgoing[route.outgoing.as_str()].clone();
         let mut completions = Vec::with_capacity(FLUSH_EVERY);
@@ -349,6 +390,7 @@ impl Engine {
             route: route_id.to_owned(),
             summary,
             writer,
+            failed,
             heartbeat,
             unstarted,
         }

@@ -62,7 +62,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// See [`SqliteStore::reading_in_updated_order_from`].
+    updated_order_from: u64,
 }
+
+/// A list by updated-at whose filter SQLite would serve from another index (its
+/// matches gathered, then sorted) reads `tasks_updated` in order instead (every task
+/// looked at, until the page is full) when that looks at fewer rows. With M matches of
+/// T tasks, the page ending at row P is found within about P × T / M rows, so that way
+/// wins when M² > P × T; and never below this many matches, few enough to sort at once.
+const UPDATED_ORDER_FROM: u64 = 2_000;
 
 type Tx = Transaction<'static, Sqlite>;
 
@@ -87,7 +96,19 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            updated_order_from: UPDATED_ORDER_FROM,
+        })
+    }
+
+    /// Lists by updated-at read `tasks_updated` in order from `matches` matches on
+    /// (see [`UPDATED_ORDER_FROM`]); 0 makes every such list read it, as the
+    /// conformance suite does in a second run, so that way meets every filter case.
+    pub fn reading_in_updated_order_from(mut self, matches: u64) -> SqliteStore {
+        self.updated_order_from = matches;
+        self
     }
 
     async fn write(&self) -> Result<Tx, StoreError> {
@@ -435,6 +456,41 @@ fn status_checked() -> Expr {
 crate::access::access_store!(SqliteStore, SqliteQueryBuilder, reader, writer);
 crate::jobs::job_store!(SqliteStore, SqliteQueryBuilder, reader, writer);
 
+impl SqliteStore {
+    /// The statement of a list: by updated-at in `tasks_updated` order when a filter
+    /// that SQLite would serve from another index has many matches (a capped count
+    /// tells), else the usual one.
+    async fn list_statement(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        q: &TaskQuery,
+    ) -> Result<SelectStatement, StoreError> {
+        if !query::sorts_many_by_updated(q) {
+            return Ok(query::list(D, q));
+        }
+        if self.updated_order_from == 0 {
+            return Ok(query::list_in_updated_order(q));
+        }
+        let total: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(n), 0) FROM task_counts")
+            .fetch_one(&mut *conn)
+            .await?;
+        let page_end = q.page.offset() + u64::from(q.page.per_page);
+        let total = u64::try_from(total).unwrap_or(0);
+        let cap = std::cmp::max(
+            self.updated_order_from,
+            page_end.saturating_mul(total).isqrt(),
+        );
+        let matches: i64 = bound!(query::count_capped(D, &q.filter, cap))
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        Ok(match matches as u64 > cap {
+            true => query::list_in_updated_order(q),
+            false => query::list(D, q),
+        })
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert_tasks(&self, tasks: &[NewTask]) -> Result<(), StoreError> {
@@ -490,7 +546,8 @@ impl Store for SqliteStore {
 
     async fn list_tasks(&self, q: &TaskQuery) -> Result<TaskPage, StoreError> {
         let mut conn = self.reader.acquire().await?;
-        let rows = bound!(query::list(D, q)).fetch_all(&mut *conn).await?;
+        let list = self.list_statement(&mut conn, q).await?;
+        let rows = bound!(list).fetch_all(&mut *conn).await?;
         let items = rows
             .iter()
             .map(rows::summary)

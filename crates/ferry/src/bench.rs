@@ -1879,6 +1879,24 @@ batch_size = {PROCESS_BATCH_SIZE}
                 &[("route", &first_route), ("sort", "updated_at")],
                 first_page,
             ),
+            list(
+                "entity_schema equals stock, sorted by updated_at".into(),
+                &[
+                    ("entity_schema", "stock"),
+                    ("entity_schema_match", "equals"),
+                    ("sort", "updated_at"),
+                ],
+                first_page,
+            ),
+            list(
+                "created in a 1% window, sorted by updated_at".into(),
+                &[
+                    ("created_from", &from_40),
+                    ("created_to", &to_41),
+                    ("sort", "updated_at"),
+                ],
+                first_page,
+            ),
             Case {
                 name: "list, first page, no filter, count=exact".into(),
                 params: vec![("count", "exact".to_owned())],
