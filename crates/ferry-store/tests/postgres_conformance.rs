@@ -92,6 +92,26 @@ async fn empty_schema() -> Option<(String, DropSchema)> {
 
 conformance_suite!(postgres);
 
+/// The suite again, with every list by updated-at whose filter is served in another
+/// order gathering its matches and sorting them (the way taken when they are few).
+mod gathered {
+    use super::*;
+
+    async fn postgres_gathered() -> Option<Fixture> {
+        let (scoped, guard) = empty_schema().await?;
+        let store = PgStore::open(&scoped, PoolSettings::default())
+            .await
+            .expect("open PostgreSQL store")
+            .gathering_up_to(u64::MAX);
+        Some(Fixture {
+            store: Arc::new(store),
+            guard: Box::new(guard),
+        })
+    }
+
+    conformance_suite!(postgres_gathered);
+}
+
 /// The PostgreSQL migrations as files, in order, to build a database as an older ferry
 /// left it.
 const MIGRATION_FILES: [&str; 11] = [
