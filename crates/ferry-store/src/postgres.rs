@@ -328,6 +328,14 @@ where
 
 /// Appends log lines, (task id, phase, line) in order: the lines of one task and phase
 /// become one `task_logs` row. One statement: arrays are one parameter each.
+/// The final tasks whose updated-at meets `updated`, oldest first, at most `limit`.
+async fn final_ids(tx: &mut Tx, updated: Expr, limit: u64) -> Result<Vec<String>, StoreError> {
+    let (sql, values) = query::final_by_updated(updated, limit).build_sqlx(PostgresQueryBuilder);
+    Ok(sqlx::query_scalar_with(AssertSqlSafe(sql), values)
+        .fetch_all(&mut **tx)
+        .await?)
+}
+
 async fn insert_logs(tx: &mut Tx, rows: &[(&str, Phase, &Message)]) -> Result<(), StoreError> {
     let logs = rows::log_rows(rows);
     if logs.is_empty() {
@@ -805,18 +813,11 @@ impl Store for PgStore {
             _ => None,
         };
         // A completion's log lines are one `task_logs` row.
-        let logs: Vec<(&str, String)> = completions
+        let lines: Vec<(&str, Phase, &Message)> = completions
             .iter()
-            .filter(|c| !c.messages.is_empty())
-            .map(|c| {
-                let lines: Vec<rows::Line> = c
-                    .messages
-                    .iter()
-                    .map(|m| (m.at.millis(), m.level.as_str(), m.message.as_str()))
-                    .collect();
-                (c.id.as_str(), rows::lines_json(&lines))
-            })
+            .flat_map(|c| c.messages.iter().map(|m| (c.id.as_str(), Phase::Export, m)))
             .collect();
+        let logs = rows::log_rows(&lines);
         let updated: HashSet<String> = sqlx::query_scalar(
             "WITH c AS (
                  SELECT *, 'processing'::text AS held, $8::text AS owner
@@ -881,8 +882,8 @@ impl Store for PgStore {
                 .collect::<Vec<_>>(),
         )
         .bind(worker)
-        .bind(logs.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-        .bind(logs.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>())
+        .bind(logs.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
+        .bind(logs.iter().map(|(_, _, l)| l.as_str()).collect::<Vec<_>>())
         .fetch_all(&self.pool)
         .await?
         .into_iter()
@@ -1001,31 +1002,16 @@ impl Store for PgStore {
             tx.rollback().await?;
             return Ok(0); // another node is pruning
         }
-        let before = rule.updated_before.millis();
-        let (sql, values) =
-            query::final_by_updated(Expr::col("updated_at").lt(before), u64::from(batch))
-                .build_sqlx(PostgresQueryBuilder);
-        let mut ids: Vec<String> = sqlx::query_scalar_with(AssertSqlSafe(sql), values)
-            .fetch_all(&mut *tx)
-            .await?;
-        if let Some(max) = rule.max_tasks
-            && (ids.len() as u32) < batch
-        {
+        let before = Expr::col("updated_at").lt(rule.updated_before.millis());
+        let mut ids = final_ids(&mut tx, before, u64::from(batch)).await?;
+        if rule.counts(ids.len(), batch) {
             let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks")
                 .fetch_one(&mut *tx)
                 .await?;
-            let excess = (total as u64)
-                .saturating_sub(max)
-                .saturating_sub(ids.len() as u64);
-            let take = std::cmp::min(excess, u64::from(batch) - ids.len() as u64);
+            let take = rule.over_limit(total as u64, ids.len(), batch);
             if take > 0 {
-                let (sql, values) =
-                    query::final_by_updated(Expr::col("updated_at").gte(before), take)
-                        .build_sqlx(PostgresQueryBuilder);
-                let more: Vec<String> = sqlx::query_scalar_with(AssertSqlSafe(sql), values)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                ids.extend(more);
+                let since = Expr::col("updated_at").gte(rule.updated_before.millis());
+                ids.extend(final_ids(&mut tx, since, take).await?);
             }
         }
         // Only the tasks still final when deleted go, and their history with them: a

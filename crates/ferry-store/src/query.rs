@@ -325,16 +325,21 @@ pub fn list_in_updated_order(q: &TaskQuery) -> SelectStatement {
     list_from(Dialect::Sqlite, Source::UpdatedOrder, q)
 }
 
+/// The list's sort order, as sea-query writes it.
+fn order_of(q: &TaskQuery) -> Order {
+    match q.order {
+        SortOrder::Desc => Order::Desc,
+        SortOrder::Asc => Order::Asc,
+    }
+}
+
 /// PostgreSQL, a list by updated-at whose matches are few (see
 /// [`sorts_many_by_updated`]): their identifiers from `task_search`, then their rows
 /// by primary key (`id = ANY(ARRAY(…))`, which PostgreSQL cannot turn into a hash join
 /// over all of `tasks`), sorted. Walking `tasks_status_updated` instead passes every
 /// task updated since, which for a creation window can be most of them: 288 ms at 1M.
 pub fn list_gathered(q: &TaskQuery) -> SelectStatement {
-    let order = match q.order {
-        SortOrder::Desc => Order::Desc,
-        SortOrder::Asc => Order::Asc,
-    };
+    let order = order_of(q);
     let matches = Query::select()
         .column("task_id")
         .from(Source::Keys.table())
@@ -355,10 +360,7 @@ pub fn list_gathered(q: &TaskQuery) -> SelectStatement {
 }
 
 fn list_from(dialect: Dialect, source: Source, q: &TaskQuery) -> SelectStatement {
-    let order = match q.order {
-        SortOrder::Desc => Order::Desc,
-        SortOrder::Asc => Order::Asc,
-    };
+    let order = order_of(q);
     let column = match q.sort {
         SortField::CreatedAt => "created_at",
         SortField::UpdatedAt => "updated_at",

@@ -98,7 +98,7 @@ pub(crate) fn action(row: &impl Columns) -> Result<ActionRecord, StoreError> {
 }
 
 /// A log line as `task_logs.lines` keeps it: `[at, level, message]`.
-pub(crate) type Line<'a> = (i64, &'a str, &'a str);
+type Line<'a> = (i64, &'a str, &'a str);
 
 /// Log lines as `task_logs.lines` keeps them: `[[at, level, message], …]`.
 pub(crate) fn lines_json(lines: &[Line]) -> String {

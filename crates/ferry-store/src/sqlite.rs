@@ -278,6 +278,14 @@ impl CountChanges {
     }
 }
 
+/// The final tasks whose updated-at meets `updated`, oldest first, at most `limit`.
+async fn final_ids(tx: &mut Tx, updated: Expr, limit: u64) -> Result<Vec<String>, StoreError> {
+    let (sql, values) = query::final_by_updated(updated, limit).build_sqlx(SqliteQueryBuilder);
+    Ok(sqlx::query_scalar_with(AssertSqlSafe(sql), values)
+        .fetch_all(&mut **tx)
+        .await?)
+}
+
 /// Appends log lines, (task id, phase, line) in order: the lines of one task and phase
 /// become one `task_logs` row.
 async fn insert_logs(tx: &mut Tx, rows: &[(&str, Phase, &Message)]) -> Result<(), StoreError> {
@@ -1035,32 +1043,16 @@ impl Store for SqliteStore {
 
     async fn prune(&self, rule: &PruneRule, batch: u32) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
-        let before = rule.updated_before.millis();
-        let (sql, values) =
-            query::final_by_updated(Expr::col("updated_at").lt(before), u64::from(batch))
-                .build_sqlx(SqliteQueryBuilder);
-        let mut ids: Vec<String> = sqlx::query_scalar_with(AssertSqlSafe(sql), values)
-            .fetch_all(&mut *tx)
-            .await?;
-        if let Some(max) = rule.max_tasks
-            && (ids.len() as u32) < batch
-        {
+        let before = Expr::col("updated_at").lt(rule.updated_before.millis());
+        let mut ids = final_ids(&mut tx, before, u64::from(batch)).await?;
+        if rule.counts(ids.len(), batch) {
             let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks")
                 .fetch_one(&mut *tx)
                 .await?;
-            let excess = (total as u64)
-                .saturating_sub(max)
-                .saturating_sub(ids.len() as u64);
-            let room = u64::from(batch) - ids.len() as u64;
-            let take = std::cmp::min(excess, room);
+            let take = rule.over_limit(total as u64, ids.len(), batch);
             if take > 0 {
-                let (sql, values) =
-                    query::final_by_updated(Expr::col("updated_at").gte(before), take)
-                        .build_sqlx(SqliteQueryBuilder);
-                let more: Vec<String> = sqlx::query_scalar_with(AssertSqlSafe(sql), values)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                ids.extend(more);
+                let since = Expr::col("updated_at").gte(rule.updated_before.millis());
+                ids.extend(final_ids(&mut tx, since, take).await?);
             }
         }
         let mut deleted = 0;

@@ -291,6 +291,24 @@ pub struct PruneRule {
     pub max_tasks: Option<u64>,
 }
 
+impl PruneRule {
+    /// Whether a batch that took `chosen` tasks by age must count all tasks to see if
+    /// `max_tasks` lets more go: there is such a limit and room left in the batch.
+    pub fn counts(&self, chosen: usize, batch: u32) -> bool {
+        self.max_tasks.is_some() && (chosen as u64) < u64::from(batch)
+    }
+
+    /// How many of the oldest final tasks a batch of `batch` takes beyond the `chosen`
+    /// by age, with `total` tasks stored: those over `max_tasks`, as far as there is room.
+    pub fn over_limit(&self, total: u64, chosen: usize, batch: u32) -> u64 {
+        let Some(max) = self.max_tasks else {
+            return 0;
+        };
+        let excess = total.saturating_sub(max).saturating_sub(chosen as u64);
+        excess.min(u64::from(batch).saturating_sub(chosen as u64))
+    }
+}
+
 /// A claim on a route's due tasks for a while.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimRequest<'a> {

@@ -49,12 +49,17 @@ async fn postgres() -> Option<Fixture> {
 
 /// A store in a schema of its own, and the URL that reaches that schema.
 async fn postgres_scoped() -> Option<(Fixture, String)> {
+    postgres_with(|store| store).await
+}
+
+/// [`postgres_scoped`], the store set up further by `adjust`.
+async fn postgres_with(adjust: fn(PgStore) -> PgStore) -> Option<(Fixture, String)> {
     let (scoped, guard) = empty_schema().await?;
     let store = PgStore::open(&scoped, PoolSettings::default())
         .await
         .expect("open PostgreSQL store");
     let fixture = Fixture {
-        store: Arc::new(store),
+        store: Arc::new(adjust(store)),
         guard: Box::new(guard),
     };
     Some((fixture, scoped))
@@ -98,15 +103,8 @@ mod gathered {
     use super::*;
 
     async fn postgres_gathered() -> Option<Fixture> {
-        let (scoped, guard) = empty_schema().await?;
-        let store = PgStore::open(&scoped, PoolSettings::default())
-            .await
-            .expect("open PostgreSQL store")
-            .gathering_up_to(u64::MAX);
-        Some(Fixture {
-            store: Arc::new(store),
-            guard: Box::new(guard),
-        })
+        let gathering = |store: PgStore| store.gathering_up_to(u64::MAX);
+        postgres_with(gathering).await.map(|(fixture, _)| fixture)
     }
 
     conformance_suite!(postgres_gathered);
