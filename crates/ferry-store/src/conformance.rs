@@ -30,6 +30,7 @@ macro_rules! conformance_suite {
             inserted_tasks_are_read_back_with_their_import_messages,
             the_list_is_newest_first_and_pages_with_a_total,
             sorting_by_updated_at_ascending_breaks_ties_by_identifier,
+            a_creation_window_finds_its_tasks_whatever_time_their_identifiers_carry,
             every_filter_agrees_with_the_in_memory_semantics,
             contains_is_case_sensitive_and_wildcards_are_literal,
             counts_by_status_follow_the_filter,
@@ -281,6 +282,48 @@ pub async fn sorting_by_updated_at_ascending_breaks_ties_by_identifier(store: &d
         .unwrap();
     let ids: Vec<&TaskId> = got.items.iter().map(|t| &t.id).collect();
     assert_eq!(ids, [&tasks[2].id, &tasks[1].id, &tasks[0].id]);
+}
+
+pub async fn a_creation_window_finds_its_tasks_whatever_time_their_identifiers_carry(
+    store: &dyn Store,
+) {
+    // Identifiers are ULIDs made from the creation time, but not always: a clock set
+    // back, tasks imported with their own. In the window: one whose identifier says
+    // 2016, one made as usual, one whose identifier is the greatest there is. Outside
+    // it, before and after, two made as usual, which sort between those identifiers.
+    let with_id = |mut t: NewTask, id: &str| {
+        t.id = TaskId::parse(id).unwrap();
+        t
+    };
+    let tasks = vec![
+        new_task("r", "product", "before", 1_000),
+        with_id(
+            new_task("r", "product", "early-id", 5_000),
+            "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        ),
+        new_task("r", "product", "usual", 6_000),
+        with_id(
+            new_task("r", "product", "late-id", 7_000),
+            "7ZZZZZZZZZZZZZZZZZZZZZZZZZ",
+        ),
+        new_task("r", "product", "after", 60_000),
+    ];
+    store.insert_tasks(&tasks).await.unwrap();
+    let (from, to) = (at(4_000).to_rfc3339(), at(8_000).to_rfc3339());
+    for (order, expected) in [("desc", [3, 2, 1]), ("asc", [1, 2, 3])] {
+        let mut q = query(&[
+            ("created_from", &from),
+            ("created_to", &to),
+            ("sort", "updated_at"),
+            ("order", order),
+        ]);
+        q.count = ferry_core::CountMode::Capped;
+        let page = store.list_tasks(&q).await.unwrap();
+        let ids: Vec<&TaskId> = page.items.iter().map(|t| &t.id).collect();
+        let expected: Vec<&TaskId> = expected.iter().map(|&k| &tasks[k].id).collect();
+        assert_eq!(ids, expected, "{order}");
+        assert_eq!((page.total, page.total_exact), (3, true), "{order}");
+    }
 }
 
 /// A small varied data set: two routes, two schemas, every status.
@@ -1433,6 +1476,16 @@ pub async fn a_capped_count_is_exact_up_to_the_cap_and_a_marked_lower_bound_abov
     assert_eq!(page.items.len(), 50);
     let exact = store.list_tasks(&query(&[])).await.unwrap();
     assert_eq!((exact.total, exact.total_exact), (COUNT_CAP + 5, true));
+    // Sorted by updated-at, a store may count to choose how to read the list, and that
+    // count may give the total: the same totals.
+    let by_updated = [("route", "many"), ("sort", "updated_at")];
+    let page = store.list_tasks(&list(&by_updated)).await.unwrap();
+    assert_eq!((page.total, page.total_exact), (COUNT_CAP, false));
+    let exact = store.list_tasks(&query(&by_updated)).await.unwrap();
+    assert_eq!((exact.total, exact.total_exact), (COUNT_CAP + 2, true));
+    let few = [("route", "few"), ("sort", "updated_at")];
+    let page = store.list_tasks(&list(&few)).await.unwrap();
+    assert_eq!((page.total, page.total_exact), (3, true));
     let mut skip = query(&[("route", "many")]);
     skip.count = ferry_core::CountMode::Skip;
     let page = store.list_tasks(&skip).await.unwrap();

@@ -80,8 +80,9 @@ pub struct PgStore {
 }
 
 /// A list by updated-at whose filter is served in another order gathers its matches
-/// and sorts them up to this many (about 2 µs each by primary key), and otherwise
-/// reads each status in updated-at order (`query::sorts_many_by_updated`).
+/// and sorts them up to this many (about 2 µs each by primary key, or one range of it
+/// for a creation window), and otherwise reads each status in updated-at order
+/// (`query::sorts_many_by_updated`).
 const GATHERED_UP_TO: u64 = 20_000;
 
 type Tx = Transaction<'static, Postgres>;
@@ -278,30 +279,38 @@ impl PgStore {
 
     /// The statement of a list: by updated-at through the matches' identifiers when a
     /// filter served in another order finds few (a capped count on `task_search`
-    /// tells; see `query::sorts_many_by_updated`), else the usual one.
+    /// tells; see `query::sorts_many_by_updated`), else the usual one. With the count
+    /// made to choose, which may also give the list's total.
     async fn list_statement(
         &self,
         q: &TaskQuery,
-    ) -> Result<sea_query::SelectStatement, StoreError> {
+    ) -> Result<(sea_query::SelectStatement, Option<query::Counted>), StoreError> {
         if !query::sorts_many_by_updated(q) {
-            return Ok(query::list(D, q));
+            return Ok((query::list(D, q), None));
         }
-        if self.gathered_up_to == u64::MAX {
-            return Ok(query::list_gathered(q));
-        }
-        let matches: i64 = bound!(query::count_capped(D, &q.filter, self.gathered_up_to))
+        let cap = self.gathered_up_to;
+        let row = bound!(query::count_capped_spanned(&q.filter, cap))
             .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?;
-        Ok(match matches as u64 > self.gathered_up_to {
-            true => query::list(D, q),
-            false => query::list_gathered(q),
-        })
+            .await?;
+        let counted = query::Counted {
+            matches: u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0),
+            cap,
+        };
+        let span: (Option<String>, Option<String>) = (row.try_get(1)?, row.try_get(2)?);
+        let list = match span {
+            _ if counted.matches > cap => query::list(D, q),
+            (Some(first), Some(last)) if query::is_creation_window(&q.filter) => {
+                query::list_in_id_span(q, &first, &last)
+            }
+            _ => query::list_gathered(q),
+        };
+        Ok((list, Some(counted)))
     }
 
     /// Lists by updated-at gather their matches up to `matches` of them (see
-    /// [`GATHERED_UP_TO`]); `u64::MAX` makes every such list gather, as a second run
-    /// of the conformance suite does, so that way meets every filter case.
+    /// [`GATHERED_UP_TO`]); `u64::MAX` makes every such list gather (or read its
+    /// creation window's range), as a second run of the conformance suite does, so
+    /// those ways meet every filter case.
     pub fn gathering_up_to(mut self, matches: u64) -> PgStore {
         self.gathered_up_to = matches;
         self
@@ -525,13 +534,15 @@ impl Store for PgStore {
     }
 
     async fn list_tasks(&self, q: &TaskQuery) -> Result<TaskPage, StoreError> {
-        let list = self.list_statement(q).await?;
+        let (list, chosen_by) = self.list_statement(q).await?;
         let rows = bound!(list).fetch_all(&self.pool).await?;
         let items = rows
             .iter()
             .map(rows::summary)
             .collect::<Result<Vec<_>, _>>()?;
+        let known = chosen_by.and_then(|c| c.answers(q));
         let counted: Option<i64> = match query::list_count(D, q) {
+            Some(_) if known.is_some() => known,
             Some(count) => Some(bound!(count).fetch_one(&self.pool).await?.try_get(0)?),
             None => None,
         };

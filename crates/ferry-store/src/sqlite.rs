@@ -9,6 +9,7 @@ use crate::query::{self, AttemptRow, Dialect, TASKS, action_message, action_upda
 use crate::rows;
 use crate::store::*;
 use async_trait::async_trait;
+use ferry_core::filter::CountMode;
 use ferry_core::task::{Level, Message, NewTask, Phase, Task};
 use ferry_core::{Status, TaskFilter, TaskId, TaskQuery, Timestamp};
 use sea_query::{Cond, Expr, ExprTrait, Query, SelectStatement, SqliteQueryBuilder};
@@ -243,6 +244,15 @@ async fn index_inserted(tx: &mut Tx, tasks: &[(&str, &str, Status)]) -> Result<(
     counts.store(tx).await
 }
 
+/// How many tasks are stored, from the running counts (`task_counts`), which change in
+/// the same transactions as the tasks: exact, without counting a million rows.
+async fn stored_tasks(conn: &mut sqlx::SqliteConnection) -> Result<u64, StoreError> {
+    let total: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(n), 0) FROM task_counts")
+        .fetch_one(conn)
+        .await?;
+    Ok(u64::try_from(total).unwrap_or(0))
+}
+
 /// Changes to the running counts (`task_counts`, migration 0007) by route and status.
 /// The statements that insert tasks or change their status collect them and store them
 /// in the same transaction, one statement for a whole batch (migration 0008 dropped the
@@ -467,35 +477,42 @@ crate::jobs::job_store!(SqliteStore, SqliteQueryBuilder, reader, writer);
 impl SqliteStore {
     /// The statement of a list: by updated-at in `tasks_updated` order when a filter
     /// that SQLite would serve from another index has many matches (a capped count
-    /// tells), else the usual one.
+    /// tells), else the usual one. With the count made to choose, which counts on up to
+    /// [`crate::COUNT_CAP`] when the list is counted, so that it also gives the total.
     async fn list_statement(
         &self,
         conn: &mut sqlx::SqliteConnection,
         q: &TaskQuery,
-    ) -> Result<SelectStatement, StoreError> {
+    ) -> Result<(SelectStatement, Option<query::Counted>), StoreError> {
         if !query::sorts_many_by_updated(q) {
-            return Ok(query::list(D, q));
+            return Ok((query::list(D, q), None));
         }
         if self.updated_order_from == 0 {
-            return Ok(query::list_in_updated_order(q));
+            return Ok((query::list_in_updated_order(q), None));
         }
-        let total: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(n), 0) FROM task_counts")
-            .fetch_one(&mut *conn)
-            .await?;
+        let total = stored_tasks(&mut *conn).await?;
         let page_end = q.page.offset() + u64::from(q.page.per_page);
-        let total = u64::try_from(total).unwrap_or(0);
         let cap = std::cmp::max(
             self.updated_order_from,
             page_end.saturating_mul(total).isqrt(),
         );
-        let matches: i64 = bound!(query::count_capped(D, &q.filter, cap))
+        let counting = match q.count {
+            CountMode::Skip => cap,
+            _ => std::cmp::max(cap, crate::COUNT_CAP),
+        };
+        let matches: i64 = bound!(query::count_capped(D, &q.filter, counting))
             .fetch_one(&mut *conn)
             .await?
             .try_get(0)?;
-        Ok(match matches as u64 > cap {
+        let counted = query::Counted {
+            matches: u64::try_from(matches).unwrap_or(0),
+            cap: counting,
+        };
+        let list = match counted.matches > cap {
             true => query::list_in_updated_order(q),
             false => query::list(D, q),
-        })
+        };
+        Ok((list, Some(counted)))
     }
 }
 
@@ -554,13 +571,15 @@ impl Store for SqliteStore {
 
     async fn list_tasks(&self, q: &TaskQuery) -> Result<TaskPage, StoreError> {
         let mut conn = self.reader.acquire().await?;
-        let list = self.list_statement(&mut conn, q).await?;
+        let (list, chosen_by) = self.list_statement(&mut conn, q).await?;
         let rows = bound!(list).fetch_all(&mut *conn).await?;
         let items = rows
             .iter()
             .map(rows::summary)
             .collect::<Result<Vec<_>, _>>()?;
+        let known = chosen_by.and_then(|c| c.answers(q));
         let counted: Option<i64> = match query::list_count(D, q) {
+            Some(_) if known.is_some() => known,
             Some(count) => Some(bound!(count).fetch_one(&mut *conn).await?.try_get(0)?),
             None => None,
         };
@@ -1046,10 +1065,8 @@ impl Store for SqliteStore {
         let before = Expr::col("updated_at").lt(rule.updated_before.millis());
         let mut ids = final_ids(&mut tx, before, u64::from(batch)).await?;
         if rule.counts(ids.len(), batch) {
-            let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks")
-                .fetch_one(&mut *tx)
-                .await?;
-            let take = rule.over_limit(total as u64, ids.len(), batch);
+            let total = stored_tasks(&mut tx).await?;
+            let take = rule.over_limit(total, ids.len(), batch);
             if take > 0 {
                 let since = Expr::col("updated_at").gte(rule.updated_before.millis());
                 ids.extend(final_ids(&mut tx, since, take).await?);
