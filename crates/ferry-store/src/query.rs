@@ -178,7 +178,9 @@ enum Source {
     /// SQLite, `tasks` read in `tasks_updated` order: route, entity schema, entity
     /// identifier and creation time are compared as `+column`, which SQLite cannot
     /// serve from an index, so its planner does not gather every match of one of them
-    /// to sort by updated-at (67 ms for a route's 50,000 tasks).
+    /// to sort by updated-at (67 ms for a route's 50,000 tasks). `tasks_updated` holds
+    /// the route, entity schema and creation time (migration 0011), so the page's
+    /// identifiers come from the index alone, then its rows (`list_from`).
     UpdatedOrder,
 }
 
@@ -424,13 +426,16 @@ fn list_from(dialect: Dialect, source: Source, q: &TaskQuery) -> SelectStatement
         .limit(u64::from(q.page.per_page))
         .offset(q.page.offset())
         .to_owned();
-    if q.page.offset() == 0 && source.table() == TASKS {
+    if q.page.offset() == 0 && source == Source::Tasks {
         return page.columns(SUMMARY_COLUMNS).to_owned();
     }
     page.column(source.column("id"));
     // Deep pages: skip the offset on the (covering) order index, reading identifiers
     // only, then fetch the page's rows; skipping whole rows costs a lookup each. Pages
-    // found on `task_search` are fetched the same way.
+    // found on `task_search` are fetched the same way, and so are pages read in
+    // `tasks_updated` order: that index holds every column the filter compares, so the
+    // tasks passed are never read (SQLite defers no row lookup in a WITHOUT ROWID
+    // table): a 1% creation window at 1M, 29.4 ms → 1.3 ms.
     Query::select()
         .columns(SUMMARY_COLUMNS)
         .from(TASKS)
@@ -530,37 +535,49 @@ pub fn count(dialect: Dialect, f: &TaskFilter) -> SelectStatement {
 /// The matches counted up to `cap + 1`: more than `cap` means the count stopped.
 pub fn count_capped(dialect: Dialect, f: &TaskFilter, cap: u64) -> SelectStatement {
     let source = Source::of(dialect, f);
-    let matches = Query::select()
-        .expr(Expr::val(1))
-        .from(source.table())
-        .cond_where(condition_on(dialect, source, f))
-        .limit(limit_above(cap))
-        .to_owned();
     Query::select()
         .expr(Func::count(Expr::col(Asterisk)))
-        .from_subquery(matches, "capped")
+        .from_subquery(
+            first_matches(dialect, source, f, cap, Expr::val(1)),
+            "capped",
+        )
         .to_owned()
-}
-
-/// `cap + 1` as a LIMIT, which both stores take as a signed 64-bit number.
-fn limit_above(cap: u64) -> u64 {
-    std::cmp::min(cap, i64::MAX as u64 - 1) + 1
 }
 
 /// PostgreSQL: as [`count_capped`], on `task_search`, with the least and the greatest
 /// identifier among the matches counted (NULL when none match).
 pub fn count_capped_spanned(f: &TaskFilter, cap: u64) -> SelectStatement {
-    let matches = Query::select()
-        .column("task_id")
-        .from(Source::Keys.table())
-        .cond_where(condition_on(Dialect::Postgres, Source::Keys, f))
-        .limit(limit_above(cap))
-        .to_owned();
     Query::select()
         .expr(Func::count(Expr::col(Asterisk)))
         .expr(Func::min(Expr::col("task_id")))
         .expr(Func::max(Expr::col("task_id")))
-        .from_subquery(matches, "capped")
+        .from_subquery(
+            first_matches(
+                Dialect::Postgres,
+                Source::Keys,
+                f,
+                cap,
+                Expr::col("task_id"),
+            ),
+            "capped",
+        )
+        .to_owned()
+}
+
+/// `selected` of the first `cap + 1` matches of `f` on `source`.
+fn first_matches(
+    dialect: Dialect,
+    source: Source,
+    f: &TaskFilter,
+    cap: u64,
+    selected: Expr,
+) -> SelectStatement {
+    Query::select()
+        .expr(selected)
+        .from(source.table())
+        .cond_where(condition_on(dialect, source, f))
+        // `cap + 1`, within the signed 64 bits both stores take a LIMIT as.
+        .limit(std::cmp::min(cap, i64::MAX as u64 - 1) + 1)
         .to_owned()
 }
 

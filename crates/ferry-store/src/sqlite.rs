@@ -58,6 +58,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../migrations/sqlite/0010_no_final_index.sql"),
     ),
+    (
+        11,
+        include_str!("../migrations/sqlite/0011_updated_covering.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -578,10 +582,10 @@ impl Store for SqliteStore {
             .map(rows::summary)
             .collect::<Result<Vec<_>, _>>()?;
         let known = chosen_by.and_then(|c| c.answers(q));
-        let counted: Option<i64> = match query::list_count(D, q) {
-            Some(_) if known.is_some() => known,
-            Some(count) => Some(bound!(count).fetch_one(&mut *conn).await?.try_get(0)?),
-            None => None,
+        let counted: Option<i64> = match (query::list_count(D, q), known) {
+            (Some(_), Some(known)) => Some(known),
+            (Some(count), None) => Some(bound!(count).fetch_one(&mut *conn).await?.try_get(0)?),
+            (None, _) => None,
         };
         let (total, total_exact) = query::page_total(q, counted);
         Ok(TaskPage {
