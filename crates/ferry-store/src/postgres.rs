@@ -289,20 +289,28 @@ impl PgStore {
             return Ok((query::list(D, q), None));
         }
         let cap = self.gathered_up_to;
-        let row = bound!(query::count_capped_spanned(&q.filter, cap))
-            .fetch_one(&self.pool)
-            .await?;
+        // A creation window's count also finds the stretch of identifiers it lies in.
+        let window = query::is_creation_window(&q.filter);
+        let count = match window {
+            true => query::count_capped_spanned(&q.filter, cap),
+            false => query::count_capped(D, &q.filter, cap),
+        };
+        let row = bound!(count).fetch_one(&self.pool).await?;
         let counted = query::Counted {
             matches: u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0),
             cap,
         };
-        let span: (Option<String>, Option<String>) = (row.try_get(1)?, row.try_get(2)?);
-        let list = match span {
-            _ if counted.matches > cap => query::list(D, q),
-            (Some(first), Some(last)) if query::is_creation_window(&q.filter) => {
-                query::list_in_id_span(q, &first, &last)
-            }
-            _ => query::list_gathered(q),
+        let list = if counted.matches > cap {
+            query::list(D, q)
+        } else if window
+            && let (Some(first), Some(last)) = (
+                row.try_get::<Option<String>, _>(1)?,
+                row.try_get::<Option<String>, _>(2)?,
+            )
+        {
+            query::list_in_id_span(q, &first, &last)
+        } else {
+            query::list_gathered(q)
         };
         Ok((list, Some(counted)))
     }
@@ -335,8 +343,6 @@ where
         .transpose()
 }
 
-/// Appends log lines, (task id, phase, line) in order: the lines of one task and phase
-/// become one `task_logs` row. One statement: arrays are one parameter each.
 /// The final tasks whose updated-at meets `updated`, oldest first, at most `limit`.
 async fn final_ids(tx: &mut Tx, updated: Expr, limit: u64) -> Result<Vec<String>, StoreError> {
     let (sql, values) = query::final_by_updated(updated, limit).build_sqlx(PostgresQueryBuilder);
@@ -345,6 +351,8 @@ async fn final_ids(tx: &mut Tx, updated: Expr, limit: u64) -> Result<Vec<String>
         .await?)
 }
 
+/// Appends log lines, (task id, phase, line) in order: the lines of one task and phase
+/// become one `task_logs` row. One statement: arrays are one parameter each.
 async fn insert_logs(tx: &mut Tx, rows: &[(&str, Phase, &Message)]) -> Result<(), StoreError> {
     let logs = rows::log_rows(rows);
     if logs.is_empty() {
