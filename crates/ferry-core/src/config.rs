@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub listen: String,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Most entities one webhook call may carry (each becomes a task on every route
+    /// of its incoming configuration); beyond it the call is refused with 413.
+    pub max_entities_per_request: usize,
     /// How long a web sign-in lasts, e.g. "12h".
     pub session_lifetime: String,
     /// Mark the session cookie `Secure` (browsers then send it over HTTPS and to
@@ -60,6 +63,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: DEFAULT_LISTEN.into(),
             max_body_bytes: 16 * 1024 * 1024,
+            max_entities_per_request: 50_000,
             session_lifetime: "12h".into(),
             secure_cookies: true,
         }
@@ -186,6 +190,11 @@ pub enum Subscriber {
         /// When set, a delivery must carry it as a bearer token or sign its body with it.
         #[serde(default)]
         secret: Option<Secret>,
+        /// When set (e.g. "5m"), a signed delivery must carry `X-Ferry-Timestamp` (Unix
+        /// seconds, covered by the signature) no older than this: a captured delivery
+        /// cannot be replayed later.
+        #[serde(default)]
+        signature_max_age: Option<String>,
     },
     File {
         path: String,
@@ -732,6 +741,16 @@ impl Validator<'_> {
             .enumerate()
             .map(|(i, (r, (id, _)))| {
                 let r = r.into_inner();
+                if let Subscriber::Webhook {
+                    signature_max_age: Some(age),
+                    ..
+                } = &r.subscriber
+                {
+                    self.duration(
+                        Some(age.as_str()),
+                        &format!("incoming[{i}].subscriber.signature_max_age"),
+                    );
+                }
                 let key = format!("incoming[{i}].entity_schema");
                 let entity_schema =
                     self.reference(&r.entity_schema, &key, "entity schema", &schema_ids);
@@ -781,6 +800,13 @@ impl Validator<'_> {
             Some(raw.server.session_lifetime.as_str()),
             "server.session_lifetime",
         );
+        if raw.server.max_entities_per_request == 0 {
+            self.problem(
+                None,
+                "server.max_entities_per_request",
+                "must be at least 1",
+            );
+        }
 
         Config {
             server: raw.server,

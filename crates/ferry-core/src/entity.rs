@@ -15,6 +15,10 @@ pub enum IdentifierError {
         "the field '{field}' is {kind}; identifier fields must be strings, numbers or booleans"
     )]
     NotScalar { field: String, kind: &'static str },
+    #[error(
+        "the field '{field}' holds a NUL character (\\u0000), which an entity identifier cannot hold"
+    )]
+    Nul { field: String },
 }
 
 /// The values at `path` joined with `-`; without a path, the compact JSON of the data
@@ -42,6 +46,11 @@ pub fn entity_identifier(data: &Value, path: &[String]) -> Result<String, Identi
                 path: format!("{path:?}"),
             })?;
         parts.push(match value {
+            Value::String(s) if s.contains('\0') => {
+                return Err(IdentifierError::Nul {
+                    field: field.clone(),
+                });
+            }
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),

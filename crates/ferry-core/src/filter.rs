@@ -240,6 +240,11 @@ pub struct FilterError {
     pub message: String,
 }
 
+/// Why a value with a NUL character is refused: no task, route or identifier can hold
+/// one (PostgreSQL's text cannot), so it could never match; both stores answer alike.
+pub const NUL_REFUSED: &str =
+    "the value holds a NUL character (\\0), which no task, route or identifier can hold";
+
 fn bad(parameter: &str, message: impl Into<String>) -> FilterError {
     FilterError {
         parameter: parameter.to_owned(),
@@ -271,6 +276,9 @@ impl TaskQuery {
         let mut page = None;
         let mut per_page = None;
         for (key, raw) in pairs {
+            if raw.contains('\0') {
+                return Err(bad(key, NUL_REFUSED));
+            }
             if raw.chars().count() > MAX_VALUE_CHARS {
                 return Err(bad(
                     key,

@@ -20,6 +20,31 @@ pub enum StoreError {
     Unsupported(String),
 }
 
+impl StoreError {
+    /// The store could not be had in time (every connection in use, or SQLite's
+    /// writer held past the busy timeout): the request may succeed if sent again.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::PoolTimedOut) => true,
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                // SQLite: SQLITE_BUSY (5) and SQLITE_LOCKED (6), with extended codes.
+                e.try_downcast_ref::<sqlx::sqlite::SqliteError>()
+                    .and_then(sqlx::error::DatabaseError::code)
+                    .is_some_and(|c| c.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6)))
+            }
+            _ => false,
+        }
+    }
+
+    /// PostgreSQL refused a text value it cannot hold (a NUL character): bad input
+    /// that got past the checks at the edge, never a fault of the store.
+    pub fn is_unstorable_text(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e))
+            if e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some_and(|e| matches!(e.code(), "22021" | "22P05")))
+    }
+}
+
 /// Why a single-task action did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {

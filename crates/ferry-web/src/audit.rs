@@ -106,6 +106,9 @@ fn parse(raw: Option<&str>) -> ApiResult<AuditQuery> {
         ..AuditQuery::default()
     };
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if v.contains('\0') {
+            return Err(bad(&k, ferry_core::filter::NUL_REFUSED));
+        }
         let v = v.trim().to_owned();
         if v.chars().count() > MAX_VALUE_CHARS {
             return Err(bad(

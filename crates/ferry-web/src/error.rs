@@ -2,7 +2,8 @@
 //!
 //! Policy: every failure the client can fix is a 4xx whose message says what to change
 //! (400 malformed, 404 unknown, 409 not allowed in the current status, 413 too large,
-//! 422 well-formed but invalid). A 500 is only ever our fault: its cause chain goes to
+//! 422 well-formed but invalid, 429 throttled; 503 with `Retry-After` when the store
+//! cannot be had in time). A 500 is only ever our fault: its cause chain goes to
 //! the log and the client gets a generic message, never internals. Bad input never
 //! produces a 500.
 
@@ -18,6 +19,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Option<Value>,
+    /// Seconds to send as `Retry-After` (a busy store: 503).
+    pub retry_after: Option<u32>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -43,6 +46,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
     }
 
@@ -61,6 +65,14 @@ impl ApiError {
     pub fn with_details(mut self, details: Value) -> ApiError {
         self.details = Some(details);
         self
+    }
+
+    /// 503 with `Retry-After`: ferry is well but cannot serve this request now (the
+    /// store's connections are all taken, for example by a large delivery).
+    pub fn busy(message: impl Into<String>, retry_after: u32) -> ApiError {
+        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message);
+        e.retry_after = Some(retry_after);
+        e
     }
 
     /// Logs `cause` with its chain and answers a generic 500.
@@ -90,12 +102,31 @@ impl IntoResponse for ApiError {
                 details: self.details,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
 impl From<ferry_store::StoreError> for ApiError {
     fn from(e: ferry_store::StoreError) -> ApiError {
+        if e.is_busy() {
+            tracing::warn!(error = %e, "a request could not get the store in time");
+            return ApiError::busy(
+                "ferry's store is busy (every connection is in use, perhaps by a large delivery); try again in a few seconds",
+                5,
+            );
+        }
+        if e.is_unstorable_text() {
+            return ApiError::bad_request(
+                "invalid_text",
+                "a value in the request holds a NUL character (\\u0000), which ferry cannot store; send it without one",
+            );
+        }
         ApiError::internal(&e)
     }
 }

@@ -34,6 +34,10 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Failed sign-ins, per address and per name (in this process).
     pub throttle: Arc<auth::LoginThrottle>,
+    /// Sign-ins admitted at once (the excess is answered 429 at once) and, of them,
+    /// password checks running at once (Argon2 is memory-hard).
+    pub sign_ins: Arc<tokio::sync::Semaphore>,
+    pub password_checks: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -41,6 +45,8 @@ impl AppState {
         AppState {
             engine,
             throttle: Arc::new(auth::LoginThrottle::default()),
+            sign_ins: Arc::new(tokio::sync::Semaphore::new(auth::SIGN_INS_AT_ONCE)),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(auth::PASSWORD_CHECKS_AT_ONCE)),
         }
     }
 
@@ -89,7 +95,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Headers on every answer: no framing, no inline or foreign scripts or styles, no
-/// MIME sniffing, no referrer leaks.
+/// MIME sniffing, no referrer leaks, and nothing kept by a browser's or a proxy's cache
+/// (task data, tokens, the audit trail) unless the answer says otherwise (the assets).
 async fn security_headers(
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -109,6 +116,12 @@ async fn security_headers(
         HeaderValue::from_static("nosniff"),
     );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    if !h.contains_key(axum::http::header::CACHE_CONTROL) {
+        h.insert(
+            axum::http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+    }
     response
 }
 

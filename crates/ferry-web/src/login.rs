@@ -96,6 +96,27 @@ fn login_page(
         .into_response()
 }
 
+/// 429 with the sign-in form again and `Retry-After`.
+fn throttled(
+    state: &AppState,
+    next: String,
+    user: String,
+    seconds: u64,
+    message: String,
+) -> Response {
+    let mut response = login_page(
+        state,
+        StatusCode::TOO_MANY_REQUESTS,
+        next,
+        user,
+        Some(message),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
 async fn form(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -142,42 +163,57 @@ async fn sign_in(
             ),
         );
     }
-    if let Some(wait) = state.throttle.wait(origin, &user) {
-        let mut response = login_page(
+    // A place among the few sign-ins admitted at once, then one of the address's and
+    // the name's few attempts in the window, both taken before any work is done; the
+    // password check itself waits for one of fewer slots still.
+    let Ok(_admitted) = state.sign_ins.clone().try_acquire_owned() else {
+        return throttled(
             &state,
-            StatusCode::TOO_MANY_REQUESTS,
             next,
             user,
-            Some(format!(
-                "Too many failed sign-ins. Try again in {} seconds.",
-                wait.as_secs().max(1)
-            )),
+            1,
+            "Too many sign-ins at once. Try again in a second.".into(),
         );
-        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return response;
+    };
+    if let Err(wait) = state.throttle.reserve(origin, &user) {
+        let seconds = wait.as_secs().max(1);
+        return throttled(
+            &state,
+            next,
+            user,
+            seconds,
+            format!("Too many failed sign-ins. Try again in {seconds} seconds."),
+        );
     }
 
     let store = state.store();
-    let found = match store.user_credentials(&user).await {
-        Ok(found) => found,
-        Err(e) => return crate::error::ApiError::internal(&e).into_response(),
+    // A name no user can have (a NUL or other control character) is looked up by
+    // nobody: PostgreSQL refuses NUL in text, and the answer must not differ by store.
+    let found = if user.chars().any(char::is_control) {
+        None
+    } else {
+        match store.user_credentials(&user).await {
+            Ok(found) => found,
+            Err(e) => return crate::error::ApiError::from(e).into_response(),
+        }
     };
     let enabled = found.as_ref().is_some_and(|(u, _)| !u.disabled);
     let stored = found
         .map(|(_, hash)| hash)
         .unwrap_or_else(|| credentials::decoy_hash().to_owned());
-    let matches =
-        tokio::task::spawn_blocking(move || credentials::verify_password(&password, &stored))
-            .await
-            .unwrap_or(false);
+    let matches = match state.password_checks.acquire().await {
+        Ok(_checking) => {
+            tokio::task::spawn_blocking(move || credentials::verify_password(&password, &stored))
+                .await
+                .unwrap_or(false)
+        }
+        Err(_) => false,
+    };
 
     if !(matches && enabled) {
-        state.throttle.failed(origin, &user);
         let _ = store
             .record_event(&event(
-                &user,
+                &user.replace(char::is_control, "\u{fffd}"),
                 "login.failed",
                 caller.origin.clone(),
                 json!({"user": user}),

@@ -299,6 +299,10 @@ pub(crate) fn reason(r: Option<String>) -> ApiResult<Option<String>> {
             "invalid_reason",
             format!("the reason is longer than {MAX_REASON_CHARS} characters"),
         )),
+        Some(r) if r.contains('\0') => Err(ApiError::bad_request(
+            "invalid_reason",
+            "the reason holds a NUL character (\\u0000); write it without one",
+        )),
         Some(r) if r.trim().is_empty() => Ok(None),
         other => Ok(other),
     }

@@ -4,8 +4,6 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::body;
 use crate::error::{ApiError, ApiResult};
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
@@ -36,35 +34,31 @@ pub struct WebhookResult {
 /// The header that carries `sha256=<hex HMAC-SHA256 of the body>`.
 pub const SIGNATURE_HEADER: &str = "x-ferry-signature";
 
-/// Lets a delivery in when it carries the webhook's secret as a bearer token or signs
-/// its body with it; answers 401 otherwise, without saying which part was wrong.
+/// How a delivery's caller is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// From its headers alone: the secret as a bearer token, or an operator.
+    Known,
+    /// It says it signs its body with the secret: known once the body is read.
+    Signed,
+}
+
+/// Decides from the headers alone who may deliver, before a byte of the body is read.
 /// A delivery is accepted with the incoming's secret (as a bearer token, or as the key
 /// of an HMAC-SHA256 signature of the body), or from an operator or admin: an API
-/// token, or a signed-in page that sends its CSRF token.
-fn authenticate(
+/// token, or a signed-in page that sends its CSRF token. Anyone else gets the same 401
+/// whatever the webhook's id, so callers without credentials learn nothing of the
+/// configuration.
+fn admit(
     headers: &HeaderMap,
-    body: &[u8],
     secret: Option<&str>,
     caller: &Caller,
     id: &str,
-) -> Result<(), ApiError> {
-    if let Some(secret) = secret {
-        let bearer =
-            crate::auth::bearer(headers).is_some_and(|token| constant_time_eq(token, secret));
-        let signed = headers
-            .get(SIGNATURE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().strip_prefix("sha256="))
-            .and_then(decode_hex)
-            .is_some_and(|sig| {
-                let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
-                    .expect("HMAC takes any key");
-                mac.update(body);
-                mac.verify_slice(&sig).is_ok()
-            });
-        if bearer || signed {
-            return Ok(());
-        }
+) -> Result<Admission, ApiError> {
+    if let Some(secret) = secret
+        && crate::auth::bearer(headers).is_some_and(|token| constant_time_eq(token, secret))
+    {
+        return Ok(Admission::Known);
     }
     let by_page_without_csrf = caller
         .session
@@ -74,22 +68,76 @@ fn authenticate(
         return Err(crate::auth::csrf_refused());
     }
     if caller.principal.is_some() {
-        return caller.require(Permission::Operate).map(|_| ());
+        return caller
+            .require(Permission::Operate)
+            .map(|_| Admission::Known);
     }
+    if secret.is_some() && headers.contains_key(SIGNATURE_HEADER) {
+        return Ok(Admission::Signed);
+    }
+    Err(refused(id))
+}
+
+/// The one answer to a delivery without valid credentials.
+fn refused(id: &str) -> ApiError {
     tracing::warn!(
         incoming = id,
         "webhook delivery refused: missing or wrong credentials"
     );
-    let how = if secret.is_some() {
-        "send Authorization: Bearer <secret>, or X-Ferry-Signature: sha256=<hex HMAC-SHA256 of the body, keyed with the secret>, or an operator's API token"
-    } else {
-        "it has no secret configured, so send an operator's API token as Authorization: Bearer <token> (or give it a secret in the configuration)"
-    };
-    Err(ApiError::new(
+    ApiError::new(
         StatusCode::UNAUTHORIZED,
         "unauthorized",
-        format!("the webhook '{id}' refused the delivery: {how}"),
-    ))
+        format!(
+            "the webhook '{id}' refused the delivery: send the webhook's secret as Authorization: Bearer <secret>, \
+             or X-Ferry-Signature: sha256=<hex HMAC-SHA256 keyed with the secret> of the body \
+             (of '<X-Ferry-Timestamp>.<body>' when you send X-Ferry-Timestamp: <Unix seconds>, \
+             required and at most signature_max_age old when the webhook sets it), \
+             or an operator's API token"
+        ),
+    )
+}
+
+/// The header that carries the Unix time (seconds) a signed delivery was signed at.
+pub const TIMESTAMP_HEADER: &str = "x-ferry-timestamp";
+
+/// Whether the body is signed with the secret: `sha256=<hex>` of the body, or of
+/// `<timestamp>.<body>` when `X-Ferry-Timestamp` is sent. With `max_age`, the
+/// timestamp is required and must be within `max_age` of `now` (either way).
+fn signed(
+    headers: &HeaderMap,
+    body: &[u8],
+    secret: &str,
+    max_age: Option<std::time::Duration>,
+    now_secs: i64,
+) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(sig) = header(SIGNATURE_HEADER)
+        .and_then(|v| v.trim().strip_prefix("sha256="))
+        .and_then(decode_hex)
+    else {
+        return false;
+    };
+    let timestamp = match header(TIMESTAMP_HEADER) {
+        Some(t) => match t.trim().parse::<i64>() {
+            Ok(t) => Some(t),
+            Err(_) => return false,
+        },
+        None => None,
+    };
+    if let Some(max_age) = max_age {
+        let max = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+        match timestamp {
+            Some(t) if now_secs.abs_diff(t) <= max.unsigned_abs() => {}
+            _ => return false,
+        }
+    }
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    if let Some(t) = timestamp {
+        mac.update(format!("{t}.").as_bytes());
+    }
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok()
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
@@ -182,9 +230,24 @@ pub async fn receive(
     Path(incoming_id): Path<String>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> ApiResult<(StatusCode, Json<WebhookResult>)> {
-    let incoming = state.config().incoming(&incoming_id).ok_or_else(|| {
+    let incoming = state.config().incoming(&incoming_id);
+    let (secret, max_age) = match incoming.map(|i| &i.subscriber) {
+        Some(Subscriber::Webhook {
+            secret,
+            signature_max_age,
+        }) => (
+            secret.as_ref().map(|s| s.expose()),
+            signature_max_age
+                .as_deref()
+                .and_then(|a| ferry_core::duration::parse_duration(a).ok()),
+        ),
+        _ => (None, None),
+    };
+    let admission = admit(&headers, secret, &caller, &incoming_id)?;
+    // Only a caller known by now (an operator, or the secret) learns what exists.
+    let incoming = incoming.ok_or_else(|| {
         let webhooks: Vec<&str> = state
             .config()
             .incoming
@@ -209,16 +272,37 @@ pub async fn receive(
             ),
         ));
     }
-    let bytes = body::bytes(body)?;
-    let secret = match &incoming.subscriber {
-        Subscriber::Webhook { secret } => secret.as_ref().map(|s| s.expose()),
-        _ => None,
-    };
-    authenticate(&headers, &bytes, secret, &caller, &incoming_id)?;
+    let bytes = body::limited(body, &headers, state.config().server.max_body_bytes).await?;
+    if admission == Admission::Signed {
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
+        )
+        .unwrap_or(i64::MAX);
+        let secret = secret.expect("admitted as signed: the webhook has a secret");
+        if !signed(&headers, &bytes, secret, max_age, now) {
+            return Err(refused(&incoming_id));
+        }
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let entities = entities(content_type, &bytes)?;
+    drop(bytes);
+    let most = state.config().server.max_entities_per_request;
+    if entities.len() > most {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_entities",
+            format!(
+                "the delivery holds {} entities and this server takes at most {most} per request \
+                 (server.max_entities_per_request); send them in several requests, or raise the limit in the configuration",
+                entities.len()
+            ),
+        ));
+    }
     let result = state
         .engine
         .ingest(&incoming_id, entities, &format!("webhook {incoming_id}"))

@@ -124,12 +124,18 @@ impl TestApp {
     }
 
     pub async fn with_config(text: &str) -> TestApp {
+        TestApp::with_config_on(text, None).await
+    }
+
+    /// [`TestApp::with_config`] on the store at `storage_url` (a fresh SQLite file
+    /// when `None`).
+    pub async fn with_config_on(text: &str, storage_url: Option<&str>) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("ferry.toml");
-        let text = format!(
-            "[storage]\nurl = \"sqlite://{}\"\n{text}",
-            dir.path().join("ferry.db").display()
-        );
+        let url = storage_url
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("ferry.db").display()));
+        let text = format!("[storage]\nurl = \"{url}\"\n{text}");
         std::fs::write(&path, &text).unwrap();
         let config = ferry_core::config::load("ferry.toml", &text, std::iter::empty())
             .expect("valid config");
