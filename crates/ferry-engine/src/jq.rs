@@ -7,7 +7,6 @@ use jaq_core::data::JustLut;
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars};
 use jaq_json::Val;
-use serde::Deserialize;
 use serde_json::Value;
 
 /// Most outputs one run may yield before it is stopped (a runaway `repeat`, `range`…).
@@ -103,7 +102,11 @@ impl JqProgram {
 
     /// Runs the program on `input` and collects its outputs (at most [`MAX_OUTPUTS`]).
     pub fn run(&self, input: &Value) -> Result<Vec<Value>, String> {
-        let input = Val::deserialize(input).map_err(|e| format!("cannot read the entity: {e}"))?;
+        // Through JSON text and jaq's own reader, which keeps integers of any size and
+        // decimals as written (serde's path would see serde_json's exact numbers as maps).
+        let text = serde_json::to_vec(input).map_err(|e| format!("cannot read the entity: {e}"))?;
+        let input = jaq_json::read::parse_single(&text)
+            .map_err(|e| format!("cannot read the entity: {e}"))?;
         let ctx = Ctx::<JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
         let mut out = Vec::new();
         for result in self.filter.id.run((ctx, input)) {

@@ -120,6 +120,7 @@ on_both_stores!(
     nul_bytes_in_filters_reasons_and_sign_ins_are_400_or_401_never_500,
     nul_bytes_inside_entity_strings_are_kept_and_in_identifiers_refused_with_422,
     authenticated_answers_are_not_stored_by_caches,
+    twenty_digit_numbers_keep_every_digit_from_webhook_to_identifier_storage_and_target,
 );
 
 /// The sign-in form's cookie and CSRF token, fetched once for many posts.
@@ -582,5 +583,50 @@ async fn authenticated_answers_are_not_stored_by_caches(backend: Backend) {
             Some("no-store"),
             "{path}"
         );
+    }
+}
+
+async fn twenty_digit_numbers_keep_every_digit_from_webhook_to_identifier_storage_and_target(
+    backend: Backend,
+) {
+    let Some((app, _schema)) = app(backend, CONFIG).await else {
+        return;
+    };
+    // Through the `shop` webhook, whose jq transformer rewrites the entity.
+    let body = r#"[{"sku": 12345678901234567890, "price": "1", "stock": 123456789012345678901234567890},
+                   {"sku": 12345678901234567891, "price": "1", "weight": 0.10000000000000000001}]"#;
+    let r = app
+        .post_raw("/api/v1/webhooks/shop", "application/json", body)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    for (sku, digits) in [
+        ("12345678901234567890", "123456789012345678901234567890"),
+        ("12345678901234567891", "0.10000000000000000001"),
+    ] {
+        let page = app
+            .get_ok(&format!(
+                "/api/v1/tasks?route=archive&entity_identifier={sku}&entity_identifier_match=equals"
+            ))
+            .await;
+        assert_eq!(page["total"], 1, "{sku}: {page}");
+        let id = page["items"][0]["identifier"].as_str().unwrap();
+        let raw = app
+            .get(&format!("/api/v1/tasks/{id}"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(raw.contains(&format!("\"sku\":{sku}")), "{raw}");
+        assert!(raw.contains(digits), "{raw}");
+    }
+    app.run_route("archive").await;
+    let out = std::fs::read_to_string(app.dir.path().join("out/archive.ndjson")).unwrap();
+    for digits in [
+        "12345678901234567890",
+        "12345678901234567891",
+        "123456789012345678901234567890",
+        "0.10000000000000000001",
+    ] {
+        assert!(out.contains(digits), "{digits} in {out}");
     }
 }
