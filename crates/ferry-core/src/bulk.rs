@@ -5,9 +5,12 @@
 use crate::Timestamp;
 use std::fmt;
 
-/// A job that has not reported progress for this long, while still marked running, is
-/// taken as interrupted (its node stopped): a batch takes well under a second.
-pub const STALE_AFTER_MS: i64 = 60_000;
+/// How often the node working a job renews its sign of life, whatever its batches do.
+pub const JOB_HEARTBEAT_MS: i64 = 2_000;
+
+/// A job that has shown no sign of life for this long, while still marked running, is
+/// taken as interrupted (its node stopped): five missed heartbeats.
+pub const STALE_AFTER_MS: i64 = 5 * JOB_HEARTBEAT_MS;
 
 /// Where a bulk job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,6 +24,7 @@ pub enum JobState {
     /// Stopped by an error; the batches done stay done.
     Failed,
     /// Marked running but silent for [`STALE_AFTER_MS`]: the node running it stopped.
+    /// It can be resumed, by one node only, and finishes what is left.
     Interrupted,
 }
 
@@ -115,7 +119,7 @@ mod tests {
     }
 
     #[test]
-    fn a_running_job_silent_for_a_minute_is_interrupted() {
+    fn a_running_job_silent_for_a_few_heartbeats_is_interrupted() {
         assert_eq!(
             JobState::Running.seen_at(at(0), at(STALE_AFTER_MS)),
             JobState::Running
@@ -128,6 +132,17 @@ mod tests {
             JobState::Done.seen_at(at(0), at(10 * STALE_AFTER_MS)),
             JobState::Done
         );
+        // A job heartbeating on time never looks interrupted.
+        assert_eq!(
+            JobState::Running.seen_at(at(0), at(2 * JOB_HEARTBEAT_MS)),
+            JobState::Running
+        );
+    }
+
+    #[test]
+    fn an_interrupted_job_shows_no_time_left() {
+        let p = Progress::of(JobState::Interrupted, 1_000, 250, at(0), at(5_000));
+        assert_eq!(p.seconds_left, None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod schedule;
 pub mod subscribe;
 pub mod transform;
 
+pub use bulk::ResumeError;
 pub use engine::*;
 pub use ingest::*;
 pub use run::*;

@@ -3,7 +3,9 @@
 mod common;
 
 use common::{Harness, eventually, products};
+use ferry_core::bulk::STALE_AFTER_MS;
 use ferry_core::{Action, JobState, Status, TaskFilter};
+use ferry_engine::ResumeError;
 use ferry_store::{ActionRequest, BulkJob};
 use std::time::Duration;
 
@@ -127,4 +129,71 @@ async fn a_bulk_job_with_nothing_eligible_is_done_at_once() {
     assert_eq!((job.state, job.changed), (JobState::Done, 0));
     let o = job.action.outcome;
     assert_eq!((o.matched, o.changed, o.ineligible), (5, 0, 5));
+}
+
+#[tokio::test]
+async fn a_job_whose_node_is_gone_is_interrupted_and_resumed_finishes_only_what_is_left() {
+    let h = Harness::new(CONFIG).await;
+    h.push("in", products(300)).await;
+    h.clock.advance(Duration::from_secs(1));
+    // A node began the job and ran one batch, then stopped: nothing renews the job.
+    let store = h.engine.store().clone();
+    let filter = TaskFilter::default();
+    let request = skip_by(&h, "alice");
+    let begun = store.begin_filter_action(&filter, &request).await.unwrap();
+    let id = store
+        .add_bulk_job(begun.action_id, begun.matched, begun.eligible, request.at)
+        .await
+        .unwrap();
+    let step = store
+        .step_filter_action(&filter, &request, begun.action_id, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(step.changed, 100);
+    let refused = h.engine.resume_bulk_job_in_batches(id, 64).await;
+    assert!(
+        matches!(
+            refused,
+            Err(ResumeError::NotInterrupted {
+                state: JobState::Running,
+                ..
+            })
+        ),
+        "a job still alive is not resumed: {refused:?}"
+    );
+
+    h.clock
+        .advance(Duration::from_millis(STALE_AFTER_MS as u64 + 1));
+    let job = store.bulk_job(id).await.unwrap().unwrap();
+    assert_eq!(job.state_at(h.clock.now()), JobState::Interrupted);
+    assert_eq!(job.action.outcome.changed, 100, "the batch that committed");
+
+    let resumed = h.engine.resume_bulk_job_in_batches(id, 64).await.unwrap();
+    assert_eq!(resumed.state_at(h.clock.now()), JobState::Running);
+    assert_eq!(resumed.runner.as_deref(), Some(h.engine.worker()));
+    let again = h.engine.resume_bulk_job(id).await;
+    assert!(
+        matches!(again, Err(ResumeError::NotInterrupted { .. })),
+        "resumed once only: {again:?}"
+    );
+
+    let job = when_ended(&h, id).await;
+    assert_eq!((job.state, job.changed), (JobState::Done, 300));
+    let o = job.action.outcome;
+    assert_eq!((o.matched, o.changed, o.ineligible), (300, 300, 0));
+    assert_eq!(h.counts().await.get(Status::Skipped), 300);
+    let tasks = store.tasks_after(None, 1_000).await.unwrap();
+    assert_eq!(tasks.len(), 300);
+    for task in &tasks {
+        let actions = store.task_actions(&task.summary.id).await.unwrap();
+        assert_eq!(
+            actions.iter().map(|a| a.id).collect::<Vec<_>>(),
+            vec![begun.action_id],
+            "acted on once"
+        );
+    }
+    assert!(matches!(
+        h.engine.resume_bulk_job(id + 1_000).await,
+        Err(ResumeError::Unknown(_))
+    ));
 }

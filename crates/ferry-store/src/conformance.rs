@@ -5,6 +5,7 @@
 //! function that opens a fresh store (its own file, database or schema).
 
 use crate::access::{NewSession, NewToken, NewUser, UserChange};
+use crate::jobs::BulkJob;
 use crate::store::*;
 use ferry_core::filter::{Accept, TaskQuery};
 use ferry_core::task::{Level, Message, NewTask, Phase, Task, TaskSummary};
@@ -63,6 +64,8 @@ macro_rules! conformance_suite {
             audit_events_record_origin_and_are_never_deleted,
             a_filter_action_in_steps_acts_once_on_each_task_eligible_when_it_began,
             bulk_jobs_record_progress_cancel_requests_and_their_end,
+            the_audit_entry_of_a_filter_action_counts_each_step_as_it_commits,
+            a_stale_job_is_taken_over_once_and_only_once,
             a_capped_count_is_exact_up_to_the_cap_and_a_marked_lower_bound_above,
             status_counts_agree_with_counting_the_tasks_after_every_kind_of_change,
             imported_tasks_are_searchable_and_counted_once,
@@ -1450,6 +1453,109 @@ pub async fn bulk_jobs_record_progress_cancel_requests_and_their_end(store: &dyn
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+pub async fn the_audit_entry_of_a_filter_action_counts_each_step_as_it_commits(store: &dyn Store) {
+    for k in 0..6 {
+        seed(store, "r", Status::Failed, k * 10).await;
+    }
+    seed(store, "r", Status::New, 100).await;
+    let filter = query(&[("route", "r")]).filter;
+    let req = request(Action::Retry, 1_000);
+    let begun = store.begin_filter_action(&filter, &req).await.unwrap();
+    let id = store
+        .add_bulk_job(begun.action_id, begun.matched, begun.eligible, at(1_000))
+        .await
+        .unwrap();
+    let counts = |job: BulkJob| {
+        let o = job.action.outcome;
+        (o.matched, o.changed, o.ineligible)
+    };
+    let job = store.bulk_job(id).await.unwrap().unwrap();
+    assert_eq!(counts(job), (7, 0, 1), "known as the action begins");
+
+    // One step, and then the node running it is gone: the entry has what committed.
+    let step = store
+        .step_filter_action(&filter, &req, begun.action_id, None, 4)
+        .await
+        .unwrap();
+    assert_eq!((step.changed, step.more), (4, true));
+    let job = store.bulk_job(id).await.unwrap().unwrap();
+    assert_eq!(counts(job), (7, 4, 1));
+
+    // The steps again from the start, as a resumed job runs them: only what is left.
+    let step = store
+        .step_filter_action(&filter, &req, begun.action_id, None, 4)
+        .await
+        .unwrap();
+    assert_eq!((step.changed, step.more), (2, false));
+    let job = store.bulk_job(id).await.unwrap().unwrap();
+    assert_eq!(counts(job), (7, 6, 1));
+    store
+        .finish_filter_action(begun.action_id, &begun.outcome(6))
+        .await
+        .unwrap();
+    let job = store.bulk_job(id).await.unwrap().unwrap();
+    assert_eq!(counts(job), (7, 6, 1));
+}
+
+pub async fn a_stale_job_is_taken_over_once_and_only_once(store: &dyn Store) {
+    use ferry_core::bulk::STALE_AFTER_MS;
+    seed(store, "r", Status::Failed, 0).await;
+    let filter = query(&[("route", "r")]).filter;
+    let req = request(Action::Retry, 1_000);
+    let begun = store.begin_filter_action(&filter, &req).await.unwrap();
+    let id = store
+        .add_bulk_job(begun.action_id, begun.matched, begun.eligible, at(1_000))
+        .await
+        .unwrap();
+    assert!(store.renew_bulk_job(id, "node-a", at(2_000)).await.unwrap());
+    // While its node renews its sign of life, no one takes it.
+    assert!(
+        !store
+            .take_over_bulk_job(id, "node-b", at(2_000 + STALE_AFTER_MS))
+            .await
+            .unwrap()
+    );
+    let stale = at(2_001 + STALE_AFTER_MS);
+    let job = store.bulk_job(id).await.unwrap().unwrap();
+    assert_eq!(job.state_at(stale), JobState::Interrupted);
+    assert_eq!(job.runner.as_deref(), Some("node-a"));
+
+    // Two nodes try at once: one wins.
+    let (b, c) = tokio::join!(
+        store.take_over_bulk_job(id, "node-b", stale),
+        store.take_over_bulk_job(id, "node-c", stale)
+    );
+    let (b, c) = (b.unwrap(), c.unwrap());
+    assert!(b ^ c, "exactly one takes the job over: {b} {c}");
+    let winner = if b { "node-b" } else { "node-c" };
+    let job = store.bulk_job(id).await.unwrap().unwrap();
+    assert_eq!(job.runner.as_deref(), Some(winner));
+    assert_eq!(
+        (job.updated_at, job.state_at(stale)),
+        (stale, JobState::Running)
+    );
+    // And once more, by anyone: refused, the job is alive again.
+    assert!(!store.take_over_bulk_job(id, "node-a", stale).await.unwrap());
+    // The node that lost it can no longer renew it; the winner can.
+    assert!(!store.renew_bulk_job(id, "node-a", stale).await.unwrap());
+    assert!(store.renew_bulk_job(id, winner, stale).await.unwrap());
+
+    // An ended job is never taken over, however old.
+    store
+        .end_bulk_job(id, JobState::Done, 1, None, stale)
+        .await
+        .unwrap();
+    let later = at(10 * STALE_AFTER_MS + 10_000);
+    assert!(!store.take_over_bulk_job(id, "node-a", later).await.unwrap());
+    assert!(!store.renew_bulk_job(id, winner, later).await.unwrap());
+    assert!(
+        !store
+            .take_over_bulk_job(id + 1_000, "node-a", later)
+            .await
+            .unwrap()
     );
 }
 

@@ -29,10 +29,14 @@ pub struct BulkJob {
     pub started_at: Timestamp,
     pub updated_at: Timestamp,
     pub finished_at: Option<Timestamp>,
+    /// The node working the job, once it has renewed its sign of life or taken the job
+    /// over ([`JobStore::take_over_bulk_job`]).
+    pub runner: Option<String>,
 }
 
 impl BulkJob {
-    /// The state to show at `now`: a running job silent for a minute is interrupted.
+    /// The state to show at `now`: a running job silent for
+    /// [`STALE_AFTER_MS`](ferry_core::bulk::STALE_AFTER_MS) is interrupted.
     pub fn state_at(&self, now: Timestamp) -> JobState {
         self.state.seen_at(self.updated_at, now)
     }
@@ -65,6 +69,28 @@ pub trait JobStore {
         at: Timestamp,
     ) -> Result<bool, StoreError>;
 
+    /// Renews the sign of life of a running job worked by `runner` (or by no node named
+    /// yet), naming `runner`, whatever its batches do. Answers false when the job has
+    /// ended, is gone, or another node has taken it over: `runner` should stop working it.
+    async fn renew_bulk_job(
+        &self,
+        id: i64,
+        runner: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Takes over a job whose node stopped, to resume it: only when it is stored running
+    /// and its last sign of life is older than
+    /// [`STALE_AFTER_MS`](ferry_core::bulk::STALE_AFTER_MS) at `at` (shown as
+    /// interrupted). Names `runner` and renews the sign of life in one conditional
+    /// update; answers whether this caller won (of any number trying at once, one does).
+    async fn take_over_bulk_job(
+        &self,
+        id: i64,
+        runner: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+
     /// Ends a running job in `state` (done, cancelled or failed).
     async fn end_bulk_job(
         &self,
@@ -81,8 +107,9 @@ pub trait JobStore {
 }
 
 pub(crate) mod sql {
+    use ferry_core::bulk::STALE_AFTER_MS;
     use ferry_core::{JobState, Timestamp};
-    use sea_query::{Expr, ExprTrait, InsertStatement, Order, Query, SelectStatement};
+    use sea_query::{Cond, Expr, ExprTrait, InsertStatement, Order, Query, SelectStatement};
     use sea_query::{JoinType, UpdateStatement};
 
     const ACTION_COLUMNS: [&str; 11] = [
@@ -99,7 +126,7 @@ pub(crate) mod sql {
         "not_found",
     ];
     /// The job's own columns, selected as `job_<name>` beside the action's.
-    const JOB_COLUMNS: [&str; 11] = [
+    const JOB_COLUMNS: [&str; 12] = [
         "id",
         "state",
         "matched",
@@ -111,6 +138,7 @@ pub(crate) mod sql {
         "started_at",
         "updated_at",
         "finished_at",
+        "runner",
     ];
 
     pub fn insert(action_id: i64, matched: u64, eligible: u64, at: Timestamp) -> InsertStatement {
@@ -172,6 +200,32 @@ pub(crate) mod sql {
             .to_owned()
     }
 
+    pub fn renew(id: i64, runner: &str, at: Timestamp) -> UpdateStatement {
+        Query::update()
+            .table("bulk_jobs")
+            .value("runner", runner)
+            .value("updated_at", at.millis())
+            .and_where(Expr::col("id").eq(id))
+            .and_where(Expr::col("state").eq(JobState::Running.as_str()))
+            .cond_where(
+                Cond::any()
+                    .add(Expr::col("runner").is_null())
+                    .add(Expr::col("runner").eq(runner)),
+            )
+            .to_owned()
+    }
+
+    pub fn take_over(id: i64, runner: &str, at: Timestamp) -> UpdateStatement {
+        Query::update()
+            .table("bulk_jobs")
+            .value("runner", runner)
+            .value("updated_at", at.millis())
+            .and_where(Expr::col("id").eq(id))
+            .and_where(Expr::col("state").eq(JobState::Running.as_str()))
+            .and_where(Expr::col("updated_at").lt(at.millis() - STALE_AFTER_MS))
+            .to_owned()
+    }
+
     pub fn end(
         id: i64,
         state: JobState,
@@ -220,6 +274,7 @@ pub(crate) fn job(row: &impl Columns) -> Result<BulkJob, StoreError> {
         started_at: Timestamp::from_millis(row.int("job_started_at")?),
         updated_at: Timestamp::from_millis(row.int("job_updated_at")?),
         finished_at: row.opt_int("job_finished_at")?.map(Timestamp::from_millis),
+        runner: row.opt_text("job_runner")?,
     })
 }
 
@@ -294,6 +349,36 @@ macro_rules! job_store {
                         "bulk job {id} is gone"
                     ))),
                 }
+            }
+
+            async fn renew_bulk_job(
+                &self,
+                id: i64,
+                runner: &str,
+                at: ferry_core::Timestamp,
+            ) -> Result<bool, $crate::StoreError> {
+                let done = $crate::access::access_bound!(
+                    $crate::jobs::sql::renew(id, runner, at),
+                    $builder
+                )
+                .execute(&self.$writer)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn take_over_bulk_job(
+                &self,
+                id: i64,
+                runner: &str,
+                at: ferry_core::Timestamp,
+            ) -> Result<bool, $crate::StoreError> {
+                let done = $crate::access::access_bound!(
+                    $crate::jobs::sql::take_over(id, runner, at),
+                    $builder
+                )
+                .execute(&self.$writer)
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn end_bulk_job(

@@ -55,6 +55,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../migrations/postgres/0011_task_logs.sql"),
     ),
+    (
+        12,
+        include_str!("../migrations/postgres/0012_bulk_job_runner.sql"),
+    ),
 ];
 
 /// Connection settings beyond the URL.
@@ -194,7 +198,22 @@ impl PgStore {
             Expr::SubQuery(None, Box::new(batch.into())),
         ));
         let mut tx = self.write().await?;
-        let (n, last) = match apply_to_eligible(&mut tx, cond, action_id, request).await {
+        // The lane's count is added in its own transaction (after its tasks: the other
+        // lane waits on the entry's row only for this lane's commit), so the entry shows
+        // exactly the lanes that committed, even if the action never reaches its end.
+        let applied = async {
+            let (n, last) = apply_to_eligible(&mut tx, cond, action_id, request).await?;
+            if n > 0 {
+                sqlx::query("UPDATE operator_actions SET changed = changed + $1 WHERE id = $2")
+                    .bind(n as i64)
+                    .bind(action_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok::<_, StoreError>((n, last))
+        }
+        .await;
+        let (n, last) = match applied {
             Ok(done) => done,
             Err(e) => {
                 // Rolled back before answering: dropped, the transaction would be rolled
@@ -730,8 +749,16 @@ impl Store for PgStore {
         let target = serde_json::json!({ "filter": filter.to_json() });
         let action_id = record_action(&mut tx, request, &target).await?;
         let counts = count_by_status(&mut *tx, filter).await?;
+        let begun = FilterAction::counted(action_id, &counts, request.action);
+        // Known now: the entry shows them from the start, whatever becomes of the action.
+        sqlx::query("UPDATE operator_actions SET matched = $1, ineligible = $2 WHERE id = $3")
+            .bind(begun.matched as i64)
+            .bind(begun.matched.saturating_sub(begun.eligible) as i64)
+            .bind(action_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(FilterAction::counted(action_id, &counts, request.action))
+        Ok(begun)
     }
 
     async fn step_filter_action(

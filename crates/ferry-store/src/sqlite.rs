@@ -62,6 +62,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../migrations/sqlite/0011_updated_covering.sql"),
     ),
+    (
+        12,
+        include_str!("../migrations/sqlite/0012_bulk_job_runner.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -756,8 +760,16 @@ impl Store for SqliteStore {
         let target = serde_json::json!({ "filter": filter.to_json() });
         let action_id = record_action(&mut tx, request, &target).await?;
         let counts = count_by_status(&mut *tx, filter).await?;
+        let begun = FilterAction::counted(action_id, &counts, request.action);
+        // Known now: the entry shows them from the start, whatever becomes of the action.
+        sqlx::query("UPDATE operator_actions SET matched = ?, ineligible = ? WHERE id = ?")
+            .bind(begun.matched as i64)
+            .bind(begun.matched.saturating_sub(begun.eligible) as i64)
+            .bind(action_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(FilterAction::counted(action_id, &counts, request.action))
+        Ok(begun)
     }
 
     async fn step_filter_action(
@@ -778,6 +790,15 @@ impl Store for SqliteStore {
             .to_owned();
         let mut tx = self.write().await?;
         let n = apply_to_eligible(&mut tx, batch, action_id, request).await?;
+        // Counted with the batch, in its transaction: the entry shows exactly the batches
+        // that committed, even if the action never reaches its end.
+        if n > 0 {
+            sqlx::query("UPDATE operator_actions SET changed = changed + ? WHERE id = ?")
+                .bind(n as i64)
+                .bind(action_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(FilterStep {
             changed: n as u32,

@@ -421,8 +421,9 @@ pub trait Store:
         Ok(outcome)
     }
 
-    /// Starts a bulk action by filter: records it in the audit trail (counts still 0)
-    /// and counts the tasks that match now, and those of them the action may change.
+    /// Starts a bulk action by filter: records it in the audit trail and counts the
+    /// tasks that match now, and those of them the action may change; the entry shows
+    /// `matched` and `ineligible` (matched but not eligible) from then on, `changed` 0.
     async fn begin_filter_action(
         &self,
         filter: &TaskFilter,
@@ -433,7 +434,10 @@ pub trait Store:
     /// two side by side, each with half of the batch): acts on at most
     /// `limit` tasks that match, are eligible and were last updated no later than the
     /// action began (so a task a worker finished again meanwhile is not acted on twice);
-    /// links and logs each. `after` is the previous batch's
+    /// links and logs each, and adds the count it changed to the entry's `changed` in
+    /// the same transaction (each lane its own), so the entry counts exactly the batches
+    /// that committed, however the action ends. Running the steps again from the start
+    /// with the same `request` (a resumed job) changes only what is left. `after` is the previous batch's
     /// [`resume_after`](FilterStep::resume_after) (`None` for the first). The action is
     /// done once a step answers [`more`](FilterStep::more) false.
     async fn step_filter_action(
@@ -445,7 +449,8 @@ pub trait Store:
         limit: u32,
     ) -> Result<FilterStep, StoreError>;
 
-    /// Records a bulk action's final counts in the audit trail.
+    /// Records a bulk action's final counts in the audit trail, replacing those kept
+    /// while it ran.
     async fn finish_filter_action(
         &self,
         action_id: i64,

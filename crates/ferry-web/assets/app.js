@@ -257,7 +257,7 @@ function jobText(job) {
     case "failed":
       return `Stopped by an error after ${number(job.changed)} tasks were ${done}: ${job.error}. Start the action again to finish it.`;
     default:
-      return `Interrupted after ${number(job.changed)} of ${number(job.eligible)} tasks were ${done}: the ferry node running it stopped. Start the action again to finish it.`;
+      return `Interrupted after ${number(job.changed)} of ${number(job.eligible)} tasks were ${done}: the ferry node running it stopped. Resume it to finish the ${number(Math.max(job.eligible - job.changed, 0))} left.`;
   }
 }
 
@@ -273,6 +273,7 @@ function followJob(job, mine) {
   bar.max = 1;
   row.append(text, bar);
   let cancel = null;
+  let resume = null;
   if (box.dataset.canOperate === "true") {
     cancel = document.createElement("button");
     cancel.type = "button";
@@ -284,6 +285,21 @@ function followJob(job, mine) {
       catch (e) { flash(`Could not cancel: ${e.message}`, "error"); cancel.disabled = false; }
     });
     row.append(cancel);
+    // After Cancel, so that a row's first button is still Cancel.
+    resume = document.createElement("button");
+    resume.type = "button";
+    resume.className = "link";
+    resume.textContent = "Resume";
+    resume.addEventListener("click", async () => {
+      resume.disabled = true;
+      try {
+        show(await api("POST", `/api/v1/bulk-jobs/${job.id}/resume`));
+        row.querySelector("a.reload")?.remove();
+        setTimeout(poll, 300);
+      } catch (e) { flash(`Could not resume: ${e.message}`, "error"); }
+      resume.disabled = false;
+    });
+    row.append(resume);
   }
   box.append(row);
   function show(j) {
@@ -291,6 +307,7 @@ function followJob(job, mine) {
     bar.value = j.progress;
     row.dataset.state = j.state;
     if (cancel) cancel.hidden = j.state !== "running" || j.cancel_requested;
+    if (resume) resume.hidden = j.state !== "interrupted";
     return j;
   }
   show(job);
@@ -300,7 +317,9 @@ function followJob(job, mine) {
     catch (_) { setTimeout(poll, 2000); return; }
     if (j.state === "running") { setTimeout(poll, 500); return; }
     if (mine && j.state === "done") { flashAfterReload(jobText(j), "ok"); return; }
+    if (row.querySelector("a.reload")) return;
     const reload = document.createElement("a");
+    reload.className = "reload";
     reload.href = location.href;
     reload.textContent = "Reload to see the changes";
     row.append(reload);
@@ -312,7 +331,10 @@ async function runningJobs() {
   if (!$("#jobs")) return;
   try {
     const list = await api("GET", "/api/v1/bulk-jobs?state=running");
-    for (const job of list.items) if (job.state === "running") followJob(job, false);
+    // Stored as running: still running, or interrupted (its node stopped), to resume.
+    for (const job of list.items) {
+      if (job.state === "running" || job.state === "interrupted") followJob(job, false);
+    }
   } catch (_) { /* the page works without it */ }
 }
 

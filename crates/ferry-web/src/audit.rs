@@ -34,6 +34,7 @@ pub const ACTIONS: &[&str] = &[
     "token.create",
     "token.revoke",
     "bulk.cancel",
+    "bulk.resume",
 ];
 
 pub fn router() -> Router<AppState> {

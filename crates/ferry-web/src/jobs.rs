@@ -15,6 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ferry_core::{Action, JobState, Progress, Timestamp};
+use ferry_engine::ResumeError;
 use ferry_store::{ActionRequest, BulkJob};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -28,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/bulk-jobs", get(list).post(start))
         .route("/api/v1/bulk-jobs/{id}", get(one))
         .route("/api/v1/bulk-jobs/{id}/cancel", post(cancel))
+        .route("/api/v1/bulk-jobs/{id}/resume", post(resume))
 }
 
 /// What to do, to which tasks.
@@ -51,7 +53,7 @@ pub struct BulkJobDto {
     /// `skip` or `retry`.
     pub action: String,
     /// `running`, `done`, `cancelled`, `failed`, or `interrupted` (the node running it
-    /// stopped: start the action again to finish it).
+    /// stopped: resume it, `POST /api/v1/bulk-jobs/{id}/resume`, to finish it).
     pub state: String,
     #[schema(value_type = Object)]
     pub filter: Value,
@@ -275,6 +277,47 @@ pub async fn cancel(
     );
     state.store().record_event(&event).await?;
     Ok(Json(BulkJobDto::of(&job, Timestamp::now())))
+}
+
+/// Resume an interrupted job (its node stopped) on this node: the same action goes on
+/// with what is left, adding to the same counts. Answers 202 with the job, running
+/// again; 409 when the job is not interrupted (running, or ended).
+#[utoipa::path(post, path = "/api/v1/bulk-jobs/{id}/resume", tag = "tasks",
+    params(("id" = String, Path, description = "job id")),
+    responses((status = 202, body = BulkJobDto), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
+pub async fn resume(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<impl IntoResponse> {
+    let id = raw.parse::<i64>().map_err(|_| unknown_job(&raw))?;
+    let job = match state.engine.resume_bulk_job(id).await {
+        Ok(job) => job,
+        Err(ResumeError::Unknown(_)) => return Err(unknown_job(&raw)),
+        Err(ResumeError::NotInterrupted { id, state }) => {
+            return Err(ApiError::conflict(
+                "job_not_interrupted",
+                format!(
+                    "bulk job {id} is {state}; only an interrupted job (its node stopped) can be resumed"
+                ),
+            ));
+        }
+        Err(ResumeError::Store(e)) => return Err(e.into()),
+    };
+    let event = ferry_store::access::event(
+        &caller.actor(),
+        "bulk.resume",
+        caller.origin.clone(),
+        serde_json::json!({ "job": job.id, "action_id": job.action.id }),
+    );
+    state.store().record_event(&event).await?;
+    let location = format!("/api/v1/bulk-jobs/{}", job.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(BulkJobDto::of(&job, Timestamp::now())),
+    ))
 }
 
 async fn find(state: &AppState, raw: &str) -> ApiResult<BulkJob> {

@@ -21,6 +21,7 @@ use utoipa::OpenApi;
         crate::jobs::list,
         crate::jobs::one,
         crate::jobs::cancel,
+        crate::jobs::resume,
         crate::audit::list,
         crate::access::list_users,
         crate::access::add_user,

@@ -4,7 +4,9 @@
 mod common;
 
 use common::{TestApp, assert_error, client_with_token};
-use ferry_core::Role;
+use ferry_core::filter::{Accept, TaskQuery};
+use ferry_core::{Action, Role, Timestamp};
+use ferry_store::ActionRequest;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -183,4 +185,64 @@ async fn viewers_follow_bulk_jobs_but_only_operators_start_or_cancel_them() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let done = until_ended(&app, &job["id"]).await;
     assert_eq!(done["state"], "done");
+}
+
+#[tokio::test]
+async fn an_interrupted_job_is_resumed_to_its_end_and_a_done_or_unknown_one_is_refused() {
+    let app = TestApp::start().await;
+    app.populate(10, 0).await;
+    // A node began the job long ago and stopped before its first batch.
+    let store = app.state.store().clone();
+    let filter = TaskQuery::parse([("route", "idle")], Accept::FiltersOnly)
+        .unwrap()
+        .filter;
+    let request = ActionRequest {
+        action: Action::Skip,
+        actor: "alice".into(),
+        reason: Some("range withdrawn".into()),
+        at: Timestamp::now(),
+        origin: None,
+    };
+    let begun = store.begin_filter_action(&filter, &request).await.unwrap();
+    assert!(begun.eligible > 0);
+    let long_ago = Timestamp::from_millis(request.at.millis() - 60_000);
+    let id = store
+        .add_bulk_job(begun.action_id, begun.matched, begun.eligible, long_ago)
+        .await
+        .unwrap();
+    let job = app.get_ok(&format!("/api/v1/bulk-jobs/{id}")).await;
+    assert_eq!(job["state"], "interrupted", "{job}");
+    assert_eq!(
+        job["seconds_left"],
+        Value::Null,
+        "no time left shown: {job}"
+    );
+
+    let r = app
+        .post(&format!("/api/v1/bulk-jobs/{id}/resume"), &json!({}))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("/api/v1/bulk-jobs/{id}")
+    );
+    let resumed: Value = r.json().await.unwrap();
+    assert_eq!(resumed["state"], "running", "{resumed}");
+    let done = until_ended(&app, &json!(id)).await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["changed"], begun.eligible);
+    let audit = app.get_ok("/api/v1/audit?action=skip").await;
+    let entry = &audit["items"][0];
+    assert_eq!(entry["changed"], begun.eligible, "{entry}");
+    let resumes = app.get_ok("/api/v1/audit?action=bulk.resume").await;
+    assert_eq!(resumes["items"].as_array().unwrap().len(), 1, "{resumes}");
+
+    let r = app
+        .post(&format!("/api/v1/bulk-jobs/{id}/resume"), &json!({}))
+        .await;
+    assert_error(r, StatusCode::CONFLICT, "job_not_interrupted", "is done").await;
+    let r = app
+        .post("/api/v1/bulk-jobs/999999/resume", &json!({}))
+        .await;
+    assert_error(r, StatusCode::NOT_FOUND, "unknown_job", "999999").await;
 }

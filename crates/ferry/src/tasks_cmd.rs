@@ -43,7 +43,7 @@ pub enum Command {
     Skip(ActArgs),
     /// Retry tasks (finished, failed or skipped) by identifiers or by filter.
     Retry(ActArgs),
-    /// Bulk jobs (skips and retries by filter), newest first; or cancel one.
+    /// Bulk jobs (skips and retries by filter), newest first; or cancel or resume one.
     Jobs {
         /// Only those still running.
         #[arg(long)]
@@ -51,6 +51,10 @@ pub enum Command {
         /// Ask this running job to stop after its current batch.
         #[arg(long, value_name = "ID")]
         cancel: Option<i64>,
+        /// Resume this interrupted job (its node stopped) on the server: it finishes
+        /// what is left of the same action.
+        #[arg(long, value_name = "ID", conflicts_with = "cancel")]
+        resume: Option<i64>,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -156,9 +160,16 @@ pub async fn run(cmd: Command) -> Result<()> {
         Command::Jobs {
             running,
             cancel,
+            resume,
             json,
             server,
-        } => jobs(&Client::new(&server), running, cancel, json).await,
+        } => {
+            let client = Client::new(&server);
+            match resume {
+                Some(id) => resume_job(&client, id).await,
+                None => jobs(&client, running, cancel, json).await,
+            }
+        }
     }
 }
 
@@ -207,6 +218,17 @@ async fn jobs(client: &Client, running: bool, cancel: Option<i64>, as_json: bool
             ],
             &rows
         )
+    );
+    Ok(())
+}
+
+async fn resume_job(client: &Client, id: i64) -> Result<()> {
+    let job: BulkJobDto = client
+        .post(&format!("/api/v1/bulk-jobs/{id}/resume"), &json!({}))
+        .await?;
+    println!(
+        "bulk job {} resumed: {} of {} task(s) changed so far; follow it with `ferry tasks jobs`",
+        job.id, job.changed, job.eligible
     );
     Ok(())
 }
@@ -416,9 +438,10 @@ async fn follow(client: &Client, mut job: BulkJobDto) -> Result<()> {
             job.error.as_deref().unwrap_or("unknown error")
         ),
         other => bail!(
-            "bulk job {} is {other} after {} task(s) changed (the ferry node running it stopped); run the command again to finish",
+            "bulk job {} is {other} after {} task(s) changed (the ferry node running it stopped); finish it with `ferry tasks jobs --resume {}`",
             job.id,
-            job.changed
+            job.changed,
+            job.id
         ),
     }
 }
