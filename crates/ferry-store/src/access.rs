@@ -151,7 +151,8 @@ pub(crate) mod sql {
                 u.at.millis().into(),
                 u.at.millis().into(),
             ])
-            .on_conflict(OnConflict::column("name").do_nothing().to_owned())
+            // The name, or the name in another case (users_name_folded), is taken.
+            .on_conflict(OnConflict::new().do_nothing().to_owned())
             .to_owned()
     }
 
@@ -163,7 +164,11 @@ pub(crate) mod sql {
             .order_by("name", Order::Asc)
             .to_owned();
         if let Some(name) = name {
-            s.and_where(Expr::col("name").eq(name));
+            // Either case finds the user (users_name_folded keeps names unique so).
+            s.and_where(
+                Expr::expr(sea_query::Func::lower(Expr::col("name")))
+                    .eq(sea_query::Func::lower(Expr::val(name))),
+            );
         }
         s
     }

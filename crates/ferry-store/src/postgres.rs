@@ -59,6 +59,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/postgres/0012_bulk_job_runner.sql"),
     ),
+    (
+        13,
+        include_str!("../migrations/postgres/0013_user_names_folded.sql"),
+    ),
 ];
 
 /// Connection settings beyond the URL.

@@ -66,6 +66,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/sqlite/0012_bulk_job_runner.sql"),
     ),
+    (
+        13,
+        include_str!("../migrations/sqlite/0013_user_names_folded.sql"),
+    ),
 ];
 
 pub struct SqliteStore {

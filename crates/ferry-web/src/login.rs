@@ -198,6 +198,7 @@ async fn sign_in(
         }
     };
     let enabled = found.as_ref().is_some_and(|(u, _)| !u.disabled);
+    let found_name = found.as_ref().map(|(u, _)| u.name.clone());
     let stored = found
         .map(|(_, hash)| hash)
         .unwrap_or_else(|| credentials::decoy_hash().to_owned());
@@ -228,6 +229,8 @@ async fn sign_in(
         );
     }
     state.throttle.succeeded(origin, &user);
+    // The name as stored, whatever case it was typed in.
+    let user = found_name.unwrap_or(user);
 
     let id = credentials::random_hex(32);
     let lifetime = state.config().server.session_lifetime();

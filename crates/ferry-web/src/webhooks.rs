@@ -150,14 +150,31 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Reads one object, an array of objects, or NDJSON into entities.
-pub fn entities(content_type: Option<&str>, bytes: &[u8]) -> Result<Vec<Value>, ApiError> {
-    let ndjson = content_type.is_some_and(|c| {
+fn is_ndjson(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|c| {
         let c = c.to_ascii_lowercase();
         c.starts_with("application/x-ndjson")
             || c.starts_with("application/jsonl")
             || c.starts_with("application/ndjson")
-    });
+    })
+}
+
+/// How many entities a body holds, without building them (NDJSON: its non-blank
+/// lines; JSON: the items of a top-level array, else 1). A malformed body counts as
+/// what could be read; [`entities`] then says what is wrong with it.
+pub fn count_entities(content_type: Option<&str>, bytes: &[u8]) -> usize {
+    if is_ndjson(content_type) {
+        return bytes
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+            .count();
+    }
+    serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(bytes).map_or(1, |items| items.len())
+}
+
+/// Reads one object, an array of objects, or NDJSON into entities.
+pub fn entities(content_type: Option<&str>, bytes: &[u8]) -> Result<Vec<Value>, ApiError> {
+    let ndjson = is_ndjson(content_type);
     let not_object = |where_: String, v: &Value| {
         ApiError::bad_request(
             "invalid_entity",
@@ -289,20 +306,22 @@ pub async fn receive(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let entities = entities(content_type, &bytes)?;
-    drop(bytes);
+    // Counted before any entity is built: a refused call costs no more than its body.
     let most = state.config().server.max_entities_per_request;
-    if entities.len() > most {
+    let count = count_entities(content_type, &bytes);
+    if count > most {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_many_entities",
             format!(
                 "the delivery holds {} entities and this server takes at most {most} per request \
                  (server.max_entities_per_request); send them in several requests, or raise the limit in the configuration",
-                entities.len()
+                count
             ),
         ));
     }
+    let entities = entities(content_type, &bytes)?;
+    drop(bytes);
     let result = state
         .engine
         .ingest(&incoming_id, entities, &format!("webhook {incoming_id}"))

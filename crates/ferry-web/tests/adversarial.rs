@@ -121,6 +121,7 @@ on_both_stores!(
     nul_bytes_inside_entity_strings_are_kept_and_in_identifiers_refused_with_422,
     authenticated_answers_are_not_stored_by_caches,
     twenty_digit_numbers_keep_every_digit_from_webhook_to_identifier_storage_and_target,
+    user_names_differing_only_in_case_cannot_both_exist_and_either_spelling_signs_in,
 );
 
 /// The sign-in form's cookie and CSRF token, fetched once for many posts.
@@ -629,4 +630,40 @@ async fn twenty_digit_numbers_keep_every_digit_from_webhook_to_identifier_storag
     ] {
         assert!(out.contains(digits), "{digits} in {out}");
     }
+}
+
+async fn user_names_differing_only_in_case_cannot_both_exist_and_either_spelling_signs_in(
+    backend: Backend,
+) {
+    let Some((app, _schema)) = app(backend, CONFIG).await else {
+        return;
+    };
+    app.user("Olga", Role::Operator, "olgas-password").await;
+    let again = ferry_store::accounts::add_user(
+        &**app.state.store(),
+        &common::test_setup(),
+        "olga",
+        Role::Admin,
+        "another-password",
+    )
+    .await;
+    assert!(
+        matches!(again, Err(ferry_store::accounts::AccountError::Taken(_))),
+        "{again:?}"
+    );
+    let (session, _) = app
+        .sign_in("OLGA", "olgas-password")
+        .await
+        .expect("either spelling signs in");
+    let me = app
+        .anonymous
+        .get(app.url("/tasks"))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(me.contains("Olga"), "the stored name is shown");
 }
