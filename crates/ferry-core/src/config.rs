@@ -12,6 +12,7 @@ use crate::schedule::CronSchedule;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt;
+use std::path::{Component, Path};
 use std::time::Duration;
 use toml::Spanned;
 
@@ -33,6 +34,8 @@ pub struct Config {
     pub incoming: Vec<Incoming>,
     pub outgoing: Vec<Outgoing>,
     pub routes: Vec<Route>,
+    /// What is allowed but worth saying (`ferry check` prints it).
+    warnings: Vec<Problem>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,6 +220,10 @@ pub enum Subscriber {
         /// Most pages one run follows.
         #[serde(default = "default_max_pages")]
         max_pages: u32,
+        /// A next page or redirect to another origin than `url`'s is refused unless this
+        /// is set; then it is fetched without `headers` (they go to `url`'s origin only).
+        #[serde(default)]
+        follow_other_origins: bool,
     },
 }
 
@@ -266,16 +273,28 @@ impl Subscriber {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Publisher {
-    /// Appends one JSON line per task to `path`.
-    File { path: String },
+    /// Appends one JSON line per task to `path` (relative to the configuration's
+    /// folder).
+    File {
+        path: String,
+        /// A path that leaves the configuration's folder is refused unless this is set
+        /// (`ferry check` then warns about it).
+        #[serde(default)]
+        allow_outside: bool,
+    },
     Http {
         #[serde(default = "default_method")]
         method: String,
         url: String,
+        /// Sent only to the origin (scheme, host, port) of `url`.
         #[serde(default)]
         headers: std::collections::BTreeMap<String, String>,
         #[serde(default)]
         timeout: Option<String>,
+        /// A 3xx answer fails the task unless this is set; then redirects within the
+        /// origin of `url` are followed (up to 5), and one to another origin still fails.
+        #[serde(default)]
+        follow_redirects: bool,
     },
 }
 
@@ -328,6 +347,12 @@ pub struct Route {
 }
 
 impl Config {
+    /// Settings that load but deserve a second look, such as a file publisher allowed to
+    /// write outside the configuration's folder.
+    pub fn warnings(&self) -> &[Problem] {
+        &self.warnings
+    }
+
     pub fn route(&self, id: &str) -> Option<&Route> {
         self.routes.iter().find(|r| r.id.as_str() == id)
     }
@@ -519,7 +544,9 @@ pub fn load(
     })?;
     let mut v = Validator {
         text,
+        folder: Path::new(file).parent().unwrap_or(Path::new("")),
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
     apply_env(&mut raw, env, &mut v.problems);
     let config = v.config(raw);
@@ -586,7 +613,10 @@ where
 
 struct Validator<'t> {
     text: &'t str,
+    /// The configuration file's folder, which relative file paths are read from.
+    folder: &'t Path,
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
 }
 
 impl Validator<'_> {
@@ -769,7 +799,15 @@ impl Validator<'_> {
             .zip(&outgoing_ids)
             .enumerate()
             .map(|(i, (r, (id, _)))| {
+                let span = r.span();
                 let r = r.into_inner();
+                if let Publisher::File {
+                    path,
+                    allow_outside,
+                } = &r.publisher
+                {
+                    self.file_publisher_path(i, path, *allow_outside, span.start);
+                }
                 if let Publisher::Http {
                     timeout: Some(t), ..
                 } = &r.publisher
@@ -817,6 +855,49 @@ impl Validator<'_> {
             incoming,
             outgoing,
             routes,
+            warnings: std::mem::take(&mut self.warnings),
+        }
+    }
+
+    /// A file publisher's path must stay in the configuration's folder (judged from the
+    /// text alone, `..` resolved lexically) unless `allow_outside` says otherwise.
+    fn file_publisher_path(
+        &mut self,
+        i: usize,
+        path: &str,
+        allow_outside: bool,
+        entry_start: usize,
+    ) {
+        let Some(why) = leaves_folder(self.folder, path) else {
+            return;
+        };
+        // The line of the path's value, the first after this entry's start (the span of
+        // an `[[outgoing]]` entry covers its header only).
+        let entry = self.text.get(entry_start..).unwrap_or("");
+        let offset = entry_start
+            + ["\"", "'"]
+                .iter()
+                .find_map(|q| entry.find(&format!("{q}{path}{q}")))
+                .unwrap_or(0);
+        let problem = Problem {
+            line: Some(line_of(self.text, offset)),
+            key: format!("outgoing[{i}].publisher.path"),
+            message: String::new(),
+        };
+        if allow_outside {
+            self.warnings.push(Problem {
+                message: format!(
+                    "'{path}' {why}; allowed by allow_outside = true, so ferry will write there"
+                ),
+                ..problem
+            });
+        } else {
+            self.problems.push(Problem {
+                message: format!(
+                    "'{path}' {why}; keep it inside that folder, or set allow_outside = true on the publisher if that is meant"
+                ),
+                ..problem
+            });
         }
     }
 
@@ -1030,6 +1111,53 @@ impl Validator<'_> {
         }
         p
     }
+}
+
+/// Why `path` (relative to `folder`, the configuration's folder) leaves that folder, or
+/// `None` when it stays inside. Lexical only: `..` is resolved against the names before
+/// it and links are not followed (the core does no I/O).
+fn leaves_folder(folder: &Path, path: &str) -> Option<&'static str> {
+    let path = Path::new(path);
+    if path.is_absolute() {
+        if !folder.is_absolute() {
+            return Some(
+                "is an absolute path, and the configuration's folder is given relatively, so it cannot be shown to be inside it",
+            );
+        }
+        let (path, folder) = (normalise(path), normalise(folder));
+        return (!path.starts_with(&folder)).then_some("is outside the configuration's folder");
+    }
+    let mut depth = 0usize;
+    for c in path.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir if depth == 0 => {
+                return Some("leaves the configuration's folder through '..'");
+            }
+            Component::ParentDir => depth -= 1,
+            Component::RootDir | Component::Prefix(_) => {
+                return Some("is not relative to the configuration's folder");
+            }
+        }
+    }
+    None
+}
+
+/// An absolute `path` with `.` dropped and each `..` taking away the name before it (the
+/// root's parent being the root).
+fn normalise(path: &Path) -> std::path::PathBuf {
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

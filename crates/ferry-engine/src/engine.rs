@@ -77,12 +77,14 @@ impl Prepared {
             .iter()
             .map(|r| (r.id.to_string(), compile(&r.transformers)))
             .collect();
-        // Outside systems are not trusted to behave: bounded connect time and redirects
-        // (each request also has its configured timeout, and answers are read capped).
+        // Outside systems are not trusted to behave: bounded connect time (each request
+        // also has its configured timeout, and answers are read capped), and no redirect
+        // followed by the client, which would carry the configured headers (API keys) to
+        // wherever it points: publishers and subscribers handle a 3xx themselves.
         let client = reqwest::Client::builder()
             .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
         let outgoing = config

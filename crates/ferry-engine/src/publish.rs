@@ -11,6 +11,8 @@ use std::time::Duration;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const BODY_EXCERPT_CHARS: usize = 500;
+/// Most redirects one request follows (within its origin, when allowed).
+pub const MAX_REDIRECTS: usize = 5;
 
 /// A configured publisher, ready to send.
 pub enum Publisher {
@@ -23,7 +25,7 @@ impl Publisher {
     /// the configuration file).
     pub fn new(config: &PublisherConfig, base_dir: &Path, client: &reqwest::Client) -> Publisher {
         match config {
-            PublisherConfig::File { path } => Publisher::File(FileSink {
+            PublisherConfig::File { path, .. } => Publisher::File(FileSink {
                 path: base_dir.join(path),
                 file: Mutex::new(None),
             }),
@@ -32,6 +34,7 @@ impl Publisher {
                 url,
                 headers,
                 timeout,
+                follow_redirects,
             } => Publisher::Http(HttpTarget {
                 client: client.clone(),
                 method: method.to_uppercase(),
@@ -41,6 +44,7 @@ impl Publisher {
                     .as_deref()
                     .and_then(|t| parse_duration(t).ok())
                     .unwrap_or(DEFAULT_TIMEOUT),
+                follow_redirects: *follow_redirects,
             }),
         }
     }
@@ -93,13 +97,16 @@ impl FileSink {
     }
 }
 
-/// Sends the entity as a JSON body to an HTTP endpoint.
+/// Sends the entity as a JSON body to an HTTP endpoint. The shared client follows no
+/// redirect: the configured headers (an API key, say) must reach the configured origin
+/// only, so a 3xx is handled here.
 pub struct HttpTarget {
     client: reqwest::Client,
     method: String,
     url: String,
     headers: Vec<(String, String)>,
     timeout: Duration,
+    follow_redirects: bool,
 }
 
 impl HttpTarget {
@@ -112,33 +119,73 @@ impl HttpTarget {
             message: format!("'{}' is not an HTTP method", self.method),
             http_status: None,
         })?;
-        let mut req = self
-            .client
-            .request(method.clone(), &url)
-            .timeout(self.timeout)
-            .json(entity);
-        for (k, v) in &self.headers {
-            req = req.header(k, v);
-        }
-        let response = req.send().await.map_err(|e| Failure {
-            message: if e.is_timeout() {
-                format!("{method} {url}: timeout after {:?}", self.timeout)
-            } else {
-                format!("{method} {url}: {}", error_chain(&e))
-            },
+        let first = reqwest::Url::parse(&url).map_err(|e| Failure {
+            message: format!("{url} is not a URL: {e}"),
             http_status: None,
         })?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(format!("{method} {url} → {status}"));
+        let (mut current, mut shown, mut redirects) = (first.clone(), url, 0);
+        loop {
+            let mut req = self
+                .client
+                .request(method.clone(), current.clone())
+                .timeout(self.timeout)
+                .json(entity);
+            for (k, v) in &self.headers {
+                req = req.header(k, v);
+            }
+            let response = req.send().await.map_err(|e| Failure {
+                message: if e.is_timeout() {
+                    format!("{method} {shown}: timeout after {:?}", self.timeout)
+                } else {
+                    format!("{method} {shown}: {}", error_chain(&e))
+                },
+                http_status: None,
+            })?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(format!("{method} {shown} → {status}"));
+            }
+            let failure = |message: String| Failure {
+                message: format!("{method} {shown} → {status}: {message}"),
+                http_status: Some(status.as_u16()),
+            };
+            if let Some(to) = redirect_target(&response, &current) {
+                if !self.follow_redirects {
+                    return Err(failure(format!(
+                        "redirected to {to}; redirects are not followed unless follow_redirects = true on the publisher"
+                    )));
+                }
+                if to.origin() != first.origin() {
+                    return Err(failure(format!(
+                        "redirected to {to}, on another origin than {}; only redirects within it are followed",
+                        first.origin().ascii_serialization()
+                    )));
+                }
+                if redirects == MAX_REDIRECTS {
+                    return Err(failure(format!(
+                        "redirected to {to} after {MAX_REDIRECTS} redirects already; no more are followed"
+                    )));
+                }
+                redirects += 1;
+                shown = to.to_string();
+                current = to;
+                continue;
+            }
+            let body = read_capped(response, 64 * 1024).await.unwrap_or_else(|e| e);
+            let excerpt: String = body.chars().take(BODY_EXCERPT_CHARS).collect();
+            return Err(failure(excerpt));
         }
-        let body = read_capped(response, 64 * 1024).await.unwrap_or_else(|e| e);
-        let excerpt: String = body.chars().take(BODY_EXCERPT_CHARS).collect();
-        Err(Failure {
-            message: format!("{method} {url} → {status}: {excerpt}"),
-            http_status: Some(status.as_u16()),
-        })
     }
+}
+
+/// Where a 3xx answer points, resolved against the URL it answers (`None` for any other
+/// answer, or a 3xx without a usable `Location`, such as 304).
+pub fn redirect_target(response: &reqwest::Response, url: &reqwest::Url) -> Option<reqwest::Url> {
+    if !response.status().is_redirection() {
+        return None;
+    }
+    let location = response.headers().get(reqwest::header::LOCATION)?;
+    url.join(location.to_str().ok()?).ok()
 }
 
 /// An answer's body as text, refused past `max` bytes (an outside system could send
@@ -173,12 +220,17 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
 }
 
-/// Replaces `{field}` (or `{a.b}`) in a URL with the URL-encoded value from the entity.
+/// Replaces `{field}` (or `{a.b}`) in a URL with the value from the entity, percent-encoded
+/// so that it stays one path segment (or one query value after `?`): entity data never
+/// changes which path is called (`..`, `/`) nor collides with another value (`A B` and
+/// `A+B`).
 pub fn expand_placeholders(template: &str, entity: &Value) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
+    let mut in_query = false;
     while let Some(start) = rest.find('{') {
         out.push_str(&rest[..start]);
+        in_query |= rest[..start].contains('?');
         let Some(len) = rest[start..].find('}') else {
             out.push_str(&rest[start..]);
             return Ok(out);
@@ -192,11 +244,33 @@ pub fn expand_placeholders(template: &str, entity: &Value) -> Result<String, Str
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        out.extend(form_urlencoded::byte_serialize(text.as_bytes()));
+        if !in_query && (text == "." || text == "..") {
+            // `%2E` and `%2E%2E` are dot segments too (WHATWG URL), so the URL would be
+            // resolved to another path before it is sent.
+            return Err(format!(
+                "the URL placeholder {{{field}}} is '{text}', which would change the path instead of naming one segment"
+            ));
+        }
+        encode_component(&text, &mut out);
         rest = &rest[start + len + 1..];
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Percent-encodes every byte but RFC 3986's unreserved characters, which is safe in a
+/// path segment and in a query value alike.
+fn encode_component(text: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -208,8 +282,39 @@ mod tests {
     fn placeholders_take_values_from_the_entity() {
         let e = json!({"sku": "A B/1", "n": 3, "meta": {"store": "eu"}});
         let url = expand_placeholders("http://h/p/{sku}?n={n}&s={meta.store}", &e).unwrap();
-        assert_eq!(url, "http://h/p/A+B%2F1?n=3&s=eu");
+        assert_eq!(url, "http://h/p/A%20B%2F1?n=3&s=eu");
         assert!(expand_placeholders("http://h/{missing}", &e).is_err());
+    }
+
+    #[test]
+    fn a_placeholder_stays_one_path_segment_or_one_query_value() {
+        let url = |v: &str, template: &str| {
+            expand_placeholders(template, &json!({ "v": v })).map_err(|e| e.to_string())
+        };
+        for (value, segment) in [
+            ("A B", "A%20B"),
+            ("A+B", "A%2BB"),
+            ("a/b", "a%2Fb"),
+            ("...", "..."),
+            ("é?#&=%", "%C3%A9%3F%23%26%3D%25"),
+        ] {
+            assert_eq!(
+                url(value, "http://h/p/{v}/s").unwrap(),
+                format!("http://h/p/{segment}/s")
+            );
+            assert_eq!(
+                url(value, "http://h/p?q={v}&r=1").unwrap(),
+                format!("http://h/p?q={segment}&r=1")
+            );
+        }
+        for dots in [".", ".."] {
+            let e = url(dots, "http://h/p/{v}/s").unwrap_err();
+            assert!(e.contains("{v}") && e.contains("change the path"), "{e}");
+            assert_eq!(
+                url(dots, "http://h/p?q={v}").unwrap(),
+                format!("http://h/p?q={dots}")
+            );
+        }
     }
 
     #[test]
@@ -218,6 +323,7 @@ mod tests {
         let p = Publisher::new(
             &PublisherConfig::File {
                 path: "out/x.ndjson".into(),
+                allow_outside: false,
             },
             dir.path(),
             &reqwest::Client::new(),

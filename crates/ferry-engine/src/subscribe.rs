@@ -35,7 +35,9 @@ pub enum Source {
     Http(Box<HttpSource>),
 }
 
-/// An `http` subscriber: GET a URL, pick the items, follow the next page.
+/// An `http` subscriber: GET a URL, pick the items, follow the next page. The configured
+/// headers go to the origin (scheme, host, port) of the configured URL only; a next page or
+/// redirect elsewhere is refused, or with `follow_other_origins` fetched without them.
 pub struct HttpSource {
     client: reqwest::Client,
     url: String,
@@ -44,6 +46,7 @@ pub struct HttpSource {
     headers: Vec<(String, String)>,
     timeout: Duration,
     max_pages: u32,
+    follow_other_origins: bool,
 }
 
 impl Source {
@@ -67,6 +70,7 @@ impl Source {
                 headers,
                 timeout,
                 max_pages,
+                follow_other_origins,
             } => {
                 let compile = |key: &str, code: &Option<String>| {
                     code.as_deref()
@@ -85,6 +89,7 @@ impl Source {
                         .and_then(|t| parse_duration(t).ok())
                         .unwrap_or(DEFAULT_TIMEOUT),
                     max_pages: *max_pages,
+                    follow_other_origins: *follow_other_origins,
                 }))))
             }
         }
@@ -278,14 +283,19 @@ impl HttpSource {
             };
             match following {
                 Some(Value::String(s)) if !s.is_empty() => {
-                    url = match reqwest::Url::parse(&url).and_then(|base| base.join(&s)) {
-                        Ok(u) => u.to_string(),
+                    let following = match reqwest::Url::parse(&url).and_then(|base| base.join(&s)) {
+                        Ok(u) => u,
                         Err(e) => {
                             out.errors
                                 .push(format!("{origin}: the next page '{s}' is not a URL: {e}"));
                             return out;
                         }
                     };
+                    if let Err(e) = self.may_leave_origin(&following, "the next page") {
+                        out.errors.push(format!("{origin}: {e}"));
+                        return out;
+                    }
+                    url = following.to_string();
                 }
                 Some(Value::Null) | None => return out,
                 Some(Value::String(_)) => return out,
@@ -306,17 +316,64 @@ impl HttpSource {
         out
     }
 
+    /// The configured URL's origin, which alone receives the configured headers (none
+    /// when the URL does not parse: then no request is made anyway).
+    fn configured_origin(&self) -> Option<String> {
+        reqwest::Url::parse(&self.url)
+            .ok()
+            .and_then(|u| origin_of(&u))
+    }
+
+    /// Whether `url` (a next page or a redirect) may be fetched: within the configured
+    /// origin always, elsewhere only with `follow_other_origins`.
+    fn may_leave_origin(&self, url: &reqwest::Url, what: &str) -> Result<(), String> {
+        let Some(configured) = self.configured_origin() else {
+            return Err(format!("{} is not a URL", self.url));
+        };
+        if origin_of(url).as_ref() == Some(&configured) || self.follow_other_origins {
+            return Ok(());
+        }
+        Err(format!(
+            "{what} {url} is on {}, another origin than the configured url's ({configured}); it is not fetched, so the configured headers do not go there (set follow_other_origins = true on the subscriber to fetch it without them)",
+            url.origin().ascii_serialization()
+        ))
+    }
+
     async fn get(&self, url: &str) -> Result<Value, String> {
         /// Largest page an http subscriber reads.
         const MAX_PAGE_BYTES: usize = 32 * 1024 * 1024;
-        let mut req = self.client.get(url).timeout(self.timeout);
-        for (k, v) in &self.headers {
-            req = req.header(k, v);
-        }
-        let response = req
-            .send()
-            .await
-            .map_err(|e| format!("GET {url}: {}", crate::publish::error_chain(&e)))?;
+        let mut current =
+            reqwest::Url::parse(url).map_err(|e| format!("GET {url}: not a URL: {e}"))?;
+        let mut shown = url.to_owned();
+        let mut redirects = 0;
+        let response = loop {
+            let mut req = self.client.get(current.clone()).timeout(self.timeout);
+            if origin_of(&current).is_some() && origin_of(&current) == self.configured_origin() {
+                for (k, v) in &self.headers {
+                    req = req.header(k, v);
+                }
+            }
+            let response = req
+                .send()
+                .await
+                .map_err(|e| format!("GET {shown}: {}", crate::publish::error_chain(&e)))?;
+            let Some(to) = crate::publish::redirect_target(&response, &current) else {
+                break response;
+            };
+            let status = response.status();
+            if redirects == crate::publish::MAX_REDIRECTS {
+                return Err(format!(
+                    "GET {shown} → {status}: redirected to {to} after {} redirects already; no more are followed",
+                    crate::publish::MAX_REDIRECTS
+                ));
+            }
+            self.may_leave_origin(&to, "the redirect to")
+                .map_err(|e| format!("GET {shown} → {status}: {e}"))?;
+            redirects += 1;
+            shown = to.to_string();
+            current = to;
+        };
+        let url = shown;
         let status = response.status();
         let text = crate::publish::read_capped(response, MAX_PAGE_BYTES)
             .await
@@ -327,6 +384,12 @@ impl HttpSource {
         }
         serde_json::from_str(&text).map_err(|e| format!("GET {url}: the answer is not JSON: {e}"))
     }
+}
+
+/// `scheme://host:port` of a URL, `None` for an opaque origin (which equals no other).
+fn origin_of(url: &reqwest::Url) -> Option<String> {
+    let origin = url.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
 }
 
 #[cfg(test)]

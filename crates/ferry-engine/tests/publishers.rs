@@ -309,3 +309,122 @@ outgoing = "out"
     });
     rt.shutdown_background();
 }
+
+/// Tasks on route `r` for entities with these skus, in order.
+async fn push_skus(h: &Harness, skus: &[&str]) -> Vec<ferry_core::TaskId> {
+    let entities = skus
+        .iter()
+        .map(|sku| serde_json::json!({ "sku": sku, "price": 1 }))
+        .collect();
+    let mut on_r = Vec::new();
+    for id in h.push("in", entities).await {
+        if h.task(&id).await.summary.route == "r" {
+            on_r.push(id);
+        }
+    }
+    on_r
+}
+
+#[tokio::test]
+async fn a_placeholder_reaches_the_target_as_one_encoded_path_segment() {
+    let target = Target::ok().await;
+    let h = harness(&target).await;
+    let ids = push_skus(&h, &["A B", "A+B", "a/b", "..", "."]).await;
+    h.engine.run_route("r").await.unwrap();
+    let mut paths: Vec<String> = target.requests().into_iter().map(|r| r.path).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        ["/products/A%20B", "/products/A%2BB", "/products/a%2Fb"],
+        "each value one segment, the raw paths the server saw"
+    );
+    for id in &ids[..3] {
+        assert_eq!(h.task(id).await.summary.status, Status::Finished);
+    }
+    // `%2E%2E` is a dot segment to URL parsers too, so a value of `.` or `..` would
+    // still change the path: those tasks fail without a request.
+    for id in &ids[3..] {
+        let t = h.task(id).await;
+        assert_eq!(t.summary.status, Status::Failed);
+        let error = t.last_error.unwrap();
+        assert!(
+            error.contains("{sku}") && error.contains("change the path"),
+            "{error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_publisher_answered_302_to_another_server_does_not_reach_it_and_the_task_fails() {
+    let elsewhere = Target::ok().await;
+    let location = format!("{}/stolen", elsewhere.url);
+    let target = Target::start_with_headers(&[("location", location.as_str())], |_, _| {
+        (StatusCode::FOUND, String::new(), Duration::ZERO)
+    })
+    .await;
+    for (follow, says) in [
+        (
+            false,
+            "redirects are not followed unless follow_redirects = true",
+        ),
+        (true, "on another origin"),
+    ] {
+        let text = config(&target.url).replace(
+            r#"timeout = "300ms" }"#,
+            &format!(r#"timeout = "300ms", follow_redirects = {follow} }}"#),
+        );
+        let h = Harness::new(&text).await;
+        let id = push(&h, 1).await.remove(0);
+        let s = h.engine.run_route("r").await.unwrap();
+        assert_eq!(
+            (s.finished, s.failed),
+            (0, 1),
+            "follow_redirects = {follow}"
+        );
+        let t = h.task(&id).await;
+        assert_eq!(t.summary.status, Status::Failed);
+        let error = t.last_error.unwrap();
+        assert!(
+            error.contains("302") && error.contains(&location) && error.contains(says),
+            "{error}"
+        );
+    }
+    assert_eq!(target.requests().len(), 2);
+    assert_eq!(
+        elsewhere.requests().len(),
+        0,
+        "the other server saw nothing"
+    );
+}
+
+#[tokio::test]
+async fn with_follow_redirects_a_publisher_follows_a_redirect_within_its_origin() {
+    let target = Target::start_with_headers(&[("location", "/moved/P-1")], |_, r| {
+        if r.path.starts_with("/products/") {
+            (
+                StatusCode::TEMPORARY_REDIRECT,
+                String::new(),
+                Duration::ZERO,
+            )
+        } else {
+            (StatusCode::OK, "{}".into(), Duration::ZERO)
+        }
+    })
+    .await;
+    let text = config(&target.url).replace(
+        r#"timeout = "300ms" }"#,
+        r#"timeout = "300ms", follow_redirects = true }"#,
+    );
+    let h = Harness::new(&text).await;
+    let id = push(&h, 1).await.remove(0);
+    assert_eq!(h.engine.run_route("r").await.unwrap().finished, 1);
+    assert_eq!(h.task(&id).await.summary.status, Status::Finished);
+    let reqs = target.requests();
+    let seen: Vec<(&str, &str)> = reqs
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.as_str()))
+        .collect();
+    assert_eq!(seen, [("PUT", "/products/P-1"), ("PUT", "/moved/P-1")]);
+    assert!(reqs[1].headers.contains(&("x-api-key".into(), "k1".into())));
+    assert!(reqs[1].body.contains("P-1"));
+}

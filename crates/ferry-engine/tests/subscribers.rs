@@ -203,3 +203,86 @@ async fn an_unreachable_source_is_an_error_in_the_result_not_a_failure_of_the_ru
         Err(ferry_engine::IncomingRunError::Webhook(_))
     ));
 }
+
+/// A source whose first page links `next` to `next` (an absolute URL).
+async fn source_linking_to(next: &str) -> Target {
+    let page = format!(r#"{{"data": [{{"sku": "A"}}], "next": "{next}"}}"#);
+    Target::start(move |_, _| (StatusCode::OK, page.clone(), Duration::ZERO)).await
+}
+
+async fn elsewhere() -> Target {
+    Target::start(|_, _| {
+        (
+            StatusCode::OK,
+            r#"{"data": [{"sku": "X"}], "next": null}"#.into(),
+            Duration::ZERO,
+        )
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_next_link_to_another_origin_is_refused_and_the_headers_stay_home() {
+    let other = elsewhere().await;
+    let next = format!("{}/products?page=2", other.url);
+    let source = source_linking_to(&next).await;
+    let h = Harness::new(&config("ndjson", &source.url)).await;
+    let run = h.engine.run_incoming("pim").await.unwrap();
+    assert_eq!(run.created, 2, "the first page is kept: {run:?}");
+    assert_eq!(run.errors.len(), 1, "{:?}", run.errors);
+    let e = &run.errors[0];
+    assert!(
+        e.contains(&next)
+            && e.contains(&format!("({})", source.url))
+            && e.contains(&other.url)
+            && e.contains("follow_other_origins = true"),
+        "{e}"
+    );
+    assert_eq!(other.requests().len(), 0, "nothing was sent there");
+    assert_eq!(source.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn with_follow_other_origins_the_other_origin_is_fetched_without_the_headers() {
+    let other = elsewhere().await;
+    let source = source_linking_to(&format!("{}/products?page=2", other.url)).await;
+    let text = config("ndjson", &source.url).replace(
+        r#"timeout = "2s" }"#,
+        r#"timeout = "2s", follow_other_origins = true }"#,
+    );
+    let h = Harness::new(&text).await;
+    let run = h.engine.run_incoming("pim").await.unwrap();
+    assert!(run.errors.is_empty(), "{:?}", run.errors);
+    assert_eq!(run.created, 4, "A and X on two routes");
+    let there = other.requests();
+    assert_eq!(there.len(), 1);
+    assert!(
+        !there[0].headers.iter().any(|(k, _)| k == "authorization"),
+        "{:?}",
+        there[0].headers
+    );
+    assert!(
+        source.requests()[0]
+            .headers
+            .contains(&("authorization".into(), "Bearer t".into()))
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_of_the_subscriber_to_another_origin_is_not_followed_with_the_headers() {
+    let other = elsewhere().await;
+    let location = format!("{}/products", other.url);
+    let source = Target::start_with_headers(&[("location", location.as_str())], |_, _| {
+        (StatusCode::FOUND, String::new(), Duration::ZERO)
+    })
+    .await;
+    let h = Harness::new(&config("ndjson", &source.url)).await;
+    let run = h.engine.run_incoming("pim").await.unwrap();
+    assert_eq!(run.created, 0);
+    assert!(
+        run.errors[0].contains("302") && run.errors[0].contains(&location),
+        "{:?}",
+        run.errors
+    );
+    assert_eq!(other.requests().len(), 0);
+}

@@ -139,6 +139,15 @@ pub fn check(args: CheckArgs) -> Result<()> {
         config.outgoing.len(),
         config.routes.len()
     );
+    for w in config.warnings() {
+        let at = w.line.map(|l| format!(":{l}")).unwrap_or_default();
+        eprintln!(
+            "warning: {}{at}: {}: {}",
+            args.config.display(),
+            w.key,
+            w.message
+        );
+    }
     Ok(())
 }
 

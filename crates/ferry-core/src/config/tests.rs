@@ -251,3 +251,117 @@ fn a_webhook_secret_never_shows_in_debug_output() {
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("Secret(***)"));
 }
+
+/// The reference configuration with the archive publisher's path replaced.
+fn with_archive(publisher: &str) -> String {
+    REFERENCE.replace(
+        r#"publisher = { type = "file", path = "out/products.ndjson" }"#,
+        &format!("publisher = {publisher}"),
+    )
+}
+
+fn line_with(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn a_file_publisher_path_that_leaves_the_folder_is_refused_with_its_line_and_key() {
+    for path in ["../../etc/x", "out/../../x.ndjson", "/etc/x", "./../x"] {
+        let text = with_archive(&format!(r#"{{ type = "file", path = "{path}" }}"#));
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{path}: {p:?}");
+        assert_eq!(p[0].key, "outgoing[1].publisher.path");
+        assert_eq!(p[0].line, Some(line_with(&text, path)), "{path}");
+        assert!(
+            p[0].message.contains(path) && p[0].message.contains("allow_outside = true"),
+            "{}",
+            p[0].message
+        );
+    }
+    let c = load("ferry.toml", REFERENCE, no_env()).unwrap();
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+}
+
+#[test]
+fn a_path_resolved_lexically_inside_the_folder_loads_without_a_warning() {
+    let inside = with_archive(r#"{ type = "file", path = "out/../archive/./x.ndjson" }"#);
+    assert!(
+        load("ferry.toml", &inside, no_env())
+            .unwrap()
+            .warnings()
+            .is_empty()
+    );
+    // An absolute path is judged against the configuration file's own folder.
+    let absolute = with_archive(r#"{ type = "file", path = "/srv/ferry/out/x.ndjson" }"#);
+    let c = load("/srv/ferry/ferry.toml", &absolute, no_env()).unwrap();
+    assert!(c.warnings().is_empty());
+    let climbing = with_archive(r#"{ type = "file", path = "/srv/ferry/../x.ndjson" }"#);
+    let e = load("/srv/ferry/ferry.toml", &climbing, no_env()).unwrap_err();
+    assert_eq!(e.problems[0].key, "outgoing[1].publisher.path");
+}
+
+#[test]
+fn allow_outside_lets_a_path_out_of_the_folder_load_with_a_warning() {
+    let text =
+        with_archive(r#"{ type = "file", path = "../shared/x.ndjson", allow_outside = true }"#);
+    let c = load("ferry.toml", &text, no_env()).unwrap();
+    assert_eq!(
+        c.outgoing[1].publisher,
+        Publisher::File {
+            path: "../shared/x.ndjson".into(),
+            allow_outside: true
+        }
+    );
+    let w = c.warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].key, "outgoing[1].publisher.path");
+    assert_eq!(w[0].line, Some(line_with(&text, "../shared")));
+    assert!(
+        w[0].message.contains("allow_outside = true"),
+        "{}",
+        w[0].message
+    );
+}
+
+#[test]
+fn the_redirect_and_origin_settings_default_to_off() {
+    let c = load("ferry.toml", REFERENCE, no_env()).unwrap();
+    assert!(matches!(
+        c.outgoing[0].publisher,
+        Publisher::Http {
+            follow_redirects: false,
+            ..
+        }
+    ));
+    assert!(matches!(
+        c.incoming[2].subscriber,
+        Subscriber::Http {
+            follow_other_origins: false,
+            ..
+        }
+    ));
+    let text = REFERENCE
+        .replace(
+            r#"items = ".data[]" }"#,
+            r#"items = ".data[]", follow_other_origins = true }"#,
+        )
+        .replace(
+            r#"url = "http://127.0.0.1:9000/erp/products" }"#,
+            r#"url = "http://127.0.0.1:9000/erp/products", follow_redirects = true }"#,
+        );
+    let c = load("ferry.toml", &text, no_env()).unwrap();
+    assert!(matches!(
+        c.outgoing[0].publisher,
+        Publisher::Http {
+            follow_redirects: true,
+            ..
+        }
+    ));
+    assert!(matches!(
+        c.incoming[2].subscriber,
+        Subscriber::Http {
+            follow_other_origins: true,
+            ..
+        }
+    ));
+}

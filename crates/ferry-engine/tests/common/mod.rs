@@ -38,6 +38,8 @@ pub struct Target {
 struct TargetState {
     received: Arc<Mutex<Vec<Received>>>,
     behaviour: Arc<Behaviour>,
+    /// Sent with every answer (a `location`, say).
+    headers: Arc<Vec<(String, String)>>,
 }
 
 async fn record(State(state): State<TargetState>, req: Request) -> impl IntoResponse {
@@ -68,17 +70,38 @@ async fn record(State(state): State<TargetState>, req: Request) -> impl IntoResp
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    (status, [("content-type", "application/json")], body)
+    let mut response = (status, [("content-type", "application/json")], body).into_response();
+    for (k, v) in state.headers.iter() {
+        response.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            axum::http::HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    response
 }
 
 impl Target {
     pub async fn start(
         behaviour: impl Fn(usize, &Received) -> (StatusCode, String, Duration) + Send + Sync + 'static,
     ) -> Target {
+        Target::start_with_headers(&[], behaviour).await
+    }
+
+    /// As [`Target::start`], with `headers` on every answer.
+    pub async fn start_with_headers(
+        headers: &[(&str, &str)],
+        behaviour: impl Fn(usize, &Received) -> (StatusCode, String, Duration) + Send + Sync + 'static,
+    ) -> Target {
         let received = Arc::new(Mutex::new(Vec::new()));
         let state = TargetState {
             received: received.clone(),
             behaviour: Arc::new(behaviour),
+            headers: Arc::new(
+                headers
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
         };
         let app = Router::new().fallback(record).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
