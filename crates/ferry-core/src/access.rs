@@ -12,7 +12,7 @@ pub enum Role {
     Viewer,
     /// Also skips, retries and runs routes, and feeds webhooks.
     Operator,
-    /// Also manages users and tokens.
+    /// Also manages users and tokens, and resets since marks.
     Admin,
 }
 
@@ -71,7 +71,9 @@ impl Permission {
             Permission::Operate => {
                 "skipping, retrying, running routes and feeding webhooks need the operator or admin role"
             }
-            Permission::Administer => "managing users and tokens needs the admin role",
+            Permission::Administer => {
+                "managing users and tokens and resetting since marks need the admin role"
+            }
         }
     }
 }

@@ -3,18 +3,24 @@
 //!
 //! Loading is all-or-nothing: every problem found is reported at once, each with the
 //! file, the line and the key, and nothing is applied unless the whole file is valid.
-//! Reading the file and the environment is the caller's job; this module only parses.
+//! Reading the file and the environment is the caller's job; the one read done here is of
+//! the secret files a `${file:…}` reference names. Connector tables (subscribers,
+//! publishers, connections) are kept as written, secrets expanded: their typed settings
+//! belong to the engine's connector of that `type`, which checks them.
 
 use crate::ConfigId;
 use crate::duration::parse_duration;
 use crate::retry::{Backoff, MAX_ATTEMPTS_LIMIT, MAX_INTERVAL, RetryPolicy};
 use crate::schedule::CronSchedule;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Component, Path};
 use std::time::Duration;
 use toml::Spanned;
+
+mod connector;
+pub use connector::{ConnectorSpec, redact};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_STORAGE_URL: &str = "sqlite://ferry.db";
@@ -31,11 +37,25 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub workers: WorkersConfig,
     pub entity_schemas: Vec<EntitySchema>,
+    pub connections: Vec<Connection>,
     pub incoming: Vec<Incoming>,
     pub outgoing: Vec<Outgoing>,
     pub routes: Vec<Route>,
     /// What is allowed but worth saying (`ferry check` prints it).
     warnings: Vec<Problem>,
+    /// The values `${env:…}` and `${file:…}` references resolved to, which no message
+    /// may show.
+    secrets: Secrets,
+}
+
+/// Secret values, shown by `Debug` as a count only.
+#[derive(Clone, PartialEq, Default)]
+struct Secrets(Vec<String>);
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} secret(s)", self.0.len())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,55 +206,6 @@ pub struct Transformer {
     pub at: Location,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum Subscriber {
-    Webhook {
-        /// When set, a delivery must carry it as a bearer token or sign its body with it.
-        #[serde(default)]
-        secret: Option<Secret>,
-        /// When set (e.g. "5m"), a signed delivery must carry `X-Ferry-Timestamp` (Unix
-        /// seconds, covered by the signature) no older than this: a captured delivery
-        /// cannot be replayed later.
-        #[serde(default)]
-        signature_max_age: Option<String>,
-    },
-    File {
-        path: String,
-        #[serde(default = "default_format")]
-        format: FileFormat,
-    },
-    Http {
-        url: String,
-        /// jq path to the items of a page (`.data[]`); the whole answer when absent.
-        #[serde(default)]
-        items: Option<String>,
-        /// jq expression on a page giving the next page's URL (absolute or relative),
-        /// or null on the last page.
-        #[serde(default)]
-        next: Option<String>,
-        #[serde(default)]
-        headers: std::collections::BTreeMap<String, String>,
-        #[serde(default)]
-        timeout: Option<String>,
-        /// Most pages one run follows.
-        #[serde(default = "default_max_pages")]
-        max_pages: u32,
-        /// A next page or redirect to another origin than `url`'s is refused unless this
-        /// is set; then it is fetched without `headers` (they go to `url`'s origin only).
-        #[serde(default)]
-        follow_other_origins: bool,
-    },
-}
-
-fn default_max_pages() -> u32 {
-    100
-}
-
-fn default_format() -> FileFormat {
-    FileFormat::Ndjson
-}
-
 /// A secret from the configuration: never shown by `Debug`, so never logged.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -252,70 +223,19 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FileFormat {
-    Ndjson,
-    Json,
-    Csv,
-}
-
-impl Subscriber {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Subscriber::Webhook { .. } => "webhook",
-            Subscriber::File { .. } => "file",
-            Subscriber::Http { .. } => "http",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum Publisher {
-    /// Appends one JSON line per task to `path` (relative to the configuration's
-    /// folder).
-    File {
-        path: String,
-        /// A path that leaves the configuration's folder is refused unless this is set
-        /// (`ferry check` then warns about it).
-        #[serde(default)]
-        allow_outside: bool,
-    },
-    Http {
-        #[serde(default = "default_method")]
-        method: String,
-        url: String,
-        /// Sent only to the origin (scheme, host, port) of `url`.
-        #[serde(default)]
-        headers: std::collections::BTreeMap<String, String>,
-        #[serde(default)]
-        timeout: Option<String>,
-        /// A 3xx answer fails the task unless this is set; then redirects within the
-        /// origin of `url` are followed (up to 5), and one to another origin still fails.
-        #[serde(default)]
-        follow_redirects: bool,
-    },
-}
-
-fn default_method() -> String {
-    "POST".into()
-}
-
-impl Publisher {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Publisher::File { .. } => "file",
-            Publisher::Http { .. } => "http",
-        }
-    }
+/// A connection: one outside system described once (where it is, how to trust it, how to
+/// sign in), named by subscribers and publishers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connection {
+    pub id: ConfigId,
+    pub spec: ConnectorSpec,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Incoming {
     pub id: ConfigId,
     pub entity_schema: ConfigId,
-    pub subscriber: Subscriber,
+    pub subscriber: ConnectorSpec,
     pub transformers: Vec<Transformer>,
 }
 
@@ -323,7 +243,7 @@ pub struct Incoming {
 pub struct Outgoing {
     pub id: ConfigId,
     pub transformers: Vec<Transformer>,
-    pub publisher: Publisher,
+    pub publisher: ConnectorSpec,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -351,6 +271,16 @@ impl Config {
     /// write outside the configuration's folder.
     pub fn warnings(&self) -> &[Problem] {
         &self.warnings
+    }
+
+    /// The values of the secrets the configuration refers to: messages built from what an
+    /// outside system answered are passed through [`redact`] with them.
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets.0
+    }
+
+    pub fn connection(&self, id: &str) -> Option<&Connection> {
+        self.connections.iter().find(|c| c.id.as_str() == id)
     }
 
     pub fn route(&self, id: &str) -> Option<&Route> {
@@ -430,6 +360,8 @@ struct RawConfig {
     #[serde(default)]
     entity_schemas: Vec<Spanned<RawSchema>>,
     #[serde(default)]
+    connections: Vec<Spanned<toml::Table>>,
+    #[serde(default)]
     incoming: Vec<Spanned<RawIncoming>>,
     #[serde(default)]
     outgoing: Vec<Spanned<RawOutgoing>>,
@@ -461,7 +393,7 @@ struct RawSchema {
 struct RawIncoming {
     id: Spanned<String>,
     entity_schema: Spanned<String>,
-    subscriber: Subscriber,
+    subscriber: Spanned<toml::Table>,
     #[serde(default)]
     transformers: Vec<Spanned<RawTransformer>>,
 }
@@ -472,7 +404,7 @@ struct RawOutgoing {
     id: Spanned<String>,
     #[serde(default)]
     transformers: Vec<Spanned<RawTransformer>>,
-    publisher: Publisher,
+    publisher: Spanned<toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -542,13 +474,16 @@ pub fn load(
             message: e.message().trim().to_owned(),
         }])
     })?;
+    let env: BTreeMap<String, String> = env.into_iter().collect();
     let mut v = Validator {
         text,
         folder: Path::new(file).parent().unwrap_or(Path::new("")),
+        env: &env,
         problems: Vec::new(),
         warnings: Vec::new(),
+        secrets: Vec::new(),
     };
-    apply_env(&mut raw, env, &mut v.problems);
+    apply_env(&mut raw, env.clone(), &mut v.problems);
     let config = v.config(raw);
     if v.problems.is_empty() {
         Ok(config)
@@ -615,8 +550,10 @@ struct Validator<'t> {
     text: &'t str,
     /// The configuration file's folder, which relative file paths are read from.
     folder: &'t Path,
+    env: &'t BTreeMap<String, String>,
     problems: Vec<Problem>,
     warnings: Vec<Problem>,
+    secrets: Vec<String>,
 }
 
 impl Validator<'_> {
@@ -697,7 +634,16 @@ impl Validator<'_> {
             .collect()
     }
 
-    fn config(&mut self, raw: RawConfig) -> Config {
+    fn config(&mut self, mut raw: RawConfig) -> Config {
+        let mut inputs = connector::Inputs {
+            env: self.env,
+            folder: self.folder,
+            problems: &mut self.problems,
+            secrets: &mut self.secrets,
+        };
+        if let Some(url) = connector::expand(&raw.storage.url, "storage.url", None, &mut inputs) {
+            raw.storage.url = url;
+        }
         let retention = self.retention(raw.retention);
         let workers = self.workers(raw.workers);
         if raw.storage.max_connections == 0 || raw.storage.max_connections > 1_000 {
@@ -764,6 +710,7 @@ impl Validator<'_> {
             .collect();
         self.unique(&outgoing_ids, "outgoing configuration", "outgoing");
 
+        let connections = self.connections(raw.connections);
         let incoming = raw
             .incoming
             .into_iter()
@@ -771,23 +718,13 @@ impl Validator<'_> {
             .enumerate()
             .map(|(i, (r, (id, _)))| {
                 let r = r.into_inner();
-                if let Subscriber::Webhook {
-                    signature_max_age: Some(age),
-                    ..
-                } = &r.subscriber
-                {
-                    self.duration(
-                        Some(age.as_str()),
-                        &format!("incoming[{i}].subscriber.signature_max_age"),
-                    );
-                }
                 let key = format!("incoming[{i}].entity_schema");
                 let entity_schema =
                     self.reference(&r.entity_schema, &key, "entity schema", &schema_ids);
                 Incoming {
                     id: id.clone(),
                     entity_schema,
-                    subscriber: r.subscriber,
+                    subscriber: self.connector(r.subscriber, format!("incoming[{i}].subscriber")),
                     transformers: self
                         .transformers(r.transformers, &format!("incoming[{i}].transformers")),
                 }
@@ -799,27 +736,12 @@ impl Validator<'_> {
             .zip(&outgoing_ids)
             .enumerate()
             .map(|(i, (r, (id, _)))| {
-                let span = r.span();
                 let r = r.into_inner();
-                if let Publisher::File {
-                    path,
-                    allow_outside,
-                } = &r.publisher
-                {
-                    self.file_publisher_path(i, path, *allow_outside, span.start);
-                }
-                if let Publisher::Http {
-                    timeout: Some(t), ..
-                } = &r.publisher
-                    && let Err(e) = parse_duration(t)
-                {
-                    self.problem(None, format!("outgoing[{i}].publisher.timeout"), e);
-                }
                 Outgoing {
                     id: id.clone(),
                     transformers: self
                         .transformers(r.transformers, &format!("outgoing[{i}].transformers")),
-                    publisher: r.publisher,
+                    publisher: self.connector(r.publisher, format!("outgoing[{i}].publisher")),
                 }
             })
             .collect();
@@ -852,53 +774,55 @@ impl Validator<'_> {
             retention,
             workers,
             entity_schemas: schemas,
+            connections,
             incoming,
             outgoing,
             routes,
             warnings: std::mem::take(&mut self.warnings),
+            secrets: Secrets(std::mem::take(&mut self.secrets)),
         }
     }
 
-    /// A file publisher's path must stay in the configuration's folder (judged from the
-    /// text alone, `..` resolved lexically) unless `allow_outside` says otherwise.
-    fn file_publisher_path(
-        &mut self,
-        i: usize,
-        path: &str,
-        allow_outside: bool,
-        entry_start: usize,
-    ) {
-        let Some(why) = leaves_folder(self.folder, path) else {
-            return;
+    /// A connector's table, secrets expanded; its typed settings are the engine's to check.
+    fn connector(&mut self, raw: Spanned<toml::Table>, key: String) -> ConnectorSpec {
+        let offset = raw.span().start;
+        let mut inputs = connector::Inputs {
+            env: self.env,
+            folder: self.folder,
+            problems: &mut self.problems,
+            secrets: &mut self.secrets,
         };
-        // The line of the path's value, the first after this entry's start (the span of
-        // an `[[outgoing]]` entry covers its header only).
-        let entry = self.text.get(entry_start..).unwrap_or("");
-        let offset = entry_start
-            + ["\"", "'"]
-                .iter()
-                .find_map(|q| entry.find(&format!("{q}{path}{q}")))
-                .unwrap_or(0);
-        let problem = Problem {
-            line: Some(line_of(self.text, offset)),
-            key: format!("outgoing[{i}].publisher.path"),
-            message: String::new(),
-        };
-        if allow_outside {
-            self.warnings.push(Problem {
-                message: format!(
-                    "'{path}' {why}; allowed by allow_outside = true, so ferry will write there"
-                ),
-                ..problem
-            });
-        } else {
-            self.problems.push(Problem {
-                message: format!(
-                    "'{path}' {why}; keep it inside that folder, or set allow_outside = true on the publisher if that is meant"
-                ),
-                ..problem
-            });
+        ConnectorSpec::read(raw.into_inner(), key, self.text, offset, &mut inputs)
+    }
+
+    fn connections(&mut self, raw: Vec<Spanned<toml::Table>>) -> Vec<Connection> {
+        let mut ids = Vec::new();
+        let mut out = Vec::new();
+        for (i, table) in raw.into_iter().enumerate() {
+            let offset = table.span().start;
+            let key = format!("connections[{i}]");
+            let mut spec = self.connector(table, key.clone());
+            let id = match spec.settings.remove("id") {
+                Some(toml::Value::String(s)) => match ConfigId::parse(&s) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        self.problems.push(spec.problem("id", e.to_string()));
+                        continue;
+                    }
+                },
+                _ => {
+                    self.problems.push(spec.problem(
+                        "id",
+                        "is missing; name the connection (id = \"shop-api\") so subscribers and publishers can refer to it",
+                    ));
+                    continue;
+                }
+            };
+            ids.push((id.clone(), offset));
+            out.push(Connection { id, spec });
         }
+        self.unique(&ids, "connection", "connections");
+        out
     }
 
     fn retention(&mut self, raw: RawRetention) -> RetentionConfig {
@@ -1116,7 +1040,7 @@ impl Validator<'_> {
 /// Why `path` (relative to `folder`, the configuration's folder) leaves that folder, or
 /// `None` when it stays inside. Lexical only: `..` is resolved against the names before
 /// it and links are not followed (the core does no I/O).
-fn leaves_folder(folder: &Path, path: &str) -> Option<&'static str> {
+pub fn leaves_folder(folder: &Path, path: &str) -> Option<&'static str> {
     let path = Path::new(path);
     if path.is_absolute() {
         if !folder.is_absolute() {

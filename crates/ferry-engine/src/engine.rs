@@ -1,8 +1,7 @@
 //! The engine: turns incoming entities into tasks and runs routes, one step at a time.
 //! [`crate::runtime`] drives these steps in the background; tests call them directly.
 
-use crate::publish::Publisher;
-use crate::subscribe::Source;
+use crate::connectors::{self, Connect, Fetch, Publish, Subscription, webhook};
 use crate::transform::{self, Chain, Transformed};
 use ferry_core::Timestamp;
 use ferry_core::config::{Config, ConfigError, Location, Problem, WorkersConfig};
@@ -27,8 +26,10 @@ pub struct Engine {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) incoming: HashMap<String, Chain>,
     pub(crate) routes: HashMap<String, Chain>,
-    pub(crate) outgoing: HashMap<String, (Chain, Arc<Publisher>)>,
-    pub(crate) sources: HashMap<String, Arc<Source>>,
+    pub(crate) outgoing: HashMap<String, (Chain, Arc<dyn Publish>)>,
+    pub(crate) sources: HashMap<String, Arc<dyn Fetch>>,
+    pub(crate) webhooks: HashMap<String, webhook::Settings>,
+    pub(crate) connections: HashMap<String, Arc<dyn Connect>>,
     /// One run at a time per route and per incoming configuration in this process.
     pub(crate) route_locks: HashMap<String, Arc<Mutex<()>>>,
     pub(crate) incoming_locks: HashMap<String, Arc<Mutex<()>>>,
@@ -47,8 +48,12 @@ pub struct Prepared {
     config: Arc<Config>,
     incoming: HashMap<String, Chain>,
     routes: HashMap<String, Chain>,
-    outgoing: HashMap<String, (Chain, Arc<Publisher>)>,
-    sources: HashMap<String, Arc<Source>>,
+    outgoing: HashMap<String, (Chain, Arc<dyn Publish>)>,
+    sources: HashMap<String, Arc<dyn Fetch>>,
+    webhooks: HashMap<String, webhook::Settings>,
+    connections: HashMap<String, Arc<dyn Connect>>,
+    /// The configuration's warnings and the connectors'.
+    warnings: Vec<Problem>,
 }
 
 impl Prepared {
@@ -81,37 +86,37 @@ impl Prepared {
         // also has its configured timeout, and answers are read capped), and no redirect
         // followed by the client, which would carry the configured headers (API keys) to
         // wherever it points: publishers and subscribers handle a 3xx themselves.
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
+        let client = connectors::tls::client_builder()
             .build()
             .unwrap_or_default();
-        let outgoing = config
-            .outgoing
-            .iter()
-            .map(|o| {
-                let publisher = Publisher::new(&o.publisher, base_dir, &client);
-                (
-                    o.id.to_string(),
-                    (compile(&o.transformers), Arc::new(publisher)),
-                )
-            })
-            .collect();
-        let mut sources = HashMap::new();
-        for (i, inc) in config.incoming.iter().enumerate() {
-            match Source::new(&inc.subscriber, base_dir, &client) {
-                Ok(Some(source)) => {
-                    sources.insert(inc.id.to_string(), Arc::new(source));
+        let mut warnings = config.warnings().to_vec();
+        let (mut outgoing, mut sources, mut webhooks) =
+            (HashMap::new(), HashMap::new(), HashMap::new());
+        let mut connections = HashMap::new();
+        let mut connector_problems = Vec::new();
+        match connectors::build(&config, base_dir, &client) {
+            Err(p) => connector_problems = p,
+            Ok(built) => {
+                warnings.extend(built.warnings);
+                connections = built.connections;
+                for o in &config.outgoing {
+                    if let Some(p) = built.publishers.get(o.id.as_str()) {
+                        outgoing.insert(o.id.to_string(), (compile(&o.transformers), p.clone()));
+                    }
                 }
-                Ok(None) => {}
-                Err((key, message)) => problems.push(Problem {
-                    line: None,
-                    key: format!("incoming[{i}].{key}"),
-                    message,
-                }),
+                for (id, sub) in built.subscriptions {
+                    match sub {
+                        Subscription::Pushed(w) => {
+                            webhooks.insert(id, w);
+                        }
+                        Subscription::Pulled(f) => {
+                            sources.insert(id, f);
+                        }
+                    }
+                }
             }
         }
+        problems.extend(connector_problems);
         if !problems.is_empty() {
             return Err(ConfigError {
                 file: file_name.to_owned(),
@@ -124,11 +129,24 @@ impl Prepared {
             routes,
             outgoing,
             sources,
+            webhooks,
+            connections,
+            warnings,
         })
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The built connections by id (`ferry check --connect` reaches them).
+    pub fn connections(&self) -> &HashMap<String, Arc<dyn Connect>> {
+        &self.connections
+    }
+
+    /// What loads but deserves a second look (`ferry check` prints these).
+    pub fn warnings(&self) -> &[Problem] {
+        &self.warnings
     }
 
     /// Attaches the store: the engine is ready to ingest and run.
@@ -164,6 +182,8 @@ impl Prepared {
             routes: self.routes,
             outgoing: self.outgoing,
             sources: self.sources,
+            webhooks: self.webhooks,
+            connections: self.connections,
             route_locks: locks(route_ids),
             incoming_locks: locks(incoming_ids),
             wake,
@@ -204,6 +224,16 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The settings of a webhook incoming configuration (`None` for any other).
+    pub fn webhook(&self, incoming: &str) -> Option<&webhook::Settings> {
+        self.webhooks.get(incoming)
+    }
+
+    /// The built connections by id.
+    pub fn connections(&self) -> &HashMap<String, Arc<dyn Connect>> {
+        &self.connections
     }
 
     pub fn workers(&self) -> &WorkersConfig {

@@ -1,7 +1,8 @@
 //! Entities in: webhook deliveries and subscriber runs become tasks.
 
 use crate::Engine;
-use crate::subscribe::{Sourced, move_aside};
+use crate::connectors::Sourced;
+use crate::connectors::file::move_aside;
 use ferry_core::config::Route;
 use ferry_core::entity::entity_identifier;
 use ferry_core::task::{Level, Message, NewTask};
@@ -71,6 +72,8 @@ pub struct IncomingRun {
     pub errors: Vec<String>,
     /// Files read and moved aside.
     pub files: Vec<String>,
+    /// The new `since` mark, when this run moved it.
+    pub since: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -277,7 +280,13 @@ impl Engine {
             return Err(IncomingRunError::Webhook(incoming_id.to_owned()));
         };
         let _one_at_a_time = self.incoming_locks[incoming_id].lock().await;
-        let fetched = source.fetch().await;
+        let mark = self
+            .store
+            .since_mark(incoming_id)
+            .await
+            .map_err(IncomingRunError::Store)?;
+        let fetched = source.fetch(mark.as_ref().map(|m| m.value.as_str())).await;
+        let read_all = fetched.errors.is_empty();
         let mut run = IncomingRun {
             errors: fetched.errors,
             ..IncomingRun::default()
@@ -296,6 +305,18 @@ impl Engine {
         run.dropped = ingested.dropped as u64;
         run.errors
             .extend(ingested.rejected.iter().map(ToString::to_string));
+        // A run that read every page moves the mark; one that failed part-way keeps the
+        // old one, so the next run asks again for what this one could not read.
+        if let Some(value) = &fetched.since
+            && read_all
+            && mark.as_ref().is_none_or(|m| &m.value != value)
+        {
+            self.store
+                .set_since_mark(incoming_id, value, self.now())
+                .await
+                .map_err(IncomingRunError::Store)?;
+            run.since = Some(value.clone());
+        }
         for file in fetched.files {
             match move_aside(&file) {
                 Ok(_) => run.files.push(file.display().to_string()),

@@ -4,14 +4,13 @@
 #![forbid(unsafe_code)]
 
 mod bulk;
+pub mod connectors;
 mod engine;
 mod ingest;
 pub mod jq;
-pub mod publish;
 mod run;
 pub mod runtime;
 mod schedule;
-pub mod subscribe;
 pub mod transform;
 
 pub use bulk::ResumeError;

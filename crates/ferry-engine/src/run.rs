@@ -2,7 +2,7 @@
 //! transformers and the publisher.
 
 use crate::Engine;
-use crate::publish::Publisher;
+use crate::connectors::Publish;
 use crate::transform::Transformed;
 use ferry_core::TaskId;
 use ferry_core::config::Route;
@@ -366,7 +366,9 @@ impl Engine {
                     unstarted.push(task.id);
                     continue;
                 }
-                let c = self.process(route, &publisher, task, transformed).await;
+                let c = self
+                    .process(route, publisher.as_ref(), task, transformed)
+                    .await;
                 match c.outcome {
                     Outcome::Finished => summary.finished += 1,
                     Outcome::Skipped => summary.skipped += 1,
@@ -425,7 +427,7 @@ impl Engine {
     async fn process(
         &self,
         route: &Route,
-        publisher: &Publisher,
+        publisher: &dyn Publish,
         task: TaskSummary,
         transformed: Result<Transformed, String>,
     ) -> Completion {
@@ -455,7 +457,7 @@ impl Engine {
                     0 => Ok(None),
                     1 => {
                         let entity = t.outputs.into_iter().next().expect("one output");
-                        publisher.publish(&entity).await.map(Some)
+                        publisher.publish(&entity, &task.id).await.map(Some)
                     }
                     n => Err(Failure {
                         message: format!(

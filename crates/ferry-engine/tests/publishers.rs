@@ -280,7 +280,7 @@ outgoing = "out"
         .await;
         let entities = ["P-1", "P-2", "P-3", "P-4"]
             .iter()
-            .map(|sku| ferry_engine::subscribe::Sourced {
+            .map(|sku| ferry_engine::connectors::Sourced {
                 entity: serde_json::json!({ "sku": sku }),
                 origin: format!("test {sku}"),
             })

@@ -4,7 +4,7 @@ mod common;
 
 use axum::http::StatusCode;
 use common::{Harness, Target};
-use ferry_engine::subscribe::PROCESSED_DIR;
+use ferry_engine::connectors::file::PROCESSED_DIR;
 use std::time::Duration;
 
 fn config(inbox_format: &str, url: &str) -> String {

@@ -52,6 +52,7 @@ macro_rules! conformance_suite {
             released_tasks_return_to_new_with_the_attempt_undone,
             extended_leases_keep_tasks_from_recovery,
             a_schedule_fires_once_per_due_time,
+            a_since_mark_is_kept_per_incoming_and_can_be_reset,
             syncing_schedules_keeps_next_runs_unless_the_expression_changed,
             pruning_removes_old_final_tasks_only,
             pruning_by_count_keeps_the_newest_tasks,
@@ -891,6 +892,32 @@ fn schedule(name: &str, expression: &str, next_ms: i64) -> ScheduleEntry {
         expression: expression.into(),
         next_run_at: at(next_ms),
     }
+}
+
+pub async fn a_since_mark_is_kept_per_incoming_and_can_be_reset(store: &dyn Store) {
+    assert_eq!(store.since_mark("shop").await.unwrap(), None);
+    store
+        .set_since_mark("shop", "2026-01-05T10:00:00Z", at(1_000))
+        .await
+        .unwrap();
+    store.set_since_mark("pim", "41", at(2_000)).await.unwrap();
+    store
+        .set_since_mark("shop", "2026-01-06T08:00:00Z", at(3_000))
+        .await
+        .unwrap();
+    let mark = store.since_mark("shop").await.unwrap().unwrap();
+    assert_eq!(mark.value, "2026-01-06T08:00:00Z");
+    assert_eq!(mark.updated_at, at(3_000));
+    let all = store.since_marks().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all["pim"].value, "41");
+    assert!(store.reset_since_mark("shop").await.unwrap());
+    assert!(
+        !store.reset_since_mark("shop").await.unwrap(),
+        "nothing left to reset"
+    );
+    assert_eq!(store.since_mark("shop").await.unwrap(), None);
+    assert_eq!(store.since_marks().await.unwrap().len(), 1);
 }
 
 pub async fn a_schedule_fires_once_per_due_time(store: &dyn Store) {

@@ -63,6 +63,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../migrations/postgres/0013_user_names_folded.sql"),
     ),
+    (
+        14,
+        include_str!("../migrations/postgres/0014_since_marks.sql"),
+    ),
 ];
 
 /// Connection settings beyond the URL.
@@ -1020,6 +1024,62 @@ impl Store for PgStore {
                 next_run_at: Timestamp::from_millis(next),
             })
             .collect())
+    }
+
+    async fn since_mark(&self, incoming: &str) -> Result<Option<SinceMark>, StoreError> {
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT value, updated_at FROM since_marks WHERE incoming = $1")
+                .bind(incoming)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(value, at)| SinceMark {
+            value,
+            updated_at: Timestamp::from_millis(at),
+        }))
+    }
+
+    async fn since_marks(&self) -> Result<BTreeMap<String, SinceMark>, StoreError> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT incoming, value, updated_at FROM since_marks")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(incoming, value, at)| {
+                let mark = SinceMark {
+                    value,
+                    updated_at: Timestamp::from_millis(at),
+                };
+                (incoming, mark)
+            })
+            .collect())
+    }
+
+    async fn set_since_mark(
+        &self,
+        incoming: &str,
+        value: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO since_marks (incoming, value, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (incoming) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(incoming)
+        .bind(value)
+        .bind(at.millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn reset_since_mark(&self, incoming: &str) -> Result<bool, StoreError> {
+        let gone = sqlx::query("DELETE FROM since_marks WHERE incoming = $1")
+            .bind(incoming)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(gone > 0)
     }
 
     async fn advance_schedule(

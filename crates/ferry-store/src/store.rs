@@ -308,6 +308,14 @@ pub struct ScheduleEntry {
     pub next_run_at: Timestamp,
 }
 
+/// Where an incremental (`since`) subscriber got to: the greatest `from` value of its
+/// last successful run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinceMark {
+    pub value: String,
+    pub updated_at: Timestamp,
+}
+
 /// What retention lets go: final tasks last updated before `updated_before`, and the
 /// oldest final tasks while there are more than `max_tasks` tasks in all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -482,6 +490,24 @@ pub trait Store:
     /// dropped, and a schedule whose expression changed takes the new next run time;
     /// an unchanged schedule keeps its stored next run time.
     async fn sync_schedules(&self, schedules: &[ScheduleEntry]) -> Result<(), StoreError>;
+
+    /// The `since` mark of an incoming configuration, if one is stored.
+    async fn since_mark(&self, incoming: &str) -> Result<Option<SinceMark>, StoreError>;
+
+    /// Every stored `since` mark, by incoming configuration.
+    async fn since_marks(&self) -> Result<BTreeMap<String, SinceMark>, StoreError>;
+
+    /// Stores (or replaces) the `since` mark of an incoming configuration.
+    async fn set_since_mark(
+        &self,
+        incoming: &str,
+        value: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Forgets the mark, so the next run reads from the configured `initial`; true when
+    /// one was stored.
+    async fn reset_since_mark(&self, incoming: &str) -> Result<bool, StoreError>;
 
     /// The schedules due at `now`.
     async fn due_schedules(&self, now: Timestamp) -> Result<Vec<ScheduleEntry>, StoreError>;

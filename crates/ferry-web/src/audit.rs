@@ -35,6 +35,7 @@ pub const ACTIONS: &[&str] = &[
     "token.revoke",
     "bulk.cancel",
     "bulk.resume",
+    "since.reset",
 ];
 
 pub fn router() -> Router<AppState> {
@@ -48,13 +49,14 @@ pub struct AuditEntry {
     /// A user's name, or `token:NAME` for an API token.
     pub actor: String,
     /// skip, retry, run, run.incoming, login, login.failed, logout, user.add,
-    /// user.change, token.create or token.revoke
+    /// user.change, token.create, token.revoke, bulk.cancel, bulk.resume or since.reset
     pub action: String,
     pub reason: Option<String>,
     /// The client's address.
     pub origin: Option<String>,
     /// `{"identifiers": [...]}` or `{"filter": {...}}` for skip and retry, as given;
-    /// `{"route": …}`, `{"incoming": …}`, `{"user": …}` or `{"token": …}` otherwise.
+    /// `{"route": …}`, `{"incoming": …}` (for since.reset with `reset` and the
+    /// `previous` mark removed), `{"user": …}` or `{"token": …}` otherwise.
     #[schema(value_type = Object)]
     pub target: Value,
     pub matched: u64,
@@ -78,7 +80,8 @@ pub struct AuditParams {
     /// Who acted (exact).
     actor: Option<String>,
     /// One of the recorded actions: skip, retry, run, run.incoming, login,
-    /// login.failed, logout, user.add, user.change, token.create, token.revoke.
+    /// login.failed, logout, user.add, user.change, token.create, token.revoke,
+    /// bulk.cancel, bulk.resume, since.reset.
     action: Option<String>,
     /// Only actions that changed this task.
     task: Option<String>,

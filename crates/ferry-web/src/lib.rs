@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod pages;
 pub mod routes;
 pub mod tasks;
+pub mod tls;
 pub mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
@@ -73,7 +74,9 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::router())
         .merge(pages::router())
         .route_layer(from_fn(|r, n| guard(Need::ByMethod, r, n)));
-    let admin = access::router().route_layer(from_fn(|r, n| guard(Need::Administer, r, n)));
+    let admin = access::router()
+        .merge(routes::admin_router())
+        .route_layer(from_fn(|r, n| guard(Need::Administer, r, n)));
     // Credentials are looked up only where they matter: assets, liveness and the
     // OpenAPI document cost no store query even when a cookie comes along.
     let identified = Router::new()

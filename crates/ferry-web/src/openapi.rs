@@ -4,7 +4,7 @@ use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "ferry", description = "ferry's HTTP API: tasks, routes and webhooks (v1). Every call needs an API token (Authorization: Bearer ferry_…; create one with `ferry tokens create`) or a signed-in session, except /healthz, this document, and webhooks with a secret. Viewers read; operators also skip, retry, run and feed webhooks; admins also manage users and tokens. A missing or bad credential is 401, a role that may not act 403."),
+    info(title = "ferry", description = "ferry's HTTP API: tasks, routes and webhooks (v1). Every call needs an API token (Authorization: Bearer ferry_…; create one with `ferry tokens create`) or a signed-in session, except /healthz, this document, and webhooks with a secret. Viewers read; operators also skip, retry, run and feed webhooks; admins also manage users and tokens and reset since marks (POST /api/v1/incoming/{id}/reset-since). A missing or bad credential is 401, a role that may not act 403."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     paths(
@@ -33,6 +33,7 @@ use utoipa::OpenApi;
         crate::routes::one,
         crate::routes::run,
         crate::routes::run_incoming,
+        crate::routes::reset_since,
         crate::routes::retention,
         crate::webhooks::receive,
         crate::health,

@@ -623,6 +623,30 @@ struct RouteView {
     counts: Vec<CountLink>,
     failed_last_hour: u64,
     failed_last_hour_href: String,
+    /// The since marks of the route's incoming configurations that have one.
+    since: Vec<SinceView>,
+}
+
+/// Where an incremental subscriber got to, as the Routes page shows it.
+struct SinceView {
+    incoming: String,
+    value: String,
+    /// RFC 3339, shown in the reader's time zone by the page's script.
+    updated_at: String,
+    /// How long ago, as of the page.
+    updated_ago: String,
+}
+
+/// How long before `now` something happened, in the largest whole unit: "3 min ago".
+fn ago(then: Timestamp, now: Timestamp) -> String {
+    let s = (now.millis() - then.millis()).max(0) / 1_000;
+    let (n, unit) = match s {
+        0..60 => return "less than a minute ago".into(),
+        60..3_600 => (s / 60, "min"),
+        3_600..86_400 => (s / 3_600, "h"),
+        _ => (s / 86_400, if s < 2 * 86_400 { "day" } else { "days" }),
+    };
+    format!("{n} {unit} ago")
 }
 
 #[derive(Template)]
@@ -657,7 +681,8 @@ async fn routes_page(
     Extension(caller): Extension<Caller>,
 ) -> Response {
     let store = state.store();
-    let hour_ago = Timestamp::now().plus_millis(-3_600_000);
+    let now = Timestamp::now();
+    let hour_ago = now.plus_millis(-3_600_000);
     let failed_since = |route: Option<&str>| TaskFilter {
         routes: route.map(|r| vec![r.to_owned()]).unwrap_or_default(),
         statuses: vec![Status::Failed],
@@ -686,9 +711,10 @@ async fn routes_page(
                     .total(),
             );
         }
-        Ok::<_, ferry_store::StoreError>((by_route, totals, failed, per_route_failed))
+        let marks = store.since_marks().await?;
+        Ok::<_, ferry_store::StoreError>((by_route, totals, failed, per_route_failed, marks))
     };
-    let (by_route, totals, failed, per_route_failed) = match loaded.await {
+    let (by_route, totals, failed, per_route_failed, marks) = match loaded.await {
         Ok(x) => x,
         Err(e) => return crate::error::ApiError::from(e).into_response(),
     };
@@ -727,7 +753,7 @@ async fn routes_page(
                     state
                         .config()
                         .incoming(i.as_str())
-                        .is_some_and(|c| c.subscriber.kind() != "webhook")
+                        .is_some_and(|c| c.subscriber.kind != "webhook")
                 })
                 .map(|i| i.as_str())
                 .collect();
@@ -744,7 +770,7 @@ async fn routes_page(
                         let kind = state
                             .config()
                             .incoming(i.as_str())
-                            .map(|c| c.subscriber.kind())
+                            .map(|c| c.subscriber.kind.as_str())
                             .unwrap_or("?");
                         format!("{i} ({kind})")
                     })
@@ -754,7 +780,7 @@ async fn routes_page(
                 outgoing: state
                     .config()
                     .outgoing(route.outgoing.as_str())
-                    .map(|o| format!("{} ({})", o.id, o.publisher.kind()))
+                    .map(|o| format!("{} ({})", o.id, o.publisher.kind))
                     .unwrap_or_default(),
                 schedule_incoming: route
                     .schedule
@@ -803,6 +829,19 @@ async fn routes_page(
                 counts: links(&counts, Some(route.id.as_str())),
                 failed_last_hour: failed_hour,
                 failed_last_hour_href: failed_href(&failed_since(Some(route.id.as_str()))),
+                since: route
+                    .incoming
+                    .iter()
+                    .filter_map(|i| {
+                        let mark = marks.get(i.as_str())?;
+                        Some(SinceView {
+                            incoming: i.to_string(),
+                            value: mark.value.clone(),
+                            updated_at: mark.updated_at.to_rfc3339(),
+                            updated_ago: ago(mark.updated_at, now),
+                        })
+                    })
+                    .collect(),
             }
         })
         .collect();

@@ -1,4 +1,6 @@
-//! `/api/v1/routes` and `/api/v1/incoming`: routes with their counts, and running them.
+//! `/api/v1/routes` and `/api/v1/incoming`: routes with their counts, running them, and
+//! the since marks of incremental subscribers (resetting one is for admins: see
+//! [`admin_router`]).
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -10,7 +12,7 @@ use axum::{Extension, Json, Router};
 use ferry_core::config::Route;
 use ferry_core::retry::Backoff;
 use ferry_engine::{IncomingRunError, RunError};
-use ferry_store::StatusCounts;
+use ferry_store::{SinceMark, StatusCounts};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -22,6 +24,12 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/routes/{id}/run", post(run))
         .route("/api/v1/incoming/{id}/run", post(run_incoming))
         .route("/api/v1/retention", get(retention))
+}
+
+/// The calls that need the admin role: resetting a since mark makes the next run ask
+/// the source for everything from the configured `initial` again.
+pub fn admin_router() -> Router<AppState> {
+    Router::new().route("/api/v1/incoming/{id}/reset-since", post(reset_since))
 }
 
 #[derive(Serialize, Deserialize, ToSchema, Debug)]
@@ -55,6 +63,26 @@ pub struct RetryDto {
     pub on_message: Vec<String>,
 }
 
+/// Where an incremental (`since`) subscriber got to.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, PartialEq, Eq)]
+pub struct SinceDto {
+    /// The greatest `from` value of the last successful run: the next run asks for what
+    /// changed since it.
+    #[schema(example = "2026-01-05T10:00:00Z")]
+    pub value: String,
+    /// When that run stored it (RFC 3339).
+    pub updated_at: String,
+}
+
+impl From<&SinceMark> for SinceDto {
+    fn from(m: &SinceMark) -> Self {
+        SinceDto {
+            value: m.value.clone(),
+            updated_at: m.updated_at.to_rfc3339(),
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, ToSchema, Debug)]
 pub struct RouteDetail {
     #[serde(flatten)]
@@ -63,6 +91,10 @@ pub struct RouteDetail {
     pub schedule: ScheduleDto,
     pub retry: RetryDto,
     pub total: u64,
+    /// The since marks of the route's incoming configurations, by incoming id; only
+    /// those that have one (an incremental http subscriber after a successful run).
+    #[serde(default)]
+    pub since: BTreeMap<String, SinceDto>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema, Debug)]
@@ -138,7 +170,14 @@ pub async fn one(
         .ok_or_else(|| unknown_route(&id, &state))?;
     let counts = state.store().counts_by_route().await?;
     let c = counts.get(route.id.as_str());
+    let marks = state.store().since_marks().await?;
+    let since = route
+        .incoming
+        .iter()
+        .filter_map(|i| Some((i.to_string(), SinceDto::from(marks.get(i.as_str())?))))
+        .collect();
     Ok(Json(RouteDetail {
+        since,
         total: c.map(StatusCounts::total).unwrap_or(0),
         route: dto(route, c),
         batch_size: route.batch_size,
@@ -220,10 +259,7 @@ pub async fn run_incoming(
     Path(id): Path<String>,
 ) -> ApiResult<Json<IncomingRunResult>> {
     let run = state.engine.run_incoming(&id).await.map_err(|e| match e {
-        IncomingRunError::UnknownIncoming(_) => ApiError::not_found(
-            "incoming_not_found",
-            format!("no incoming configuration is called '{id}'"),
-        ),
+        IncomingRunError::UnknownIncoming(_) => unknown_incoming(&id, &state),
         IncomingRunError::Webhook(_) => ApiError::conflict(
             "not_runnable",
             format!("'{id}' is a webhook: it receives entities on POST /api/v1/webhooks/{id} and has nothing to run"),
@@ -239,6 +275,59 @@ pub async fn run_incoming(
         dropped: run.dropped,
         errors: run.errors,
         files: run.files,
+    }))
+}
+
+fn unknown_incoming(id: &str, state: &AppState) -> ApiError {
+    let known: Vec<&str> = state
+        .config()
+        .incoming
+        .iter()
+        .map(|i| i.id.as_str())
+        .collect();
+    ApiError::not_found(
+        "incoming_not_found",
+        format!(
+            "no incoming configuration is called '{id}'; the incoming configurations are: {}",
+            known.join(", ")
+        ),
+    )
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct SinceResetResult {
+    pub incoming: String,
+    /// Whether a since mark was stored (and is now removed).
+    pub reset: bool,
+    /// The mark removed; null when there was none.
+    pub previous: Option<SinceDto>,
+}
+
+/// Forget where an incoming configuration's incremental (`since`) subscriber got to:
+/// its next run asks for everything from the configured `initial` again. Admin role;
+/// audited as `since.reset`, with the value removed.
+#[utoipa::path(post, path = "/api/v1/incoming/{id}/reset-since", tag = "routes",
+    params(("id" = String, Path, description = "incoming configuration id")),
+    responses((status = 200, body = SinceResetResult), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn reset_since(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SinceResetResult>> {
+    if state.config().incoming(&id).is_none() {
+        return Err(unknown_incoming(&id, &state));
+    }
+    let store = state.store();
+    // Read, then remove: a mark another admin removed in between is not claimed.
+    let before = store.since_mark(&id).await?;
+    let reset = store.reset_since_mark(&id).await?;
+    let previous = before.filter(|_| reset).as_ref().map(SinceDto::from);
+    let target = serde_json::json!({ "incoming": id, "reset": reset, "previous": previous });
+    record(&state, &caller, "since.reset", target).await?;
+    Ok(Json(SinceResetResult {
+        incoming: id,
+        reset,
+        previous,
     }))
 }
 
@@ -269,7 +358,7 @@ pub async fn retention(State(state): State<AppState>) -> Json<RetentionDto> {
     })
 }
 
-/// Writes a manual run to the audit trail.
+/// Writes a manual run or a since reset to the audit trail.
 async fn record(
     state: &AppState,
     caller: &Caller,

@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use ferry_core::Permission;
-use ferry_core::config::Subscriber;
 use ferry_core::entity::kind_of;
 use ferry_engine::IngestError;
 use ferry_store::credentials::constant_time_eq;
@@ -250,17 +249,9 @@ pub async fn receive(
     body: axum::body::Body,
 ) -> ApiResult<(StatusCode, Json<WebhookResult>)> {
     let incoming = state.config().incoming(&incoming_id);
-    let (secret, max_age) = match incoming.map(|i| &i.subscriber) {
-        Some(Subscriber::Webhook {
-            secret,
-            signature_max_age,
-        }) => (
-            secret.as_ref().map(|s| s.expose()),
-            signature_max_age
-                .as_deref()
-                .and_then(|a| ferry_core::duration::parse_duration(a).ok()),
-        ),
-        _ => (None, None),
+    let (secret, max_age) = match state.engine.webhook(&incoming_id) {
+        Some(w) => (w.secret.as_ref().map(|s| s.expose()), w.signature_max_age()),
+        None => (None, None),
     };
     let admission = admit(&headers, secret, &caller, &incoming_id)?;
     // Only a caller known by now (an operator, or the secret) learns what exists.
@@ -269,7 +260,7 @@ pub async fn receive(
             .config()
             .incoming
             .iter()
-            .filter(|i| i.subscriber.kind() == "webhook")
+            .filter(|i| i.subscriber.kind == "webhook")
             .map(|i| i.id.as_str())
             .collect();
         ApiError::not_found(
@@ -280,12 +271,12 @@ pub async fn receive(
             ),
         )
     })?;
-    if incoming.subscriber.kind() != "webhook" {
+    if incoming.subscriber.kind != "webhook" {
         return Err(ApiError::conflict(
             "not_a_webhook",
             format!(
                 "'{incoming_id}' is a {} subscriber; only webhook subscribers accept pushed entities",
-                incoming.subscriber.kind()
+                incoming.subscriber.kind
             ),
         ));
     }

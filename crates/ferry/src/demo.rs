@@ -74,7 +74,9 @@ pub async fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(dir.join("inbox"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let db = dir.join("ferry.db");
+    let supplier = crate::demo_supplier::start(dir).await?;
     let text = DEMO_CONFIG
+        .replace("{supplier}", &supplier.base)
         .replace(
             "sqlite://ferry-demo/ferry.db",
             &format!("sqlite://{}", db.display()),
@@ -187,6 +189,7 @@ pub async fn run(args: Args) -> Result<()> {
         }
         let _ = first_run.run_incoming("catalog").await;
         let _ = first_run.drain_route("catalog-to-erp").await;
+        let _ = first_run.run_incoming("supplier").await;
         if let Err(e) = print_counts(&first_run, &shown_dir).await {
             eprintln!("error: {e:#}");
         }

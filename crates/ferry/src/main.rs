@@ -6,6 +6,7 @@ mod access_cmd;
 mod bench;
 mod client;
 mod demo;
+mod demo_supplier;
 mod filter_args;
 mod routes_cmd;
 mod serve;
@@ -32,7 +33,7 @@ enum Command {
     /// Run the server on a configuration file.
     Serve(serve::Args),
     /// Check a configuration file and exit.
-    Check(serve::CheckArgs),
+    Check(serve::CheckCommand),
     /// Apply pending database migrations of the configured store and exit.
     Migrate(serve::CheckArgs),
     /// Write every task (with logs, attempts and operator actions) as NDJSON.
@@ -59,6 +60,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every HTTPS client of the process (the engine's, the CLI's) uses rustls with ring.
+    ferry_engine::connectors::tls::install_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,7 +75,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
-            Command::Check(args) => serve::check(args),
+            Command::Check(args) => serve::check(args).await,
             Command::Migrate(args) => serve::migrate(args).await,
             Command::Export(args) => transfer::export(args).await,
             Command::Import(args) => transfer::import(args).await,

@@ -28,6 +28,16 @@ pub struct CheckArgs {
     pub config: PathBuf,
 }
 
+#[derive(clap::Args)]
+pub struct CheckCommand {
+    #[command(flatten)]
+    pub file: CheckArgs,
+    /// Also reach every connection: DNS, TCP, the TLS handshake, a token request for
+    /// OAuth2, and one request to its base_url. Exits non-zero if any fails.
+    #[arg(long)]
+    pub connect: bool,
+}
+
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=error"));
@@ -128,24 +138,51 @@ pub async fn migrate(args: CheckArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn check(args: CheckArgs) -> Result<()> {
+pub async fn check(command: CheckCommand) -> Result<()> {
+    let args = command.file;
     let prepared = prepare(load_config(&args.config)?, &args.config)?;
     let config = prepared.config();
     println!(
-        "{} is valid: {} entity schema(s), {} incoming, {} outgoing, {} route(s)",
+        "{} is valid: {} entity schema(s), {} connection(s), {} incoming, {} outgoing, {} route(s)",
         args.config.display(),
         config.entity_schemas.len(),
+        config.connections.len(),
         config.incoming.len(),
         config.outgoing.len(),
         config.routes.len()
     );
-    for w in config.warnings() {
+    for w in prepared.warnings() {
         let at = w.line.map(|l| format!(":{l}")).unwrap_or_default();
         eprintln!(
             "warning: {}{at}: {}: {}",
             args.config.display(),
             w.key,
             w.message
+        );
+    }
+    if !command.connect {
+        return Ok(());
+    }
+    let mut failed = 0;
+    for c in &config.connections {
+        let Some(connection) = prepared.connections().get(c.id.as_str()) else {
+            continue;
+        };
+        match connection.check().await {
+            Ok(what) => println!("connection {}: ok: {what}", c.id),
+            Err(why) => {
+                failed += 1;
+                println!("connection {}: FAILED: {why}", c.id);
+            }
+        }
+    }
+    if config.connections.is_empty() {
+        println!("no connection to reach ([[connections]] is empty)");
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} connection(s) could not be reached",
+            config.connections.len()
         );
     }
     Ok(())

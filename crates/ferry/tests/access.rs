@@ -67,7 +67,7 @@ async fn tokens_made_and_revoked_on_the_command_line_take_effect_on_a_running_se
     let server = Server::start(&config).await;
     let ci = create_token(&config, "viewer", "ci");
     assert!(ci.starts_with("ferry_") && ci.len() > 40, "{ci}");
-    let http = reqwest::Client::new();
+    let http = common::client();
     let get = || {
         http.get(format!("{}/api/v1/tasks", server.base))
             .bearer_auth(&ci)
@@ -239,7 +239,7 @@ async fn the_demo_makes_an_admin_and_an_operator_token_and_prints_them_once() {
     let base = format!("http://{listen}");
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        match reqwest::Client::new()
+        match common::client()
             .get(format!("{base}/api/v1/routes"))
             .bearer_auth(&token)
             .send()
@@ -253,7 +253,11 @@ async fn the_demo_makes_an_admin_and_an_operator_token_and_prints_them_once() {
         }
     };
     assert_eq!(status, 200);
-    let anonymous = reqwest::get(format!("{base}/api/v1/routes")).await.unwrap();
+    let anonymous = common::client()
+        .get(format!("{base}/api/v1/routes"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), 401, "the demo is not open to anyone");
     child.kill().unwrap();
     child.wait().unwrap();

@@ -248,120 +248,99 @@ fn a_webhook_secret_never_shows_in_debug_output() {
     );
     let c = load("ferry.toml", &text, no_env()).unwrap();
     let shown = format!("{c:?}");
-    assert!(!shown.contains("hunter2"), "{shown}");
-    assert!(shown.contains("Secret(***)"));
+    assert!(!shown.contains("hunter2"), "the secret shows in Debug");
 }
 
-/// The reference configuration with the archive publisher's path replaced.
-fn with_archive(publisher: &str) -> String {
-    REFERENCE.replace(
-        r#"publisher = { type = "file", path = "out/products.ndjson" }"#,
-        &format!("publisher = {publisher}"),
-    )
+fn with_connection(connection: &str) -> String {
+    format!("{REFERENCE}\n[[connections]]\n{connection}\n")
+}
+
+#[test]
+fn secrets_come_from_the_environment_and_from_files_and_never_show_in_debug_output() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("erp-password"), "pa55-from-file\n").unwrap();
+    let text = with_connection(
+        r#"id = "erp"
+type = "http"
+base_url = "https://erp.example/"
+headers = { authorization = "Bearer ${env:ERP_TOKEN}" }
+auth = { type = "basic", username = "ferry", password = "${file:erp-password}" }"#,
+    );
+    let file = dir.path().join("ferry.toml").display().to_string();
+    let env = vec![("ERP_TOKEN".to_owned(), "tok-from-env".to_owned())];
+    let c = load(&file, &text, env).unwrap();
+    let spec = &c.connection("erp").unwrap().spec;
+    assert_eq!(spec.kind, "http");
+    assert_eq!(
+        spec.settings["headers"]["authorization"].as_str(),
+        Some("Bearer tok-from-env")
+    );
+    assert_eq!(
+        spec.settings["auth"]["password"].as_str(),
+        Some("pa55-from-file")
+    );
+    let mut secrets = c.secrets().to_vec();
+    secrets.sort();
+    assert_eq!(secrets, ["pa55-from-file", "tok-from-env"]);
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("pa55") && !shown.contains("tok-from"),
+        "a secret shows in Debug"
+    );
+    assert_eq!(
+        redact("GET failed: tok-from-env refused", c.secrets()),
+        "GET failed: *** refused"
+    );
+}
+
+#[test]
+fn a_missing_secret_is_a_problem_naming_the_key_and_the_variable_or_file() {
+    let text = with_connection(
+        r#"id = "erp"
+type = "http"
+base_url = "https://erp.example/"
+auth = { type = "bearer", token = "${env:NOPE_TOKEN}" }
+headers = { x-key = "${file:secrets/none}" }"#,
+    );
+    let p = problems(&text);
+    assert_eq!(p.len(), 2, "{p:?}");
+    let token = p
+        .iter()
+        .find(|p| p.key == "connections[0].auth.token")
+        .expect("token");
+    assert!(token.message.contains("NOPE_TOKEN"), "{}", token.message);
+    assert_eq!(token.line, Some(line_with(&text, "NOPE_TOKEN")));
+    let file = p
+        .iter()
+        .find(|p| p.key == "connections[0].headers.x-key")
+        .expect("file");
+    assert!(file.message.contains("secrets/none"), "{}", file.message);
+}
+
+#[test]
+fn a_connection_needs_a_unique_id_and_a_type() {
+    let text = with_connection("type = \"http\"\nbase_url = \"https://a.example/\"");
+    assert_eq!(problems(&text)[0].key, "connections[0].id");
+    let text = with_connection("id = \"a\"\nbase_url = \"https://a.example/\"");
+    assert_eq!(problems(&text)[0].key, "connections[0].type");
+    let twice = format!(
+        "{}\n[[connections]]\nid = \"a\"\ntype = \"http\"\n",
+        with_connection("id = \"a\"\ntype = \"http\"")
+    );
+    assert!(problems(&twice)[0].message.contains("defined twice"));
+}
+
+#[test]
+fn a_connector_key_is_found_on_its_line() {
+    let c = load("ferry.toml", REFERENCE, no_env()).unwrap();
+    let spec = &c.outgoing[0].publisher;
+    assert_eq!(spec.kind, "http");
+    assert_eq!(spec.key, "outgoing[0].publisher");
+    let p = spec.problem("url", "x");
+    assert_eq!(p.key, "outgoing[0].publisher.url");
+    assert_eq!(p.line, Some(line_with(REFERENCE, "erp/products")));
 }
 
 fn line_with(text: &str, needle: &str) -> usize {
     text.lines().position(|l| l.contains(needle)).unwrap() + 1
-}
-
-#[test]
-fn a_file_publisher_path_that_leaves_the_folder_is_refused_with_its_line_and_key() {
-    for path in ["../../etc/x", "out/../../x.ndjson", "/etc/x", "./../x"] {
-        let text = with_archive(&format!(r#"{{ type = "file", path = "{path}" }}"#));
-        let p = problems(&text);
-        assert_eq!(p.len(), 1, "{path}: {p:?}");
-        assert_eq!(p[0].key, "outgoing[1].publisher.path");
-        assert_eq!(p[0].line, Some(line_with(&text, path)), "{path}");
-        assert!(
-            p[0].message.contains(path) && p[0].message.contains("allow_outside = true"),
-            "{}",
-            p[0].message
-        );
-    }
-    let c = load("ferry.toml", REFERENCE, no_env()).unwrap();
-    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
-}
-
-#[test]
-fn a_path_resolved_lexically_inside_the_folder_loads_without_a_warning() {
-    let inside = with_archive(r#"{ type = "file", path = "out/../archive/./x.ndjson" }"#);
-    assert!(
-        load("ferry.toml", &inside, no_env())
-            .unwrap()
-            .warnings()
-            .is_empty()
-    );
-    // An absolute path is judged against the configuration file's own folder.
-    let absolute = with_archive(r#"{ type = "file", path = "/srv/ferry/out/x.ndjson" }"#);
-    let c = load("/srv/ferry/ferry.toml", &absolute, no_env()).unwrap();
-    assert!(c.warnings().is_empty());
-    let climbing = with_archive(r#"{ type = "file", path = "/srv/ferry/../x.ndjson" }"#);
-    let e = load("/srv/ferry/ferry.toml", &climbing, no_env()).unwrap_err();
-    assert_eq!(e.problems[0].key, "outgoing[1].publisher.path");
-}
-
-#[test]
-fn allow_outside_lets_a_path_out_of_the_folder_load_with_a_warning() {
-    let text =
-        with_archive(r#"{ type = "file", path = "../shared/x.ndjson", allow_outside = true }"#);
-    let c = load("ferry.toml", &text, no_env()).unwrap();
-    assert_eq!(
-        c.outgoing[1].publisher,
-        Publisher::File {
-            path: "../shared/x.ndjson".into(),
-            allow_outside: true
-        }
-    );
-    let w = c.warnings();
-    assert_eq!(w.len(), 1, "{w:?}");
-    assert_eq!(w[0].key, "outgoing[1].publisher.path");
-    assert_eq!(w[0].line, Some(line_with(&text, "../shared")));
-    assert!(
-        w[0].message.contains("allow_outside = true"),
-        "{}",
-        w[0].message
-    );
-}
-
-#[test]
-fn the_redirect_and_origin_settings_default_to_off() {
-    let c = load("ferry.toml", REFERENCE, no_env()).unwrap();
-    assert!(matches!(
-        c.outgoing[0].publisher,
-        Publisher::Http {
-            follow_redirects: false,
-            ..
-        }
-    ));
-    assert!(matches!(
-        c.incoming[2].subscriber,
-        Subscriber::Http {
-            follow_other_origins: false,
-            ..
-        }
-    ));
-    let text = REFERENCE
-        .replace(
-            r#"items = ".data[]" }"#,
-            r#"items = ".data[]", follow_other_origins = true }"#,
-        )
-        .replace(
-            r#"url = "http://127.0.0.1:9000/erp/products" }"#,
-            r#"url = "http://127.0.0.1:9000/erp/products", follow_redirects = true }"#,
-        );
-    let c = load("ferry.toml", &text, no_env()).unwrap();
-    assert!(matches!(
-        c.outgoing[0].publisher,
-        Publisher::Http {
-            follow_redirects: true,
-            ..
-        }
-    ));
-    assert!(matches!(
-        c.incoming[2].subscriber,
-        Subscriber::Http {
-            follow_other_origins: true,
-            ..
-        }
-    ));
 }

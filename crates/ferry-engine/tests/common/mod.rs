@@ -112,6 +112,27 @@ impl Target {
         Target { url, received }
     }
 
+    /// As [`Target::start`], over HTTPS with `tls`; the URL names `localhost`.
+    pub async fn start_tls(
+        tls: Arc<rustls::ServerConfig>,
+        behaviour: impl Fn(usize, &Received) -> (StatusCode, String, Duration) + Send + Sync + 'static,
+    ) -> Target {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let state = TargetState {
+            received: received.clone(),
+            behaviour: Arc::new(behaviour),
+            headers: Arc::new(Vec::new()),
+        };
+        let app = Router::new().fallback(record).with_state(state);
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://localhost:{}", tcp.local_addr().unwrap().port());
+        let listener = ferry_web::tls::TlsListener::new(tcp, tls);
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Target { url, received }
+    }
+
     /// Answers 200 `{}` to everything.
     pub async fn ok() -> Target {
         Target::start(|_, _| (StatusCode::OK, "{}".into(), Duration::ZERO)).await
@@ -156,13 +177,23 @@ impl Harness {
     }
 
     pub async fn with_dir(config: &str, dir: tempfile::TempDir, worker: &str) -> Harness {
+        Harness::with_env(config, dir, worker, Vec::new()).await
+    }
+
+    /// As [`Harness::with_dir`], with `env` as the environment `${env:…}` reads.
+    pub async fn with_env(
+        config: &str,
+        dir: tempfile::TempDir,
+        worker: &str,
+        env: Vec<(String, String)>,
+    ) -> Harness {
         let text = format!(
             "[storage]\nurl = \"sqlite://{}\"\n{}",
             dir.path().join("ferry.db").display(),
             config.replace("{dir}", &dir.path().display().to_string())
         );
-        let config = ferry_core::config::load("ferry.toml", &text, std::iter::empty())
-            .expect("valid config");
+        let file = dir.path().join("ferry.toml").display().to_string();
+        let config = ferry_core::config::load(&file, &text, env).expect("valid config");
         let store = ferry_store::open(&config.storage.url).await.expect("store");
         let clock = ManualClock::at("2026-11-28T10:00:00Z");
         let c = clock.clone();

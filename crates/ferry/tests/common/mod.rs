@@ -64,7 +64,9 @@ impl Server {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let up = reqwest::get(format!("{}/healthz", server.base))
+            let up = client()
+                .get(format!("{}/healthz", server.base))
+                .send()
                 .await
                 .is_ok_and(|r| r.status().is_success());
             if up {
@@ -92,6 +94,7 @@ impl Server {
 
     /// A client that sends the admin token.
     pub fn http(&self) -> reqwest::Client {
+        ferry_engine::connectors::tls::install_provider();
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
             reqwest::header::AUTHORIZATION,
@@ -189,4 +192,10 @@ pub async fn postgres_schema(prefix: &str) -> Option<(sqlx::PgConnection, String
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
     Some((admin, schema, url))
+}
+
+/// A plain HTTP client for the test process (rustls needs its provider first).
+pub fn client() -> reqwest::Client {
+    ferry_engine::connectors::tls::install_provider();
+    reqwest::Client::new()
 }

@@ -1,0 +1,774 @@
+//! An `http` connection: one API described once — its base URL, default headers,
+//! timeout, TLS trust and client certificate, and how to sign in (basic, bearer, an API
+//! key, or OAuth2 client credentials with a token shared by every route on the node).
+//! Credentials and default headers go to the connection's origin only.
+
+use super::{error_chain, excerpt, origin_of, read_capped};
+use crate::connectors::settings::{self, HttpUrl, Span};
+use crate::connectors::tls::{TlsFiles, client_builder};
+use crate::connectors::{BuildResult, Built, Connect, ConnectionKind, Context};
+use async_trait::async_trait;
+use ferry_core::config::{ConnectorSpec, Problem, Secret, redact};
+use reqwest::header::{HeaderName, HeaderValue};
+use serde::Deserialize;
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest token endpoint answer read.
+const MAX_TOKEN_ANSWER: usize = 64 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    base_url: HttpUrl,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    timeout: Option<Span>,
+    #[serde(default)]
+    tls: TlsFiles,
+    #[serde(default)]
+    auth: Option<AuthSettings>,
+    /// Delivery settings (requests in flight, rate limit, circuit breaker): read and
+    /// checked here, applied by the delivery scheduler.
+    #[serde(default)]
+    max_in_flight: Option<MaxInFlight>,
+    #[serde(default)]
+    rate_limit: Option<RateLimit>,
+    #[serde(default)]
+    circuit_breaker: Option<CircuitBreaker>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum AuthSettings {
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    Bearer {
+        token: Secret,
+    },
+    ApiKey {
+        #[serde(default)]
+        header: Option<String>,
+        #[serde(default)]
+        query: Option<String>,
+        value: Secret,
+    },
+    #[serde(rename = "oauth2_client_credentials")]
+    OAuth2ClientCredentials {
+        token_url: HttpUrl,
+        client_id: String,
+        client_secret: Secret,
+        #[serde(default)]
+        scopes: Vec<String>,
+        #[serde(default)]
+        audience: Option<String>,
+        /// Extra form fields of the token request (`resource`, say).
+        #[serde(default)]
+        params: BTreeMap<String, String>,
+        /// How the client authenticates to the token endpoint: `basic` (an
+        /// Authorization header, RFC 6749's default) or `body` (client_id and
+        /// client_secret as form fields).
+        #[serde(default)]
+        client_auth: ClientAuth,
+    },
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum ClientAuth {
+    #[default]
+    Basic,
+    Body,
+}
+
+/// `max_in_flight`: a number of requests at once, or `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxInFlight {
+    Fixed(u32),
+    Auto,
+}
+
+impl<'de> Deserialize<'de> for MaxInFlight {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MaxInFlight, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(i64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) if (1..=1024).contains(&n) => Ok(MaxInFlight::Fixed(n as u32)),
+            Raw::S(s) if s == "auto" => Ok(MaxInFlight::Auto),
+            Raw::N(n) => Err(serde::de::Error::custom(format!(
+                "{n} is out of range; use 1 to 1024, or \"auto\""
+            ))),
+            Raw::S(s) => Err(serde::de::Error::custom(format!(
+                "'{s}' is not a number of requests; use 1 to 1024, or \"auto\""
+            ))),
+        }
+    }
+}
+
+/// `rate_limit = "50/s"` (also `/m`, `/h`): requests per period.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per: Duration,
+}
+
+impl<'de> Deserialize<'de> for RateLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RateLimit, D::Error> {
+        let text = String::deserialize(d)?;
+        let bad = || {
+            serde::de::Error::custom(format!(
+                "'{text}' is not a rate; write requests per second, minute or hour: \"50/s\", \"600/m\", \"10000/h\""
+            ))
+        };
+        let (n, unit) = text.split_once('/').ok_or_else(bad)?;
+        let requests: u32 = n.trim().parse().map_err(|_| bad())?;
+        let per = match unit.trim() {
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            _ => return Err(bad()),
+        };
+        if requests == 0 {
+            return Err(serde::de::Error::custom(format!(
+                "'{text}' allows no request at all; use at least 1"
+            )));
+        }
+        Ok(RateLimit { requests, per })
+    }
+}
+
+/// `circuit_breaker = { failures = 20, cool_down = "1m" }`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreaker {
+    pub failures: u32,
+    pub cool_down: Span,
+}
+
+/// How requests through the connection sign in.
+enum Auth {
+    /// A fixed `Authorization` value (basic or bearer).
+    Header(HeaderValue),
+    ApiKeyHeader(HeaderName, HeaderValue),
+    ApiKeyQuery(String, Secret),
+    OAuth2(OAuth2),
+}
+
+/// The delivery limits the connection was configured with.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Delivery {
+    pub max_in_flight: Option<MaxInFlight>,
+    pub rate_limit: Option<RateLimit>,
+    pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+/// A built `http` connection, shared by every subscriber and publisher naming it.
+pub struct HttpConnection {
+    id: String,
+    base: reqwest::Url,
+    origin: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    timeout: Duration,
+    client: reqwest::Client,
+    auth: Option<Auth>,
+    auth_kind: &'static str,
+    tls: TlsFiles,
+    delivery: Delivery,
+    secrets: Arc<Vec<String>>,
+}
+
+pub(super) struct HttpConnectionKind;
+
+impl ConnectionKind for HttpConnectionKind {
+    fn build(
+        &self,
+        id: &str,
+        spec: &ConnectorSpec,
+        ctx: &Context<'_>,
+    ) -> BuildResult<Arc<dyn Connect>> {
+        let s: Settings = settings::parse(spec)?;
+        let mut problems = Vec::new();
+        let mut base = s.base_url.0;
+        if base.query().is_some() || base.fragment().is_some() {
+            problems.push(spec.problem(
+                "base_url",
+                "must not carry a query or a fragment; put query parameters in the path of each subscriber or publisher",
+            ));
+        }
+        if !base.path().ends_with('/') {
+            // `path` is relative to the base: "v2" + "products" must mean v2/products.
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let headers = header_list(spec, "headers", &s.headers, &mut problems);
+        let builder = match s.tls.apply(ctx.folder, client_builder()) {
+            Ok(b) => b,
+            Err((key, message)) => {
+                problems.push(spec.problem(key, message));
+                client_builder()
+            }
+        };
+        let client = match builder.build() {
+            Ok(c) => c,
+            Err(e) => {
+                problems
+                    .push(spec.problem("tls", format!("cannot set up TLS: {}", error_chain(&e))));
+                ctx.client.clone()
+            }
+        };
+        let (auth, auth_kind) = match s.auth {
+            None => (None, "none"),
+            Some(a) => match auth(spec, a) {
+                Ok(pair) => (Some(pair.0), pair.1),
+                Err(p) => {
+                    problems.push(p);
+                    (None, "none")
+                }
+            },
+        };
+        if let Some(cb) = s.circuit_breaker
+            && cb.failures == 0
+        {
+            problems.push(spec.problem("circuit_breaker.failures", "must be at least 1"));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let origin = origin_of(&base).unwrap_or_default();
+        let connection = HttpConnection {
+            id: id.to_owned(),
+            base,
+            origin,
+            headers,
+            timeout: s.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
+            client,
+            auth,
+            auth_kind,
+            tls: s.tls,
+            delivery: Delivery {
+                max_in_flight: s.max_in_flight,
+                rate_limit: s.rate_limit,
+                circuit_breaker: s.circuit_breaker,
+            },
+            secrets: ctx.secrets.clone(),
+        };
+        let mut built = Built::new(Arc::new(connection) as Arc<dyn Connect>);
+        for (key, set) in [
+            ("max_in_flight", s.max_in_flight.is_some()),
+            ("rate_limit", s.rate_limit.is_some()),
+            ("circuit_breaker", s.circuit_breaker.is_some()),
+        ] {
+            if set {
+                built.warnings.push(spec.problem(
+                    key,
+                    "is checked, but this version of ferry does not apply it yet: requests go one at a time per route",
+                ));
+            }
+        }
+        Ok(built)
+    }
+}
+
+/// Header names and values checked once, when the configuration is read.
+pub(super) fn header_list(
+    spec: &ConnectorSpec,
+    key: &str,
+    headers: &BTreeMap<String, String>,
+    problems: &mut Vec<Problem>,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
+            problems.push(spec.problem(
+                &format!("{key}.{name}"),
+                format!("'{name}' is not a valid header name"),
+            ));
+            continue;
+        };
+        match HeaderValue::from_str(value) {
+            Ok(mut v) => {
+                v.set_sensitive(true);
+                out.push((n, v));
+            }
+            Err(_) => problems.push(spec.problem(
+                &format!("{key}.{name}"),
+                "is not a valid header value (control characters or non-ASCII text)",
+            )),
+        }
+    }
+    out
+}
+
+fn auth(spec: &ConnectorSpec, a: AuthSettings) -> Result<(Auth, &'static str), Problem> {
+    let sensitive = |key: &str, text: String| {
+        HeaderValue::from_str(&text)
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            })
+            .map_err(|_| spec.problem(key, "holds characters a header cannot carry"))
+    };
+    Ok(match a {
+        AuthSettings::Basic { username, password } => {
+            let raw = format!("{username}:{}", password.expose());
+            let value = format!("Basic {}", base64(raw.as_bytes()));
+            (Auth::Header(sensitive("auth.password", value)?), "basic")
+        }
+        AuthSettings::Bearer { token } => {
+            let value = format!("Bearer {}", token.expose());
+            (Auth::Header(sensitive("auth.token", value)?), "bearer")
+        }
+        AuthSettings::ApiKey {
+            header,
+            query,
+            value,
+        } => match (header, query) {
+            (Some(h), None) => {
+                let name = HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                    spec.problem("auth.header", format!("'{h}' is not a valid header name"))
+                })?;
+                let v = sensitive("auth.value", value.expose().to_owned())?;
+                (Auth::ApiKeyHeader(name, v), "api_key")
+            }
+            (None, Some(q)) if !q.is_empty() => (Auth::ApiKeyQuery(q, value), "api_key"),
+            _ => {
+                return Err(spec.problem(
+                    "auth",
+                    "an api_key needs exactly one of header = \"X-Api-Key\" or query = \"key\"",
+                ));
+            }
+        },
+        AuthSettings::OAuth2ClientCredentials {
+            token_url,
+            client_id,
+            client_secret,
+            scopes,
+            audience,
+            params,
+            client_auth,
+        } => {
+            let mut form = vec![("grant_type".to_owned(), "client_credentials".to_owned())];
+            if !scopes.is_empty() {
+                form.push(("scope".into(), scopes.join(" ")));
+            }
+            if let Some(a) = audience {
+                form.push(("audience".into(), a));
+            }
+            form.extend(params);
+            (
+                Auth::OAuth2(OAuth2 {
+                    token_url: token_url.0,
+                    client_id,
+                    client_secret,
+                    client_auth,
+                    form,
+                    cache: tokio::sync::Mutex::new(None),
+                    fetched: AtomicU64::new(0),
+                }),
+                "oauth2_client_credentials",
+            )
+        }
+    })
+}
+
+/// RFC 4648 base64 with padding (for Basic credentials).
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ABC[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// OAuth2 client credentials: one token per connection and node, fetched once however
+/// many requests wait for it, kept until shortly before it expires.
+struct OAuth2 {
+    token_url: reqwest::Url,
+    client_id: String,
+    client_secret: Secret,
+    client_auth: ClientAuth,
+    form: Vec<(String, String)>,
+    cache: tokio::sync::Mutex<Option<Token>>,
+    fetched: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Token {
+    value: String,
+    /// When to fetch another (`None`: until the API refuses it).
+    renew_at: Option<Instant>,
+}
+
+impl OAuth2 {
+    /// A token that is not `stale` (the one an API just refused), fetching one if needed.
+    async fn token(
+        &self,
+        client: &reqwest::Client,
+        timeout: Duration,
+        stale: Option<&str>,
+        secrets: &[String],
+    ) -> Result<String, String> {
+        let mut cache = self.cache.lock().await;
+        if let Some(t) = cache.as_ref()
+            && t.renew_at.is_none_or(|at| Instant::now() < at)
+            && Some(t.value.as_str()) != stale
+        {
+            return Ok(t.value.clone());
+        }
+        *cache = None;
+        let token = self.fetch(client, timeout, secrets).await?;
+        let value = token.value.clone();
+        *cache = Some(token);
+        Ok(value)
+    }
+
+    async fn fetch(
+        &self,
+        client: &reqwest::Client,
+        timeout: Duration,
+        secrets: &[String],
+    ) -> Result<Token, String> {
+        self.fetched.fetch_add(1, Ordering::Relaxed);
+        let url = &self.token_url;
+        let mut form = self.form.clone();
+        let mut request = client.post(url.clone()).timeout(timeout);
+        match self.client_auth {
+            ClientAuth::Basic => {
+                // RFC 6749 2.3.1: both parts form-urlencoded before the Basic encoding.
+                let enc =
+                    |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let raw = format!(
+                    "{}:{}",
+                    enc(&self.client_id),
+                    enc(self.client_secret.expose())
+                );
+                request = request.header(
+                    reqwest::header::AUTHORIZATION,
+                    format!("Basic {}", base64(raw.as_bytes())),
+                );
+            }
+            ClientAuth::Body => {
+                form.push(("client_id".into(), self.client_id.clone()));
+                form.push((
+                    "client_secret".into(),
+                    self.client_secret.expose().to_owned(),
+                ));
+            }
+        }
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&form)
+            .finish();
+        let fail = |what: String| {
+            redact(
+                &format!("the OAuth2 token request to {url} {what}"),
+                secrets,
+            )
+        };
+        let response = request
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(reqwest::header::ACCEPT, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| fail(format!("failed: {}", error_chain(&e))))?;
+        let status = response.status();
+        let text = read_capped(response, MAX_TOKEN_ANSWER)
+            .await
+            .map_err(|e| fail(format!("→ {status}: {e}")))?;
+        if !status.is_success() {
+            return Err(fail(format!("→ {status}: {}", excerpt(&text))));
+        }
+        let answer: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
+            fail(format!(
+                "→ {status}: the answer is not JSON: {}",
+                excerpt(&text)
+            ))
+        })?;
+        let Some(value) = answer.get("access_token").and_then(|v| v.as_str()) else {
+            return Err(fail(format!(
+                "→ {status}: the answer has no access_token (keys: {})",
+                answer
+                    .as_object()
+                    .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            )));
+        };
+        if let Some(kind) = answer.get("token_type").and_then(|v| v.as_str())
+            && !kind.eq_ignore_ascii_case("bearer")
+        {
+            return Err(fail(format!(
+                "→ {status}: token_type is '{kind}'; ferry sends bearer tokens only"
+            )));
+        }
+        let expires_in = answer.get("expires_in").and_then(|v| {
+            v.as_f64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        });
+        let renew_at = expires_in.filter(|s| *s > 0.0).map(|secs| {
+            let life = Duration::from_secs_f64(secs.min(1e9));
+            // Renew a little before the end, so no request carries a token that expires
+            // on its way.
+            let margin = (life / 10).min(Duration::from_secs(60));
+            Instant::now() + life - margin
+        });
+        Ok(Token {
+            value: value.to_owned(),
+            renew_at,
+        })
+    }
+}
+
+impl HttpConnection {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// `scheme://host:port` of `base_url`: the only origin credentials go to.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub fn delivery(&self) -> Delivery {
+        self.delivery
+    }
+
+    /// The values no message may show.
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets
+    }
+
+    /// How many token requests this connection made (tests and the Routes page).
+    pub fn token_requests(&self) -> u64 {
+        match &self.auth {
+            Some(Auth::OAuth2(o)) => o.fetched.load(Ordering::Relaxed),
+            _ => 0,
+        }
+    }
+
+    /// `path` (placeholders already expanded) resolved against `base_url`. A leading `/`
+    /// stays below the base too; a full URL must be on the connection's origin.
+    pub fn url(&self, path: &str) -> Result<reqwest::Url, String> {
+        let url = if path.contains("://") {
+            reqwest::Url::parse(path).map_err(|e| format!("'{path}' is not a URL: {e}"))?
+        } else {
+            self.base
+                .join(path.trim_start_matches('/'))
+                .map_err(|e| format!("'{path}' is not a path below {}: {e}", self.base))?
+        };
+        Ok(url)
+    }
+
+    /// Sends `request` (built with [`HttpConnection::client`]) with the connection's
+    /// headers and credentials when it goes to the connection's origin (never elsewhere).
+    /// With OAuth2, a 401 fetches a new token and sends once more.
+    pub async fn send(&self, mut request: reqwest::Request) -> Result<reqwest::Response, String> {
+        let own = origin_of(request.url()).as_deref() == Some(self.origin.as_str());
+        if !own {
+            return self.execute(request).await;
+        }
+        for (name, value) in &self.headers {
+            if !request.headers().contains_key(name) {
+                request.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        let Some(Auth::OAuth2(oauth)) = &self.auth else {
+            self.sign(&mut request);
+            return self.execute(request).await;
+        };
+        let again = request.try_clone();
+        let token = oauth
+            .token(&self.client, self.timeout, None, &self.secrets)
+            .await?;
+        bearer(&mut request, &token);
+        let response = self.execute(request).await?;
+        if response.status() != reqwest::StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let Some(mut again) = again else {
+            return Ok(response);
+        };
+        // The API refused the token (revoked, or expired early): one new token, one more try.
+        let fresh = oauth
+            .token(&self.client, self.timeout, Some(&token), &self.secrets)
+            .await?;
+        bearer(&mut again, &fresh);
+        self.execute(again).await
+    }
+
+    fn sign(&self, request: &mut reqwest::Request) {
+        match &self.auth {
+            None | Some(Auth::OAuth2(_)) => {}
+            Some(Auth::Header(v)) => {
+                request
+                    .headers_mut()
+                    .insert(reqwest::header::AUTHORIZATION, v.clone());
+            }
+            Some(Auth::ApiKeyHeader(n, v)) => {
+                request.headers_mut().insert(n.clone(), v.clone());
+            }
+            Some(Auth::ApiKeyQuery(name, value)) => {
+                request
+                    .url_mut()
+                    .query_pairs_mut()
+                    .append_pair(name, value.expose());
+            }
+        }
+    }
+
+    async fn execute(&self, request: reqwest::Request) -> Result<reqwest::Response, String> {
+        let shown = format!("{} {}", request.method(), self.shown(request.url()));
+        let timeout = request.timeout().copied().unwrap_or(self.timeout);
+        self.client.execute(request).await.map_err(|e| {
+            let why = if e.is_timeout() {
+                format!("timeout after {timeout:?}")
+            } else {
+                error_chain(&e)
+            };
+            redact(&format!("{shown}: {why}"), &self.secrets)
+        })
+    }
+
+    /// A URL as messages show it: an API key sent in the query is masked.
+    pub fn shown(&self, url: &reqwest::Url) -> String {
+        redact(url.as_str(), &self.secrets)
+    }
+}
+
+fn bearer(request: &mut reqwest::Request, token: &str) {
+    if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+        v.set_sensitive(true);
+        request
+            .headers_mut()
+            .insert(reqwest::header::AUTHORIZATION, v);
+    }
+}
+
+#[async_trait]
+impl Connect for HttpConnection {
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
+    fn describe(&self) -> Vec<(String, String)> {
+        let mut out = vec![
+            ("base_url".to_owned(), self.base.to_string()),
+            ("auth".to_owned(), self.auth_kind.to_owned()),
+            ("timeout".to_owned(), format!("{:?}", self.timeout)),
+        ];
+        if let Some(ca) = &self.tls.ca_file {
+            out.push(("tls.ca_file".into(), ca.clone()));
+        }
+        if self.tls.client_cert.is_some() {
+            out.push(("tls.client_cert".into(), "***".into()));
+        }
+        for (name, _) in &self.headers {
+            out.push((format!("headers.{name}"), "***".into()));
+        }
+        out
+    }
+
+    async fn check(&self) -> Result<String, String> {
+        let started = Instant::now();
+        let host = self.base.host_str().unwrap_or_default().to_owned();
+        let port = self.base.port_or_known_default().unwrap_or(443);
+        if tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .is_err()
+        {
+            return Err(format!("DNS: cannot resolve {host}"));
+        }
+        let mut steps = Vec::new();
+        if let Some(Auth::OAuth2(o)) = &self.auth {
+            o.token(&self.client, self.timeout, None, &self.secrets)
+                .await?;
+            steps.push("OAuth2 token issued");
+        }
+        let head = self
+            .client
+            .head(self.base.clone())
+            .timeout(self.timeout)
+            .build();
+        let head = head.map_err(|e| format!("HEAD {}: {e}", self.base))?;
+        let mut response = self.send(head).await?;
+        if response.status() == reqwest::StatusCode::METHOD_NOT_ALLOWED {
+            let get = self
+                .client
+                .get(self.base.clone())
+                .timeout(self.timeout)
+                .build()
+                .map_err(|e| format!("GET {}: {e}", self.base))?;
+            response = self.send(get).await?;
+        }
+        let status = response.status();
+        if self.base.scheme() == "https" {
+            steps.insert(0, "TLS verified");
+        }
+        let summary = format!(
+            "{} → {status}{}{} ({} ms)",
+            self.base,
+            if steps.is_empty() { "" } else { "; " },
+            steps.join(", "),
+            started.elapsed().as_millis()
+        );
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(format!("{summary}: the credentials were refused"));
+        }
+        if status.is_server_error() {
+            return Err(format!("{summary}: the server failed"));
+        }
+        Ok(summary)
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base64;
+
+    #[test]
+    fn base64_pads_like_rfc_4648() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"ferry:s3cret"), "ZmVycnk6czNjcmV0");
+    }
+}

@@ -1,0 +1,198 @@
+//! The `http` publisher: one request per task, the body made from the entity.
+
+use super::{Endpoint, MAX_REDIRECTS, Target, excerpt, read_capped, redirect_target};
+use crate::connectors::settings::{self, Method, jq_opt};
+use crate::connectors::{BuildResult, Built, Context, Publish, PublisherKind};
+use crate::jq::JqProgram;
+use async_trait::async_trait;
+use ferry_core::TaskId;
+use ferry_core::config::ConnectorSpec;
+use ferry_core::retry::Failure;
+use reqwest::header::HeaderName;
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Largest answer read (for the error excerpt and `response`).
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    #[serde(default)]
+    method: Option<Method>,
+    /// A 3xx answer fails the task unless this is set; then redirects within the origin
+    /// are followed (up to 5), and one to another origin still fails.
+    #[serde(default)]
+    follow_redirects: bool,
+    /// jq over the entity giving the request body; the entity itself when absent.
+    #[serde(default)]
+    body: Option<String>,
+    /// A header carrying the task's identifier, the same on every attempt, so a target
+    /// that knows idempotency keys applies a repeated request once.
+    #[serde(default)]
+    idempotency_header: Option<String>,
+    /// jq over the target's answer (JSON when it is JSON, else its text), noted on the
+    /// task (the id the target gave the entity, say).
+    #[serde(default)]
+    response: Option<String>,
+}
+
+pub(super) struct HttpPublisher;
+
+impl PublisherKind for HttpPublisher {
+    fn build(&self, spec: &ConnectorSpec, ctx: &Context<'_>) -> BuildResult<Arc<dyn Publish>> {
+        let (target, rest) = Target::split(spec)?;
+        let s: Settings = settings::parse(&rest)?;
+        let mut problems = Vec::new();
+        let endpoint = Endpoint::new(spec, ctx, target, &mut problems);
+        let body = jq_opt(spec, "body", s.body.as_deref(), &mut problems);
+        let response = jq_opt(spec, "response", s.response.as_deref(), &mut problems);
+        let idempotency_header = match s.idempotency_header {
+            None => None,
+            Some(h) => match HeaderName::from_bytes(h.as_bytes()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    problems.push(spec.problem(
+                        "idempotency_header",
+                        format!("'{h}' is not a valid header name"),
+                    ));
+                    None
+                }
+            },
+        };
+        let Some(endpoint) = endpoint.filter(|_| problems.is_empty()) else {
+            return Err(problems);
+        };
+        Ok(Built::new(Arc::new(Sender {
+            endpoint,
+            method: s.method.map_or(reqwest::Method::POST, |m| m.0),
+            follow_redirects: s.follow_redirects,
+            body,
+            idempotency_header,
+            response,
+        }) as Arc<dyn Publish>))
+    }
+}
+
+/// Sends the entity (or `body` of it) as JSON. The client follows no redirect: the
+/// headers and credentials must reach the configured origin only, so a 3xx is handled
+/// here.
+struct Sender {
+    endpoint: Endpoint,
+    method: reqwest::Method,
+    follow_redirects: bool,
+    body: Option<JqProgram>,
+    idempotency_header: Option<HeaderName>,
+    response: Option<JqProgram>,
+}
+
+fn failure(message: String) -> Failure {
+    Failure {
+        message,
+        http_status: None,
+    }
+}
+
+impl Sender {
+    fn body(&self, entity: &Value) -> Result<Value, Failure> {
+        let Some(p) = &self.body else {
+            return Ok(entity.clone());
+        };
+        let mut out = p
+            .run(entity)
+            .map_err(|e| failure(format!("body `{}`: {e}", p.code())))?;
+        match out.len() {
+            1 => Ok(out.remove(0)),
+            n => Err(failure(format!(
+                "body `{}` made {n} values of the entity; a request carries exactly one",
+                p.code()
+            ))),
+        }
+    }
+
+    /// What `response` picks from the answer, for the task's log.
+    fn picked(&self, text: &str) -> Option<String> {
+        let p = self.response.as_ref()?;
+        let answer = serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()));
+        Some(match p.run(&answer) {
+            Ok(values) => values
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            Err(e) => format!("(response `{}` failed: {e})", p.code()),
+        })
+    }
+}
+
+#[async_trait]
+impl Publish for Sender {
+    async fn publish(&self, entity: &Value, task: &TaskId) -> Result<String, Failure> {
+        let first = self.endpoint.url(Some(entity)).map_err(failure)?;
+        let body = self.body(entity)?;
+        let method = &self.method;
+        let (mut current, mut redirects) = (first.clone(), 0);
+        loop {
+            let shown = self.endpoint.redact(current.as_str());
+            let mut req = self
+                .endpoint
+                .request(method.clone(), current.clone())
+                .json(&body);
+            if let Some(h) = &self.idempotency_header {
+                req = req.header(h, task.as_str());
+            }
+            let request = req
+                .build()
+                .map_err(|e| failure(format!("{method} {shown}: {e}")))?;
+            let response = self.endpoint.send(request).await.map_err(failure)?;
+            let status = response.status();
+            let fail = |message: String| Failure {
+                message: self
+                    .endpoint
+                    .redact(&format!("{method} {shown} → {status}: {message}")),
+                http_status: Some(status.as_u16()),
+            };
+            if status.is_success() {
+                let picked = if self.response.is_some() {
+                    let text = read_capped(response, MAX_ANSWER_BYTES)
+                        .await
+                        .unwrap_or_else(|e| e);
+                    self.picked(&text)
+                } else {
+                    None
+                };
+                return Ok(match picked {
+                    Some(p) => format!("{method} {shown} → {status}; response: {}", excerpt(&p)),
+                    None => format!("{method} {shown} → {status}"),
+                });
+            }
+            if let Some(to) = redirect_target(&response, &current) {
+                if !self.follow_redirects {
+                    return Err(fail(format!(
+                        "redirected to {to}; redirects are not followed unless follow_redirects = true on the publisher"
+                    )));
+                }
+                if to.origin() != first.origin() {
+                    return Err(fail(format!(
+                        "redirected to {to}, on another origin than {}; only redirects within it are followed",
+                        first.origin().ascii_serialization()
+                    )));
+                }
+                if redirects == MAX_REDIRECTS {
+                    return Err(fail(format!(
+                        "redirected to {to} after {MAX_REDIRECTS} redirects already; no more are followed"
+                    )));
+                }
+                redirects += 1;
+                current = to;
+                continue;
+            }
+            let text = read_capped(response, 64 * 1024).await.unwrap_or_else(|e| e);
+            return Err(fail(excerpt(&text)));
+        }
+    }
+}
