@@ -235,7 +235,7 @@ async fn token(State(auth): State<Auth>, headers: HeaderMap, body: String) -> im
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .map(|b| decode_basic(b))
+        .map(decode_basic)
         .unwrap_or_default();
     if given != expected || !body.contains("grant_type=client_credentials") {
         // Some endpoints echo what they were sent: ferry must not show it.

@@ -59,8 +59,9 @@ async fn subscriber_fixtures(dir: &std::path::Path) -> Vec<SubscriberFixture> {
                 "[[connections]]\nid = \"api\"\ntype = \"http\"\nbase_url = \"{}/\"\nauth = {{ type = \"bearer\", token = \"${{env:API_TOKEN}}\" }}\n",
                 api.url
             ),
-            subscriber: r#"{ type = "http", connection = "api", path = "products", items = ".data[]" }"#
-                .into(),
+            subscriber:
+                r#"{ type = "http", connection = "api", path = "products", items = ".data[]" }"#
+                    .into(),
             bad_origin: "(page 1) item 2",
             _target: Some(api),
         },
@@ -113,7 +114,11 @@ async fn every_subscriber_yields_each_entity_once_and_names_where_a_bad_item_cam
             .list_tasks(&ferry_core::TaskQuery::default())
             .await
             .unwrap();
-        let mut ids: Vec<&str> = tasks.items.iter().map(|t| t.entity_identifier.as_str()).collect();
+        let mut ids: Vec<&str> = tasks
+            .items
+            .iter()
+            .map(|t| t.entity_identifier.as_str())
+            .collect();
         ids.sort_unstable();
         assert_eq!(ids, ["A", "B", "C"], "{}: each entity once", f.kind);
         assert_eq!(run.errors.len(), 1, "{}: {:?}", f.kind, run.errors);
@@ -162,8 +167,15 @@ impl PublisherFixture {
 
 async fn publisher_fixtures() -> Vec<PublisherFixture> {
     let good = Target::start(|_, r| {
-        let keyed = r.headers.iter().any(|(k, v)| k == "x-api-key" && v == SECRET);
-        let status = if keyed { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
+        let keyed = r
+            .headers
+            .iter()
+            .any(|(k, v)| k == "x-api-key" && v == SECRET);
+        let status = if keyed {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
         (status, "{}".into(), Duration::ZERO)
     })
     .await;
@@ -196,7 +208,11 @@ async fn publisher_fixtures() -> Vec<PublisherFixture> {
         },
         PublisherFixture {
             kind: "http",
-            connections: format!("{}{}", connection("good", &good.url), connection("bad", &failing.url)),
+            connections: format!(
+                "{}{}",
+                connection("good", &good.url),
+                connection("bad", &failing.url)
+            ),
             good: r#"{ type = "http", connection = "good", path = "p/{sku}" }"#.into(),
             failing: r#"{ type = "http", connection = "bad", path = "p/{sku}" }"#.into(),
             target: Some(good),
@@ -243,7 +259,8 @@ retry = {retry}
 }
 
 #[tokio::test]
-async fn every_publisher_sends_each_task_once_and_fails_as_the_policy_says_without_showing_a_secret() {
+async fn every_publisher_sends_each_task_once_and_fails_as_the_policy_says_without_showing_a_secret()
+ {
     for f in publisher_fixtures().await {
         for (retry, expected) in [
             (r#"{ max_attempts = 3, interval = "1m" }"#, Status::Retry),
@@ -267,7 +284,11 @@ async fn every_publisher_sends_each_task_once_and_fails_as_the_policy_says_witho
                 assert_eq!(task.summary.status, expected, "{} with {retry}", f.kind);
                 let log = h.export_log(id).await.join("\n");
                 assert!(log.contains("error"), "{}: {log}", f.kind);
-                assert!(!log.contains(SECRET), "{}: the secret shows in {log}", f.kind);
+                assert!(
+                    !log.contains(SECRET),
+                    "{}: the secret shows in {log}",
+                    f.kind
+                );
             }
         }
     }

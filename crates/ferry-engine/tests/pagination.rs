@@ -58,7 +58,11 @@ async fn run(target: &Target, subscriber: &str) -> (ferry_engine::IncomingRun, H
 async fn page_numbers_are_followed_until_an_empty_page() {
     let target = Target::start(|_, r| {
         let page: usize = query(&r.path)["p"].parse().unwrap();
-        (StatusCode::OK, format!("{{\"items\": {}}}", items((page - 1) * 3, 3)), Duration::ZERO)
+        (
+            StatusCode::OK,
+            format!("{{\"items\": {}}}", items((page - 1) * 3, 3)),
+            Duration::ZERO,
+        )
     })
     .await;
     let (run, _h) = run(
@@ -68,8 +72,16 @@ async fn page_numbers_are_followed_until_an_empty_page() {
     .await;
     assert!(run.errors.is_empty(), "{:?}", run.errors);
     assert_eq!(run.created, ALL as u64);
-    let pages: Vec<String> = target.requests().iter().map(|r| query(&r.path)["p"].clone()).collect();
-    assert_eq!(pages, ["1", "2", "3", "4"], "the fourth page is empty and ends the run");
+    let pages: Vec<String> = target
+        .requests()
+        .iter()
+        .map(|r| query(&r.path)["p"].clone())
+        .collect();
+    assert_eq!(
+        pages,
+        ["1", "2", "3", "4"],
+        "the fourth page is empty and ends the run"
+    );
 }
 
 #[tokio::test]
@@ -87,9 +99,19 @@ async fn offsets_advance_by_the_items_read_until_a_short_page() {
     .await;
     assert!(run.errors.is_empty(), "{:?}", run.errors);
     assert_eq!(run.created, ALL as u64);
-    let offsets: Vec<String> = target.requests().iter().map(|r| query(&r.path)["start"].clone()).collect();
+    let offsets: Vec<String> = target
+        .requests()
+        .iter()
+        .map(|r| query(&r.path)["start"].clone())
+        .collect();
     assert_eq!(offsets, ["0", "3", "6"]);
-    assert!(target.requests().iter().all(|r| query(&r.path)["lang"] == "en"), "the configured query stays");
+    assert!(
+        target
+            .requests()
+            .iter()
+            .all(|r| query(&r.path)["lang"] == "en"),
+        "the configured query stays"
+    );
 }
 
 #[tokio::test]
@@ -99,19 +121,24 @@ async fn the_link_header_leads_to_the_next_page() {
     let seen = pages.clone();
     let app = axum::Router::new().route(
         "/products",
-        axum::routing::get(move |axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>| {
-            let seen = seen.clone();
-            async move {
-                let n: usize = q.get("cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
-                seen.lock().unwrap().push(n.to_string());
-                let mut headers = axum::http::HeaderMap::new();
-                if n + 3 < ALL {
-                    let link = format!("</products?cursor={}>; rel=\"next\", </products>; rel=\"first\"", n + 3);
-                    headers.insert("link", link.parse().unwrap());
+        axum::routing::get(
+            move |axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>| {
+                let seen = seen.clone();
+                async move {
+                    let n: usize = q.get("cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
+                    seen.lock().unwrap().push(n.to_string());
+                    let mut headers = axum::http::HeaderMap::new();
+                    if n + 3 < ALL {
+                        let link = format!(
+                            "</products?cursor={}>; rel=\"next\", </products>; rel=\"first\"",
+                            n + 3
+                        );
+                        headers.insert("link", link.parse().unwrap());
+                    }
+                    (headers, items(n, 3))
                 }
-                (headers, items(n, 3))
-            }
-        }),
+            },
+        ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -129,8 +156,16 @@ async fn the_link_header_leads_to_the_next_page() {
 #[tokio::test]
 async fn a_next_url_from_pagination_works_like_the_plain_next_key() {
     let target = Target::start(|n, _| {
-        let next = if n < 2 { format!("\"/products?page={}\"", n + 2) } else { "null".into() };
-        (StatusCode::OK, format!("{{\"data\": {}, \"next\": {next}}}", items(n * 3, 3)), Duration::ZERO)
+        let next = if n < 2 {
+            format!("\"/products?page={}\"", n + 2)
+        } else {
+            "null".into()
+        };
+        (
+            StatusCode::OK,
+            format!("{{\"data\": {}, \"next\": {next}}}", items(n * 3, 3)),
+            Duration::ZERO,
+        )
     })
     .await;
     let (run, _h) = run(
@@ -157,7 +192,11 @@ async fn a_run_that_fails_part_way_keeps_its_pages_and_does_not_move_since() {
             .map(|i| format!("{{\"sku\": \"P-{}\", \"v\": {}}}", i + 1, i + 1))
             .collect();
         let page_items: Vec<String> = all.iter().skip((page - 1) * 3).take(3).cloned().collect();
-        (StatusCode::OK, format!("[{}]", page_items.join(",")), Duration::ZERO)
+        (
+            StatusCode::OK,
+            format!("[{}]", page_items.join(",")),
+            Duration::ZERO,
+        )
     })
     .await;
     let (run, h) = run(

@@ -19,7 +19,9 @@ async fn https_api() -> (LocalCa, String) {
         .route("/api/", get(|| async { "hello" }))
         .route(
             "/oauth/token",
-            post(|| async { r#"{"access_token": "t-1", "token_type": "bearer", "expires_in": 60}"# }),
+            post(|| async {
+                r#"{"access_token": "t-1", "token_type": "bearer", "expires_in": 60}"#
+            }),
         );
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://localhost:{}", tcp.local_addr().unwrap().port());
@@ -91,7 +93,10 @@ async fn check_connect_reports_each_connection_and_fails_when_one_is_down() {
     assert!(text.contains("connection shop: ok"), "{text}");
     assert!(text.contains("TLS verified, OAuth2 token issued"), "{text}");
     assert!(text.contains("connection erp: FAILED"), "{text}");
-    assert!(text.contains("1 of 2 connection(s) could not be reached"), "{text}");
+    assert!(
+        text.contains("1 of 2 connection(s) could not be reached"),
+        "{text}"
+    );
     assert!(!text.contains(SECRET), "the secret shows: {text}");
 }
 
