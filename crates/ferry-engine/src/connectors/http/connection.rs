@@ -227,9 +227,10 @@ impl ConnectionKind for HttpConnectionKind {
                 ctx.client.clone()
             }
         };
+        let mut secrets = ctx.secrets.to_vec();
         let (auth, auth_kind) = match s.auth {
             None => (None, "none"),
-            Some(a) => match auth(spec, a) {
+            Some(a) => match auth(spec, a, &mut secrets) {
                 Ok(pair) => (Some(pair.0), pair.1),
                 Err(p) => {
                     problems.push(p);
@@ -261,7 +262,7 @@ impl ConnectionKind for HttpConnectionKind {
                 rate_limit: s.rate_limit,
                 circuit_breaker: s.circuit_breaker,
             },
-            secrets: ctx.secrets.clone(),
+            secrets: Arc::new(secrets),
         };
         let mut built = Built::new(Arc::new(connection) as Arc<dyn Connect>);
         for (key, set) in [
@@ -310,7 +311,13 @@ pub(super) fn header_list(
     out
 }
 
-fn auth(spec: &ConnectorSpec, a: AuthSettings) -> Result<(Auth, &'static str), Problem> {
+/// The sign-in of a connection; credentials derived from secrets (the encoded Basic
+/// pair) are added to `secrets`, so an API that echoes them does not show them.
+fn auth(
+    spec: &ConnectorSpec,
+    a: AuthSettings,
+    secrets: &mut Vec<String>,
+) -> Result<(Auth, &'static str), Problem> {
     let sensitive = |key: &str, text: String| {
         HeaderValue::from_str(&text)
             .map(|mut v| {
@@ -322,7 +329,9 @@ fn auth(spec: &ConnectorSpec, a: AuthSettings) -> Result<(Auth, &'static str), P
     Ok(match a {
         AuthSettings::Basic { username, password } => {
             let raw = format!("{username}:{}", password.expose());
-            let value = format!("Basic {}", base64(raw.as_bytes()));
+            let encoded = base64(raw.as_bytes());
+            secrets.push(encoded.clone());
+            let value = format!("Basic {encoded}");
             (Auth::Header(sensitive("auth.password", value)?), "basic")
         }
         AuthSettings::Bearer { token } => {

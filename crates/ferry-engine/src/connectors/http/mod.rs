@@ -160,6 +160,9 @@ impl Endpoint {
         let client = connection
             .as_ref()
             .map_or_else(|| ctx.client.clone(), |c| c.client().clone());
+        let secrets = connection
+            .as_ref()
+            .map_or_else(|| ctx.secrets.clone(), |c| Arc::new(c.secrets().to_vec()));
         Some(Endpoint {
             connection,
             client,
@@ -167,7 +170,7 @@ impl Endpoint {
             timeout,
             target: template,
             origin,
-            secrets: ctx.secrets.clone(),
+            secrets,
         })
     }
 
