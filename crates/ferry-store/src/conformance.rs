@@ -53,6 +53,7 @@ macro_rules! conformance_suite {
             extended_leases_keep_tasks_from_recovery,
             a_schedule_fires_once_per_due_time,
             a_since_mark_is_kept_per_incoming_and_can_be_reset,
+            a_since_mark_is_stored_as_given_whatever_its_text_or_order,
             syncing_schedules_keeps_next_runs_unless_the_expression_changed,
             pruning_removes_old_final_tasks_only,
             pruning_by_count_keeps_the_newest_tasks,
@@ -892,6 +893,33 @@ fn schedule(name: &str, expression: &str, next_ms: i64) -> ScheduleEntry {
         expression: expression.into(),
         next_run_at: at(next_ms),
     }
+}
+
+/// The store keeps what it is given: the engine decides which value is greatest (numbers
+/// by value, text as text), so a later write of a "smaller" value still replaces.
+pub async fn a_since_mark_is_stored_as_given_whatever_its_text_or_order(store: &dyn Store) {
+    let odd = format!("ünïcode 'quoted' \"double\" %_ {}", "x".repeat(1_000));
+    store.set_since_mark("shop", &odd, at(1_000)).await.unwrap();
+    let mark = store.since_mark("shop").await.unwrap().unwrap();
+    assert_eq!(
+        mark,
+        SinceMark {
+            value: odd,
+            updated_at: at(1_000)
+        }
+    );
+    store.set_since_mark("shop", "10", at(2_000)).await.unwrap();
+    store.set_since_mark("shop", "9", at(3_000)).await.unwrap();
+    assert_eq!(
+        store.since_mark("shop").await.unwrap(),
+        Some(SinceMark {
+            value: "9".into(),
+            updated_at: at(3_000)
+        }),
+        "the last write wins"
+    );
+    assert!(!store.reset_since_mark("never-stored").await.unwrap());
+    assert_eq!(store.since_marks().await.unwrap().len(), 1);
 }
 
 pub async fn a_since_mark_is_kept_per_incoming_and_can_be_reset(store: &dyn Store) {

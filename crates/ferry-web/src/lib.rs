@@ -9,6 +9,7 @@ pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod connections;
 pub mod error;
 pub mod jobs;
 pub mod login;
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .merge(jobs::router())
         .merge(audit::router())
         .merge(routes::router())
+        .merge(connections::router())
         .merge(pages::router())
         .route_layer(from_fn(|r, n| guard(Need::ByMethod, r, n)));
     let admin = access::router()

@@ -35,6 +35,8 @@ use utoipa::OpenApi;
         crate::routes::run_incoming,
         crate::routes::reset_since,
         crate::routes::retention,
+        crate::connections::list,
+        crate::connections::test,
         crate::webhooks::receive,
         crate::health,
     ),

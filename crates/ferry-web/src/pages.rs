@@ -857,3 +857,25 @@ async fn routes_page(
     };
     render(&t)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ago_says_how_long_in_the_largest_whole_unit() {
+        let now = Timestamp::from_millis(1_767_225_600_000);
+        let before = |s: i64| ago(now.plus_millis(-s * 1_000), now);
+        assert_eq!(before(0), "less than a minute ago");
+        assert_eq!(before(59), "less than a minute ago");
+        assert_eq!(before(180), "3 min ago");
+        assert_eq!(before(7_199), "1 h ago");
+        assert_eq!(before(86_400), "1 day ago");
+        assert_eq!(before(3 * 86_400 + 5), "3 days ago");
+        assert_eq!(
+            ago(now.plus_millis(5_000), now),
+            "less than a minute ago",
+            "a clock a little ahead is not the future"
+        );
+    }
+}

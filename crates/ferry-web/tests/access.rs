@@ -56,6 +56,12 @@ fn endpoints() -> Vec<(Method, &'static str, Option<Value>, char)> {
         (M::POST, "/api/v1/incoming/files/run", Some(json!({})), 'O'),
         (
             M::POST,
+            "/api/v1/incoming/files/reset-since",
+            Some(json!({})),
+            'A',
+        ),
+        (
+            M::POST,
             "/api/v1/webhooks/shop",
             Some(json!({"sku": "M-1", "price": "1"})),
             'O',
@@ -657,6 +663,48 @@ async fn every_operator_action_lands_in_the_audit_trail_with_who_and_from_where(
         app.get("/api/v1/audit?action=drop-table").await.status(),
         400
     );
+}
+
+#[tokio::test]
+async fn only_an_admin_may_reset_a_since_mark() {
+    let app = TestApp::start().await;
+    let at = ferry_core::Timestamp::now();
+    let store = app.state.store();
+    store
+        .set_since_mark("shop", "2026-01-05T10:00:00Z", at)
+        .await
+        .unwrap();
+    for role in [Role::Viewer, Role::Operator] {
+        let client = client_with_token(&app.token(&format!("reset-{role}"), role).await);
+        let r = client
+            .post(app.url("/api/v1/incoming/shop/reset-since"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{role}");
+        let body: Value = r.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("the {role} role"))
+                && message.contains("resetting since marks need the admin role"),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        store.since_mark("shop").await.unwrap().map(|m| m.value),
+        Some("2026-01-05T10:00:00Z".to_owned()),
+        "a refused reset leaves the mark"
+    );
+    let trail = app.get_ok("/api/v1/audit?action=since.reset").await;
+    assert_eq!(trail["total"], 0, "{trail}");
+    let r = app
+        .anonymous
+        .post(app.url("/api/v1/incoming/shop/reset-since"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{TestApp, assert_error};
+use ferry_core::Timestamp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -453,6 +454,118 @@ async fn routes_are_listed_with_counts_and_shown_with_their_policy() {
     assert_eq!(patient["counts"]["retry"], 7);
 }
 
+/// Stores a since mark for `incoming`, as a successful incremental run would.
+async fn store_since_mark(app: &TestApp, incoming: &str, value: &str, at: Timestamp) {
+    app.state
+        .store()
+        .set_since_mark(incoming, value, at)
+        .await
+        .expect("set since mark");
+}
+
+#[tokio::test]
+async fn a_route_shows_the_since_marks_of_its_incoming_configurations_only() {
+    let app = TestApp::start().await;
+    let three_min_ago = Timestamp::now().plus_millis(-180_000);
+    store_since_mark(&app, "shop", "2026-01-05T10:00:00Z", three_min_ago).await;
+    store_since_mark(&app, "orders", "41", three_min_ago).await;
+    store_since_mark(&app, "files", "not on any route", three_min_ago).await;
+
+    let archive = app.get_ok("/api/v1/routes/archive").await;
+    assert_eq!(
+        archive["since"],
+        json!({
+            "shop": {"value": "2026-01-05T10:00:00Z", "updated_at": three_min_ago.to_rfc3339()},
+            "orders": {"value": "41", "updated_at": three_min_ago.to_rfc3339()},
+        }),
+        "signed has no mark and files is not an incoming of archive: {archive}"
+    );
+    let strict = app.get_ok("/api/v1/routes/strict").await;
+    assert_eq!(
+        strict["since"],
+        json!({"shop": {"value": "2026-01-05T10:00:00Z", "updated_at": three_min_ago.to_rfc3339()}})
+    );
+    app.state.store().reset_since_mark("shop").await.unwrap();
+    assert_eq!(
+        app.get_ok("/api/v1/routes/strict").await["since"],
+        json!({})
+    );
+
+    let page = app.get("/routes").await.text().await.unwrap();
+    let archive_html = &page[page.find("id=\"route-archive\"").unwrap()..];
+    let archive_html = &archive_html[..archive_html.find("</article>").unwrap()];
+    assert!(
+        archive_html.contains("orders: since <code>41</code>, updated")
+            && archive_html.contains(&format!("datetime=\"{}\"", three_min_ago.to_rfc3339()))
+            && archive_html.contains("(3 min ago)"),
+        "{archive_html}"
+    );
+    assert!(!page.contains("not on any route"), "{page}");
+}
+
+#[tokio::test]
+async fn an_admin_resets_a_since_mark_and_the_audit_trail_names_the_value_removed() {
+    let app = TestApp::start().await;
+    let at = Timestamp::now().plus_millis(-60_000);
+    store_since_mark(&app, "shop", "2026-01-05T10:00:00Z", at).await;
+    store_since_mark(&app, "orders", "41", at).await;
+
+    let reset = app
+        .post_ok("/api/v1/incoming/shop/reset-since", &json!({}))
+        .await;
+    let previous = json!({"value": "2026-01-05T10:00:00Z", "updated_at": at.to_rfc3339()});
+    assert_eq!(
+        reset,
+        json!({"incoming": "shop", "reset": true, "previous": previous})
+    );
+    let store = app.state.store();
+    assert_eq!(store.since_mark("shop").await.unwrap(), None);
+    assert!(
+        store.since_mark("orders").await.unwrap().is_some(),
+        "other incoming configurations keep theirs"
+    );
+    let again = app
+        .post_ok("/api/v1/incoming/shop/reset-since", &json!({}))
+        .await;
+    assert_eq!(
+        again,
+        json!({"incoming": "shop", "reset": false, "previous": null})
+    );
+
+    let trail = app.get_ok("/api/v1/audit?action=since.reset").await;
+    assert_eq!(trail["total"], 2, "{trail}");
+    let (newest, first) = (&trail["items"][0], &trail["items"][1]);
+    assert_eq!(first["actor"], "token:test-admin");
+    assert_eq!(first["origin"], "127.0.0.1");
+    assert_eq!(
+        first["target"],
+        json!({"incoming": "shop", "reset": true, "previous": previous})
+    );
+    assert_eq!(
+        newest["target"],
+        json!({"incoming": "shop", "reset": false, "previous": null})
+    );
+
+    let r = app
+        .post("/api/v1/incoming/nope/reset-since", &json!({}))
+        .await;
+    assert_error(
+        r,
+        StatusCode::NOT_FOUND,
+        "incoming_not_found",
+        "no incoming configuration is called 'nope'; the incoming configurations are: shop, orders, signed, files",
+    )
+    .await;
+    let (_, total) = store
+        .list_actions(&ferry_store::AuditQuery {
+            action: Some("since.reset".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(total, 2, "an unknown incoming configuration is not audited");
+}
+
 #[tokio::test]
 async fn the_openapi_document_describes_the_api() {
     let app = TestApp::start().await;
@@ -471,6 +584,7 @@ async fn the_openapi_document_describes_the_api() {
         "/api/v1/routes/{id}",
         "/api/v1/routes/{id}/run",
         "/api/v1/incoming/{id}/run",
+        "/api/v1/incoming/{id}/reset-since",
         "/api/v1/webhooks/{incoming_id}",
         "/api/v1/audit",
         "/api/v1/users",

@@ -1,5 +1,5 @@
-//! The `ferry` binary: `serve` and `demo` run the server; `tasks` and `routes` are the
-//! operator CLI, which talks to a running server over its HTTP API.
+//! The `ferry` binary: `serve` and `demo` run the server; `tasks`, `routes` and
+//! `incoming` are the operator CLI, which talks to a running server over its HTTP API.
 #![forbid(unsafe_code)]
 
 mod access_cmd;
@@ -8,6 +8,7 @@ mod client;
 mod demo;
 mod demo_supplier;
 mod filter_args;
+mod incoming_cmd;
 mod routes_cmd;
 mod serve;
 mod table;
@@ -48,6 +49,9 @@ enum Command {
     /// List and run routes on a running server.
     #[command(subcommand)]
     Routes(routes_cmd::Command),
+    /// Manage incoming configurations on a running server (reset a since mark).
+    #[command(subcommand)]
+    Incoming(incoming_cmd::Command),
     /// Add, list, disable and change the role of users (on the configured store).
     #[command(subcommand)]
     Users(access_cmd::Users),
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Tasks(cmd) => tasks_cmd::run(*cmd).await,
             Command::Routes(cmd) => routes_cmd::run(cmd).await,
+            Command::Incoming(cmd) => incoming_cmd::run(cmd).await,
             Command::Users(cmd) => access_cmd::users(cmd).await,
             Command::Tokens(cmd) => access_cmd::tokens(cmd).await,
             Command::Bench(args) => bench::run(args).await,

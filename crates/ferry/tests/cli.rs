@@ -204,6 +204,57 @@ async fn operators_list_show_run_skip_and_retry_from_the_command_line() {
     assert!(err.contains("404"), "{err}");
 }
 
+#[tokio::test]
+async fn an_admin_resets_a_since_mark_from_the_command_line() {
+    let (server, dir) = start().await;
+    let store = ferry_store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("ferry.db").display()
+    ))
+    .await
+    .expect("the server's store");
+    let at = ferry_core::Timestamp::parse_rfc3339("2026-01-05T10:03:00Z").unwrap();
+    store
+        .set_since_mark("shop", "2026-01-05T10:00:00Z", at)
+        .await
+        .unwrap();
+
+    let out = ok(ferry(&server, &["incoming", "reset-since", "shop"]));
+    assert_eq!(
+        out.trim(),
+        "reset the since mark of shop: it was 2026-01-05T10:00:00Z (stored 2026-01-05T10:03:00.000Z); the next run starts from the configured initial"
+    );
+    assert_eq!(store.since_mark("shop").await.unwrap(), None);
+    let out = ok(ferry(&server, &["incoming", "reset-since", "shop"]));
+    assert_eq!(out.trim(), "no since mark was stored for shop");
+
+    let err = failing(ferry(&server, &["incoming", "reset-since", "nope"]));
+    assert!(
+        err.contains("404")
+            && err.contains(
+                "no incoming configuration is called 'nope'; the incoming configurations are: shop"
+            ),
+        "{err}"
+    );
+    let err = failing(ferry(&server, &["incoming", "reset-since", "Shop/x"]));
+    assert!(err.contains("'Shop/x' is not a valid identifier"), "{err}");
+
+    store.set_since_mark("shop", "7", at).await.unwrap();
+    let operator = common::create_token(&dir.path().join("ferry.toml"), "operator", "ops");
+    let out = Command::new(FERRY)
+        .args(["incoming", "reset-since", "shop", "--server", &server.base])
+        .env("FERRY_TOKEN", &operator)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = failing(out);
+    assert!(err.contains("403") && err.contains("admin role"), "{err}");
+    assert!(
+        store.since_mark("shop").await.unwrap().is_some(),
+        "an operator's reset changes nothing"
+    );
+}
+
 fn write(dir: &Path, text: &str) -> std::path::PathBuf {
     let p = dir.join("bad.toml");
     std::fs::write(&p, text).unwrap();

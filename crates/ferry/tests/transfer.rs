@@ -104,7 +104,8 @@ async fn an_installation_moves_from_sqlite_to_postgresql_without_loss() {
         .find(|l| l.starts_with("url = \"sqlite"))
         .unwrap()
         .to_owned();
-    let target_config = dir.path().join("target.toml");
+    // Next to the demo's own, where its secret file and CA are found.
+    let target_config = demo.join("target.toml");
     std::fs::write(
         &target_config,
         text.replace(&source_url, &format!("url = \"{url}\"")),
