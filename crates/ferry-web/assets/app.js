@@ -367,6 +367,25 @@ function runButtons() {
   }
 }
 
+// ----- Routes page: test a connection
+function connectionTests() {
+  for (const button of $$("button.test-connection")) {
+    button.addEventListener("click", async () => {
+      const out = button.closest(".connection").querySelector(".run-result");
+      busy(button, true);
+      out.textContent = "Reaching the connection…";
+      try {
+        const r = await api("POST", button.dataset.url, {});
+        out.textContent = r.ok ? `Reached: ${r.message}` : `Failed: ${r.message}`;
+        out.classList.toggle("bad", !r.ok);
+      } catch (e) {
+        out.textContent = `The test could not run: ${e.message}`;
+      }
+      busy(button, false);
+    });
+  }
+}
+
 // ----- small things
 function copyButtons() {
   const button = $("#copy-json");
@@ -398,6 +417,7 @@ function menus() {
 
 document.addEventListener("DOMContentLoaded", () => {
   showStoredFlash();
+  connectionTests();
   localTimes();
   presets();
   singleActions();

@@ -36,6 +36,7 @@ pub const ACTIONS: &[&str] = &[
     "bulk.cancel",
     "bulk.resume",
     "since.reset",
+    "connection.test",
 ];
 
 pub fn router() -> Router<AppState> {
@@ -49,7 +50,8 @@ pub struct AuditEntry {
     /// A user's name, or `token:NAME` for an API token.
     pub actor: String,
     /// skip, retry, run, run.incoming, login, login.failed, logout, user.add,
-    /// user.change, token.create, token.revoke, bulk.cancel, bulk.resume or since.reset
+    /// user.change, token.create, token.revoke, bulk.cancel, bulk.resume, since.reset or
+    /// connection.test
     pub action: String,
     pub reason: Option<String>,
     /// The client's address.
@@ -81,7 +83,7 @@ pub struct AuditParams {
     actor: Option<String>,
     /// One of the recorded actions: skip, retry, run, run.incoming, login,
     /// login.failed, logout, user.add, user.change, token.create, token.revoke,
-    /// bulk.cancel, bulk.resume, since.reset.
+    /// bulk.cancel, bulk.resume, since.reset, connection.test.
     action: Option<String>,
     /// Only actions that changed this task.
     task: Option<String>,

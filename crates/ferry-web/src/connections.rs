@@ -76,16 +76,25 @@ pub async fn test(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ConnectionTest>> {
-    let connection = state.engine.connections().get(&id).cloned().ok_or_else(|| {
-        let known: Vec<String> = connections(&state).into_iter().map(|c| c.id).collect();
-        ApiError::not_found(
-            "connection_not_found",
-            format!(
-                "no connection is called '{id}'; the connections are: {}",
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
-            ),
-        )
-    })?;
+    let connection = state
+        .engine
+        .connections()
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| {
+            let known: Vec<String> = connections(&state).into_iter().map(|c| c.id).collect();
+            ApiError::not_found(
+                "connection_not_found",
+                format!(
+                    "no connection is called '{id}'; the connections are: {}",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            )
+        })?;
     let result = connection.check().await;
     let (ok, message) = match result {
         Ok(m) => (true, m),

@@ -660,6 +660,8 @@ struct RoutesPage {
     failed_last_hour_href: String,
     retention: String,
     routes: Vec<RouteView>,
+    /// The configured connections, secrets as `***`.
+    connections: Vec<crate::connections::ConnectionDto>,
 }
 
 fn human(d: std::time::Duration) -> String {
@@ -854,6 +856,7 @@ async fn routes_page(
         failed_last_hour_href: failed_href(&failed_since(None)),
         retention,
         routes,
+        connections: crate::connections::connections(&state),
     };
     render(&t)
 }
