@@ -291,6 +291,16 @@ async fn products(
         );
     }
     shop.seen.lock().unwrap().push(q.clone());
+    if q.contains_key("echo") {
+        let sent = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed for {sent}"),
+        );
+    }
     let since = q.get("updated_since").cloned().unwrap_or_default();
     let all: Vec<Value> = (1..=25)
         .map(|i| json!({"sku": format!("P-{i}"), "name": format!("Product {i}"), "updated_at": format!("2026-02-01T00:00:{i:02}Z")}))
@@ -597,4 +607,23 @@ async fn secrets_never_appear_in_task_logs_or_errors() {
         }
     }
     drop(s);
+}
+
+#[tokio::test]
+async fn an_api_that_echoes_the_oauth2_token_does_not_show_it() {
+    let s = saas(Duration::from_secs(600)).await;
+    let config = saas_config(&s).replace(r#"path = "products""#, r#"path = "products?echo=1""#);
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["ca.pem", "erp-key"] {
+        std::fs::copy(s.dir.path().join(f), dir.path().join(f)).unwrap();
+    }
+    let env = vec![("SHOP_CLIENT_SECRET".to_owned(), CLIENT_SECRET.to_owned())];
+    let h = Harness::with_env(&config, dir, "w", env).await;
+    let run = h.engine.run_incoming("shop-products").await.unwrap();
+    let errors = run.errors.join("\n");
+    assert!(
+        errors.contains("500") && errors.contains("failed for Bearer ***"),
+        "{errors}"
+    );
+    assert!(!errors.contains("tok-1"), "{errors}");
 }

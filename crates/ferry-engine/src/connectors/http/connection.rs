@@ -162,7 +162,7 @@ enum Auth {
     Header(HeaderValue),
     ApiKeyHeader(HeaderName, HeaderValue),
     ApiKeyQuery(String, Secret),
-    OAuth2(OAuth2),
+    OAuth2(Box<OAuth2>),
 }
 
 /// The delivery limits the connection was configured with.
@@ -376,7 +376,7 @@ fn auth(
             }
             form.extend(params);
             (
-                Auth::OAuth2(OAuth2 {
+                Auth::OAuth2(Box::new(OAuth2 {
                     token_url: token_url.0,
                     client_id,
                     client_secret,
@@ -384,7 +384,8 @@ fn auth(
                     form,
                     cache: tokio::sync::Mutex::new(None),
                     fetched: AtomicU64::new(0),
-                }),
+                    recent: std::sync::Mutex::new(Vec::new()),
+                })),
                 "oauth2_client_credentials",
             )
         }
@@ -423,6 +424,8 @@ struct OAuth2 {
     form: Vec<(String, String)>,
     cache: tokio::sync::Mutex<Option<Token>>,
     fetched: AtomicU64,
+    /// The last tokens issued, masked in messages like the configured secrets.
+    recent: std::sync::Mutex<Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -451,6 +454,12 @@ impl OAuth2 {
         *cache = None;
         let token = self.fetch(client, timeout, secrets).await?;
         let value = token.value.clone();
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            recent.push(value.clone());
+            let keep = recent.len().saturating_sub(2);
+            recent.drain(..keep);
+        }
         *cache = Some(token);
         Ok(value)
     }
@@ -668,13 +677,26 @@ impl HttpConnection {
             } else {
                 error_chain(&e)
             };
-            redact(&format!("{shown}: {why}"), &self.secrets)
+            self.redact(&format!("{shown}: {why}"))
         })
     }
 
     /// A URL as messages show it: an API key sent in the query is masked.
     pub fn shown(&self, url: &reqwest::Url) -> String {
-        redact(url.as_str(), &self.secrets)
+        self.redact(url.as_str())
+    }
+
+    /// `text` with the configured secrets and the last OAuth2 tokens masked (an API
+    /// may echo the credentials it was sent).
+    pub fn redact(&self, text: &str) -> String {
+        let masked = redact(text, &self.secrets);
+        match &self.auth {
+            Some(Auth::OAuth2(o)) => {
+                let recent = o.recent.lock().unwrap_or_else(|p| p.into_inner());
+                redact(&masked, &recent)
+            }
+            _ => masked,
+        }
     }
 }
 

@@ -227,9 +227,12 @@ impl Endpoint {
         })
     }
 
-    /// `text` with secret values masked.
+    /// `text` with secret values (and a connection's current tokens) masked.
     pub(crate) fn redact(&self, text: &str) -> String {
-        redact(text, &self.secrets)
+        match &self.connection {
+            Some(c) => c.redact(text),
+            None => redact(text, &self.secrets),
+        }
     }
 }
 
