@@ -231,6 +231,12 @@ impl Engine {
         self.webhooks.get(incoming)
     }
 
+    /// Whether ferry runs this incoming configuration's subscriber itself (a file or an
+    /// http subscriber; a webhook is pushed to instead).
+    pub fn runs_itself(&self, incoming: &str) -> bool {
+        self.sources.contains_key(incoming)
+    }
+
     /// The built connections by id.
     pub fn connections(&self) -> &HashMap<String, Arc<dyn Connect>> {
         &self.connections

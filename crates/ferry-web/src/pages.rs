@@ -751,12 +751,7 @@ async fn routes_page(
             let runnable: Vec<&str> = route
                 .incoming
                 .iter()
-                .filter(|i| {
-                    state
-                        .config()
-                        .incoming(i.as_str())
-                        .is_some_and(|c| c.subscriber.kind != "webhook")
-                })
+                .filter(|i| state.engine.runs_itself(i.as_str()))
                 .map(|i| i.as_str())
                 .collect();
             let p = &route.retry;

@@ -260,7 +260,7 @@ pub async fn receive(
             .config()
             .incoming
             .iter()
-            .filter(|i| i.subscriber.kind == "webhook")
+            .filter(|i| state.engine.webhook(i.id.as_str()).is_some())
             .map(|i| i.id.as_str())
             .collect();
         ApiError::not_found(
@@ -271,7 +271,7 @@ pub async fn receive(
             ),
         )
     })?;
-    if incoming.subscriber.kind != "webhook" {
+    if state.engine.webhook(&incoming_id).is_none() {
         return Err(ApiError::conflict(
             "not_a_webhook",
             format!(
