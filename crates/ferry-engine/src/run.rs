@@ -9,6 +9,8 @@ use ferry_core::config::Route;
 use ferry_core::retry::{AfterFailure, Failure};
 use ferry_core::task::{Level, Message, Task, TaskSummary};
 use ferry_store::{ClaimRequest, Completion, Outcome, StoreError};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,6 +47,23 @@ async fn write_outcomes(
         }
     }
     Ok(())
+}
+
+/// The tasks grouped by entity identifier, each group in the order given (creation
+/// order), the groups in the order of their first task.
+fn by_entity<T>(tasks: impl Iterator<Item = (TaskSummary, T)>) -> Vec<Vec<(TaskSummary, T)>> {
+    let mut groups: Vec<Vec<(TaskSummary, T)>> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (task, value) in tasks {
+        match index.get(&task.entity_identifier) {
+            Some(&i) => groups[i].push((task, value)),
+            None => {
+                index.insert(task.entity_identifier.clone(), groups.len());
+                groups.push(vec![(task, value)]);
+            }
+        }
+    }
+    groups
 }
 
 /// What one route run did.
@@ -341,6 +360,7 @@ impl Engine {
             failed.clone(),
         ));
         let (chain, publisher) = self.outgoing[route.outgoing.as_str()].clone();
+        let in_flight = publisher.max_in_flight().max(1);
         let mut completions = Vec::with_capacity(FLUSH_EVERY);
         let mut last_flush = std::time::Instant::now();
         let mut unstarted = Vec::new();
@@ -361,21 +381,38 @@ impl Engine {
                 .map(|t| (t.summary, t.entity_data))
                 .unzip();
             let transformed = self.transform_all(&chain, entities).await;
-            for (task, transformed) in tasks.into_iter().zip(transformed) {
-                if self.is_stopping() || writer_gone {
-                    unstarted.push(task.id);
-                    continue;
+            // Tasks of one entity go out one after the other, in creation order; up to
+            // the publisher's requests in flight go out at once, each a different entity.
+            let mut groups = by_entity(tasks.into_iter().zip(transformed)).into_iter();
+            let mut running = FuturesUnordered::new();
+            loop {
+                while running.len() < in_flight {
+                    let Some(group) = groups.next() else { break };
+                    if self.is_stopping() || writer_gone {
+                        unstarted.extend(group.into_iter().map(|(t, _)| t.id));
+                        continue;
+                    }
+                    running.push(self.process_in_order(route, publisher.as_ref(), group));
                 }
-                let c = self
-                    .process(route, publisher.as_ref(), task, transformed)
-                    .await;
-                match c.outcome {
-                    Outcome::Finished => summary.finished += 1,
-                    Outcome::Skipped => summary.skipped += 1,
-                    Outcome::Retry { .. } => summary.retry += 1,
-                    Outcome::Failed { .. } => summary.failed += 1,
+                let Some(done) = running.next().await else {
+                    break;
+                };
+                for c in done {
+                    let c = match c {
+                        Ok(c) => c,
+                        Err(id) => {
+                            unstarted.push(id);
+                            continue;
+                        }
+                    };
+                    match c.outcome {
+                        Outcome::Finished => summary.finished += 1,
+                        Outcome::Skipped => summary.skipped += 1,
+                        Outcome::Retry { .. } => summary.retry += 1,
+                        Outcome::Failed { .. } => summary.failed += 1,
+                    }
+                    completions.push(c);
                 }
-                completions.push(c);
                 // Record outcomes as they come, so a crash repeats little that was done.
                 if completions.len() >= FLUSH_EVERY || last_flush.elapsed() >= FLUSH_AFTER {
                     let full = std::mem::replace(&mut completions, Vec::with_capacity(FLUSH_EVERY));
@@ -396,6 +433,25 @@ impl Engine {
             heartbeat,
             unstarted,
         }
+    }
+
+    /// Publishes the tasks of one entity one after the other; once the engine is
+    /// stopping, the ones not started are answered as `Err` (given back unstarted).
+    async fn process_in_order(
+        &self,
+        route: &Route,
+        publisher: &dyn Publish,
+        group: Vec<(TaskSummary, Result<Transformed, String>)>,
+    ) -> Vec<Result<Completion, TaskId>> {
+        let mut out = Vec::with_capacity(group.len());
+        for (task, transformed) in group {
+            if self.is_stopping() {
+                out.push(Err(task.id));
+                continue;
+            }
+            out.push(Ok(self.process(route, publisher, task, transformed).await));
+        }
+        out
     }
 
     /// Extends the leases of `held` every third of a lease until aborted.

@@ -37,9 +37,11 @@ id = "inbox"
 entity_schema = "product"
 subscriber = {{ type = "file", path = "inbox/*.ndjson" }}
 
+# One request at a time: these tests follow the batches in creation order across
+# entities (requests in flight keep the order per entity only: see tests/in_flight.rs).
 [[outgoing]]
 id = "target"
-publisher = {{ type = "http", url = "{target}/p/{{sku}}" }}
+publisher = {{ type = "http", url = "{target}/p/{{sku}}", max_in_flight = 1 }}
 
 [[outgoing]]
 id = "archive"

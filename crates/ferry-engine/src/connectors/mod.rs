@@ -180,6 +180,12 @@ pub trait PublisherKind: Sync {
 pub trait Publish: Send + Sync {
     /// Publishes one entity of task `task`; on success answers a line for the task's log.
     async fn publish(&self, entity: &Value, task: &TaskId) -> Result<String, Failure>;
+
+    /// How many tasks of one route may be published at once (requests in flight). Tasks
+    /// of the same entity are never published at once, whatever this says.
+    fn max_in_flight(&self) -> usize {
+        1
+    }
 }
 
 // ------------------------------------------------------------------ connections

@@ -88,6 +88,9 @@ enum ClientAuth {
     Body,
 }
 
+/// Requests at once through a connection (or a publisher without one) when not set.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 8;
+
 /// `max_in_flight`: a number of requests at once, or `"auto"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaxInFlight {
@@ -112,6 +115,17 @@ impl<'de> Deserialize<'de> for MaxInFlight {
             Raw::S(s) => Err(serde::de::Error::custom(format!(
                 "'{s}' is not a number of requests; use 1 to 1024, or \"auto\""
             ))),
+        }
+    }
+}
+
+impl MaxInFlight {
+    /// The number of requests allowed at once (`auto` is not adaptive yet: it allows
+    /// the default).
+    pub fn limit(setting: Option<MaxInFlight>) -> usize {
+        match setting {
+            Some(MaxInFlight::Fixed(n)) => n as usize,
+            Some(MaxInFlight::Auto) | None => DEFAULT_MAX_IN_FLIGHT as usize,
         }
     }
 }
@@ -185,6 +199,8 @@ pub struct HttpConnection {
     auth_kind: &'static str,
     tls: TlsFiles,
     delivery: Delivery,
+    /// Requests at once through this connection on this node, shared by every route.
+    in_flight: Arc<tokio::sync::Semaphore>,
     secrets: Arc<Vec<String>>,
 }
 
@@ -262,19 +278,31 @@ impl ConnectionKind for HttpConnectionKind {
                 rate_limit: s.rate_limit,
                 circuit_breaker: s.circuit_breaker,
             },
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MaxInFlight::limit(
+                s.max_in_flight,
+            ))),
             secrets: Arc::new(secrets),
         };
         let mut built = Built::new(Arc::new(connection) as Arc<dyn Connect>);
-        for (key, set) in [
-            ("max_in_flight", s.max_in_flight.is_some()),
-            ("rate_limit", s.rate_limit.is_some()),
-            ("circuit_breaker", s.circuit_breaker.is_some()),
+        for (key, set, what) in [
+            (
+                "max_in_flight",
+                s.max_in_flight == Some(MaxInFlight::Auto),
+                "is not adaptive yet: \"auto\" allows the default of 8 requests at once",
+            ),
+            (
+                "rate_limit",
+                s.rate_limit.is_some(),
+                "is checked, but this version of ferry does not apply it yet",
+            ),
+            (
+                "circuit_breaker",
+                s.circuit_breaker.is_some(),
+                "is checked, but this version of ferry does not apply it yet",
+            ),
         ] {
             if set {
-                built.warnings.push(spec.problem(
-                    key,
-                    "is checked, but this version of ferry does not apply it yet: requests go one at a time per route",
-                ));
+                built.warnings.push(spec.problem(key, what));
             }
         }
         Ok(built)
@@ -585,6 +613,11 @@ impl HttpConnection {
         self.delivery
     }
 
+    /// The permits for requests at once through this connection.
+    pub fn in_flight(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.in_flight
+    }
+
     /// The values no message may show.
     pub fn secrets(&self) -> &[String] {
         &self.secrets
@@ -720,6 +753,15 @@ impl Connect for HttpConnection {
             ("base_url".to_owned(), self.base.to_string()),
             ("auth".to_owned(), self.auth_kind.to_owned()),
             ("timeout".to_owned(), format!("{:?}", self.timeout)),
+            (
+                "max_in_flight".to_owned(),
+                format!(
+                    "{} ({} in flight now)",
+                    MaxInFlight::limit(self.delivery.max_in_flight),
+                    MaxInFlight::limit(self.delivery.max_in_flight)
+                        .saturating_sub(self.in_flight.available_permits())
+                ),
+            ),
         ];
         if let Some(ca) = &self.tls.ca_file {
             out.push(("tls.ca_file".into(), ca.clone()));

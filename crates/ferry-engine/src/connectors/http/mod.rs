@@ -5,7 +5,7 @@ mod connection;
 mod publisher;
 mod subscriber;
 
-pub use connection::HttpConnection;
+pub use connection::{HttpConnection, MaxInFlight};
 
 use super::{Context, Kind, settings};
 use ferry_core::config::{ConnectorSpec, Problem, redact};
@@ -43,6 +43,9 @@ pub(crate) struct Endpoint {
     client: reqwest::Client,
     headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
+    /// Requests at once: the connection's permits, or the endpoint's own.
+    in_flight: Arc<tokio::sync::Semaphore>,
+    limit: usize,
     /// The URL template (placeholders not yet expanded) or the connection's path.
     target: String,
     origin: String,
@@ -62,13 +65,23 @@ pub(crate) struct Target {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub timeout: Option<settings::Span>,
+    /// Requests at once, for an endpoint without a connection (a connection has its own).
+    #[serde(default)]
+    pub max_in_flight: Option<MaxInFlight>,
 }
 
 impl Target {
     /// Splits `spec` into the target settings and the rest (which the kind reads with its
     /// own `deny_unknown_fields`).
     pub(crate) fn split(spec: &ConnectorSpec) -> Result<(Target, ConnectorSpec), Vec<Problem>> {
-        const KEYS: [&str; 5] = ["url", "connection", "path", "headers", "timeout"];
+        const KEYS: [&str; 6] = [
+            "url",
+            "connection",
+            "path",
+            "headers",
+            "timeout",
+            "max_in_flight",
+        ];
         let mut target = spec.clone();
         let mut rest = spec.clone();
         target.settings.retain(|k, _| KEYS.contains(&k));
@@ -87,6 +100,13 @@ impl Endpoint {
         problems: &mut Vec<Problem>,
     ) -> Option<Endpoint> {
         let headers = connection::header_list(spec, "headers", &target.headers, problems);
+        if target.connection.is_some() && target.max_in_flight.is_some() {
+            problems.push(spec.problem(
+                "max_in_flight",
+                "is the connection's to set (every route through it shares it); move it to the [[connections]] entry",
+            ));
+        }
+        let own_limit = MaxInFlight::limit(target.max_in_flight);
         let (connection, template, origin) = match (target.connection, target.url, target.path) {
             (Some(id), url, path) => {
                 let c: Arc<HttpConnection> = match ctx.connection(spec, &id, "http") {
@@ -163,15 +183,29 @@ impl Endpoint {
         let secrets = connection
             .as_ref()
             .map_or_else(|| ctx.secrets.clone(), |c| Arc::new(c.secrets().to_vec()));
+        let (in_flight, limit) = match &connection {
+            Some(c) => (
+                c.in_flight().clone(),
+                MaxInFlight::limit(c.delivery().max_in_flight),
+            ),
+            None => (Arc::new(tokio::sync::Semaphore::new(own_limit)), own_limit),
+        };
         Some(Endpoint {
             connection,
             client,
             headers,
             timeout,
+            in_flight,
+            limit,
             target: template,
             origin,
             secrets,
         })
+    }
+
+    /// Requests this endpoint may have in flight at once.
+    pub(crate) fn max_in_flight(&self) -> usize {
+        self.limit
     }
 
     /// The origin headers and credentials go to.
@@ -206,6 +240,8 @@ impl Endpoint {
         &self,
         mut request: reqwest::Request,
     ) -> Result<reqwest::Response, String> {
+        // Held until the answer's head is in (its body is read after, capped).
+        let _permit = self.in_flight.acquire().await.ok();
         let own = origin_of(request.url()).as_deref() == Some(self.origin.as_str());
         if own {
             for (name, value) in &self.headers {

@@ -131,6 +131,10 @@ impl Sender {
 
 #[async_trait]
 impl Publish for Sender {
+    fn max_in_flight(&self) -> usize {
+        self.endpoint.max_in_flight()
+    }
+
     async fn publish(&self, entity: &Value, task: &TaskId) -> Result<String, Failure> {
         let first = self.endpoint.url(Some(entity)).map_err(failure)?;
         let body = self.body(entity)?;
