@@ -11,7 +11,7 @@ use ferry_core::task::{Level, Message, Task, TaskSummary};
 use ferry_store::{ClaimRequest, Completion, Outcome, StoreError};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -368,57 +368,66 @@ impl Engine {
         // Once the writer has stopped (on an error, which `recorded` answers), the tasks
         // left are given back unstarted rather than published with nowhere to record.
         let mut writer_gone = false;
-        while claimed.peek().is_some() {
+        // Tasks of one entity go out one after the other, in creation order; up to the
+        // publisher's requests in flight go out at once, each of another entity. Groups
+        // (the tasks of one entity in a chunk) wait in creation order; one whose entity
+        // is in flight waits for it, the others pass it.
+        let mut waiting: VecDeque<Vec<(TaskSummary, Result<Transformed, String>)>> =
+            VecDeque::new();
+        let mut busy: HashSet<String> = HashSet::new();
+        let mut running = FuturesUnordered::new();
+        loop {
+            let halted = self.is_stopping() || writer_gone;
             // The outgoing transformers run on a chunk at a time (one hand-off to a
-            // blocking thread), the publisher on each task in order.
-            let chunk: Vec<Task> = claimed.by_ref().take(FLUSH_EVERY).collect();
-            if self.is_stopping() || writer_gone {
-                unstarted.extend(chunk.into_iter().map(|t| t.summary.id));
-                continue;
+            // blocking thread), enough to keep every slot busy.
+            while !halted && waiting.len() < in_flight && claimed.peek().is_some() {
+                let chunk: Vec<Task> = claimed.by_ref().take(FLUSH_EVERY).collect();
+                let (tasks, entities): (Vec<_>, Vec<_>) = chunk
+                    .into_iter()
+                    .map(|t| (t.summary, t.entity_data))
+                    .unzip();
+                let transformed = self.transform_all(&chain, entities).await;
+                waiting.extend(by_entity(tasks.into_iter().zip(transformed)));
             }
-            let (tasks, entities): (Vec<_>, Vec<_>) = chunk
-                .into_iter()
-                .map(|t| (t.summary, t.entity_data))
-                .unzip();
-            let transformed = self.transform_all(&chain, entities).await;
-            // Tasks of one entity go out one after the other, in creation order; up to
-            // the publisher's requests in flight go out at once, each a different entity.
-            let mut groups = by_entity(tasks.into_iter().zip(transformed)).into_iter();
-            let mut running = FuturesUnordered::new();
-            loop {
-                while running.len() < in_flight {
-                    let Some(group) = groups.next() else { break };
-                    if self.is_stopping() || writer_gone {
-                        unstarted.extend(group.into_iter().map(|(t, _)| t.id));
+            if halted {
+                let left = waiting.drain(..).flatten().map(|(t, _)| t.id);
+                unstarted.extend(left.chain(claimed.by_ref().map(|t| t.summary.id)));
+            }
+            let mut i = 0;
+            while running.len() < in_flight && i < waiting.len() {
+                if busy.contains(&waiting[i][0].0.entity_identifier) {
+                    i += 1;
+                    continue;
+                }
+                let group = waiting.remove(i).expect("an index below the length");
+                busy.insert(group[0].0.entity_identifier.clone());
+                running.push(self.process_in_order(route, publisher.as_ref(), group));
+            }
+            let Some((entity, done)) = running.next().await else {
+                break;
+            };
+            busy.remove(&entity);
+            for c in done {
+                let c = match c {
+                    Ok(c) => c,
+                    Err(id) => {
+                        unstarted.push(id);
                         continue;
                     }
-                    running.push(self.process_in_order(route, publisher.as_ref(), group));
-                }
-                let Some(done) = running.next().await else {
-                    break;
                 };
-                for c in done {
-                    let c = match c {
-                        Ok(c) => c,
-                        Err(id) => {
-                            unstarted.push(id);
-                            continue;
-                        }
-                    };
-                    match c.outcome {
-                        Outcome::Finished => summary.finished += 1,
-                        Outcome::Skipped => summary.skipped += 1,
-                        Outcome::Retry { .. } => summary.retry += 1,
-                        Outcome::Failed { .. } => summary.failed += 1,
-                    }
-                    completions.push(c);
+                match c.outcome {
+                    Outcome::Finished => summary.finished += 1,
+                    Outcome::Skipped => summary.skipped += 1,
+                    Outcome::Retry { .. } => summary.retry += 1,
+                    Outcome::Failed { .. } => summary.failed += 1,
                 }
-                // Record outcomes as they come, so a crash repeats little that was done.
-                if completions.len() >= FLUSH_EVERY || last_flush.elapsed() >= FLUSH_AFTER {
-                    let full = std::mem::replace(&mut completions, Vec::with_capacity(FLUSH_EVERY));
-                    writer_gone = outcomes.send(full).await.is_err();
-                    last_flush = std::time::Instant::now();
-                }
+                completions.push(c);
+            }
+            // Record outcomes as they come, so a crash repeats little that was done.
+            if completions.len() >= FLUSH_EVERY || last_flush.elapsed() >= FLUSH_AFTER {
+                let full = std::mem::replace(&mut completions, Vec::with_capacity(FLUSH_EVERY));
+                writer_gone = outcomes.send(full).await.is_err();
+                last_flush = std::time::Instant::now();
             }
         }
         if !completions.is_empty() {
@@ -442,7 +451,11 @@ impl Engine {
         route: &Route,
         publisher: &dyn Publish,
         group: Vec<(TaskSummary, Result<Transformed, String>)>,
-    ) -> Vec<Result<Completion, TaskId>> {
+    ) -> (String, Vec<Result<Completion, TaskId>>) {
+        let entity = group
+            .first()
+            .map(|(t, _)| t.entity_identifier.clone())
+            .unwrap_or_default();
         let mut out = Vec::with_capacity(group.len());
         for (task, transformed) in group {
             if self.is_stopping() {
@@ -451,7 +464,7 @@ impl Engine {
             }
             out.push(Ok(self.process(route, publisher, task, transformed).await));
         }
-        out
+        (entity, out)
     }
 
     /// Extends the leases of `held` every third of a lease until aborted.
