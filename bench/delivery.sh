@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Delivery to a slow target: bench/delivery.sh MAX_IN_FLIGHT TASKS LATENCY_MS
+# Delivery to a slow target: bench/delivery.sh MAX_IN_FLIGHT TASKS LATENCY_MS [RATE_LIMIT]
 # Serves a target that answers after LATENCY_MS, at most 64 requests at once, pushes
 # TASKS entities through a webhook and times one route run of all of them (outcomes
 # recorded). Uses target/debug/ferry (or FERRY=…); ports 19090 and 19091.
 set -e
 cd "$(dirname "$0")"
 FERRY=${FERRY:-../target/debug/ferry}
-M=$1; N=$2; LAT=$3
+M=$1; N=$2; LAT=$3; RATE=${4:-}
 W=$(mktemp -d)
 python3 delivery_target.py 19091 "$LAT" 64 "$W/peak" & TP=$!
 cat > $W/ferry.toml <<T
@@ -23,7 +23,12 @@ entity_schema = "product"
 subscriber = { type = "webhook" }
 [[outgoing]]
 id = "out"
-publisher = { type = "http", method = "PUT", url = "http://127.0.0.1:19091/p/{sku}", max_in_flight = $M }
+$(if [ -n "$RATE" ]; then
+  printf '%s\n' "publisher = { type = \"http\", method = \"PUT\", connection = \"target\", path = \"p/{sku}\" }"
+  printf '%s\n' "[[connections]]" "id = \"target\"" "type = \"http\"" "base_url = \"http://127.0.0.1:19091/\"" "max_in_flight = $M" "rate_limit = \"$RATE\""
+else
+  printf '%s\n' "publisher = { type = \"http\", method = \"PUT\", url = \"http://127.0.0.1:19091/p/{sku}\", max_in_flight = $M }"
+fi)
 [[routes]]
 id = "r"
 incoming = ["in"]
@@ -39,6 +44,6 @@ START=$(date +%s.%N)
 curl -s -o /dev/null -X POST -H "Authorization: Bearer $TOKEN" http://127.0.0.1:19090/api/v1/routes/r/run
 END=$(date +%s.%N)
 sleep 1.2
-echo "max_in_flight=$M tasks=$N latency=${LAT}ms: $(python3 -c "print(f'{$N/($END-$START):.0f} tasks/s in {($END-$START):.2f} s')") ; target peak/requests: $(cat $W/peak)"
+echo "max_in_flight=$M rate_limit=${RATE:-none} tasks=$N latency=${LAT}ms: $(python3 -c "print(f'{$N/($END-$START):.0f} tasks/s in {($END-$START):.2f} s')") ; target peak at once / requests / most in one second: $(cat $W/peak)"
 kill $SP $TP 2>/dev/null; wait 2>/dev/null || true
 rm -rf "$W"

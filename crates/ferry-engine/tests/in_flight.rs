@@ -150,3 +150,83 @@ fn max_in_flight_belongs_to_the_connection_when_there_is_one() {
         e.problems[0].message
     );
 }
+
+/// A route through connection `erp` (with `extra` settings) to `url`.
+fn through_connection(url: &str, extra: &str) -> String {
+    config(
+        &format!(
+            "[[connections]]\nid = \"erp\"\ntype = \"http\"\nbase_url = \"{url}/\"\n{extra}\n\n[[outgoing]]\nid = \"out\"\npublisher = {{ type = \"http\", connection = \"erp\", path = \"p/{{sku}}\" }}\n"
+        ),
+        "[[routes]]\nid = \"r\"\nincoming = [\"in\"]\noutgoing = \"out\"\nretry = { max_attempts = 3, interval = \"1m\", on_http_status = [429] }\n",
+    )
+}
+
+fn products(n: usize) -> Vec<serde_json::Value> {
+    (1..=n)
+        .map(|i| json!({"sku": format!("P-{i}"), "version": 1}))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_rate_limit_is_never_exceeded_at_the_target() {
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let seen = arrivals.clone();
+    let t = Target::start(move |_, _| {
+        seen.lock().unwrap().push(Instant::now());
+        (StatusCode::OK, "{}".into(), Duration::from_millis(30))
+    })
+    .await;
+    let h = Harness::new(&through_connection(
+        &t.url,
+        "max_in_flight = 8\nrate_limit = \"20/s\"",
+    ))
+    .await;
+    h.push("in", products(24)).await;
+    let started = Instant::now();
+    assert_eq!(h.engine.drain_route("r").await.unwrap().finished, 24);
+    let elapsed = started.elapsed();
+    let at = arrivals.lock().unwrap().clone();
+    assert_eq!(at.len(), 24);
+    // 20 a second: one every 50 ms, so no half second holds more than 10 (11 with
+    // both ends), however many requests could be in flight.
+    for a in &at {
+        let window = at
+            .iter()
+            .filter(|b| **b >= *a && **b < *a + Duration::from_millis(500))
+            .count();
+        assert!(window <= 11, "{window} requests within 500 ms");
+    }
+    assert!(
+        elapsed >= Duration::from_millis(23 * 50 * 9 / 10),
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn retry_after_pauses_every_request_through_the_connection() {
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let seen = arrivals.clone();
+    let t = Target::start_with_headers(&[("retry-after", "1")], move |n, _| {
+        seen.lock().unwrap().push(Instant::now());
+        let status = if n == 0 {
+            StatusCode::TOO_MANY_REQUESTS
+        } else {
+            StatusCode::OK
+        };
+        (status, "{}".into(), Duration::ZERO)
+    })
+    .await;
+    let h = Harness::new(&through_connection(&t.url, "max_in_flight = 1")).await;
+    let ids = h.push("in", products(3)).await;
+    let summary = h.engine.drain_route("r").await.unwrap();
+    assert_eq!((summary.retry, summary.finished), (1, 2), "{summary:?}");
+    let at = arrivals.lock().unwrap().clone();
+    assert_eq!(at.len(), 3);
+    assert!(
+        at[1] - at[0] >= Duration::from_millis(950),
+        "the next request waited for Retry-After: {:?}",
+        at[1] - at[0]
+    );
+    let log = h.export_log(&ids[0]).await.join("\n");
+    assert!(log.contains("429"), "{log}");
+}

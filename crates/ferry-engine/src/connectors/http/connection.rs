@@ -201,6 +201,10 @@ pub struct HttpConnection {
     delivery: Delivery,
     /// Requests at once through this connection on this node, shared by every route.
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// When the next request may go: spaced by the rate limit, and pushed back by a
+    /// `Retry-After` the API answered.
+    next_turn: tokio::sync::Mutex<Instant>,
+    paused_until: std::sync::Mutex<Option<Instant>>,
     secrets: Arc<Vec<String>>,
 }
 
@@ -281,6 +285,8 @@ impl ConnectionKind for HttpConnectionKind {
             in_flight: Arc::new(tokio::sync::Semaphore::new(MaxInFlight::limit(
                 s.max_in_flight,
             ))),
+            next_turn: tokio::sync::Mutex::new(Instant::now()),
+            paused_until: std::sync::Mutex::new(None),
             secrets: Arc::new(secrets),
         };
         let mut built = Built::new(Arc::new(connection) as Arc<dyn Connect>);
@@ -289,11 +295,6 @@ impl ConnectionKind for HttpConnectionKind {
                 "max_in_flight",
                 s.max_in_flight == Some(MaxInFlight::Auto),
                 "is not adaptive yet: \"auto\" allows the default of 8 requests at once",
-            ),
-            (
-                "rate_limit",
-                s.rate_limit.is_some(),
-                "is checked, but this version of ferry does not apply it yet",
             ),
             (
                 "circuit_breaker",
@@ -704,14 +705,53 @@ impl HttpConnection {
     async fn execute(&self, request: reqwest::Request) -> Result<reqwest::Response, String> {
         let shown = format!("{} {}", request.method(), self.shown(request.url()));
         let timeout = request.timeout().copied().unwrap_or(self.timeout);
-        self.client.execute(request).await.map_err(|e| {
+        let own = origin_of(request.url()).as_deref() == Some(self.origin.as_str());
+        if own {
+            self.wait_turn().await;
+        }
+        let response = self.client.execute(request).await.map_err(|e| {
             let why = if e.is_timeout() {
                 format!("timeout after {timeout:?}")
             } else {
                 error_chain(&e)
             };
             self.redact(&format!("{shown}: {why}"))
-        })
+        })?;
+        if own && let Some(wait) = retry_after(&response) {
+            // The API asked for a pause: every request through the connection waits.
+            let until = Instant::now() + wait;
+            let mut paused = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+            if paused.is_none_or(|p| p < until) {
+                tracing::warn!(connection = %self.id, seconds = wait.as_secs(), "the API asked for a pause (Retry-After); requests through the connection wait");
+                *paused = Some(until);
+            }
+        }
+        Ok(response)
+    }
+
+    /// Waits until a request may go: after a `Retry-After` pause, and at most
+    /// `rate_limit` requests per period (spaced evenly, so no window of the period holds
+    /// more). Turns are taken one at a time, in the order asked.
+    async fn wait_turn(&self) {
+        let paused = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(until) = paused
+            && until > Instant::now()
+        {
+            tokio::time::sleep_until(until.into()).await;
+        }
+        let Some(rate) = self.delivery.rate_limit else {
+            return;
+        };
+        // A period of 5 ms more than written: a turn the timer gives late (by up to a
+        // few ms) then cannot put one request too many into any window of the period.
+        let spacing = (rate.per + Duration::from_millis(5)) / rate.requests;
+        let mut next = self.next_turn.lock().await;
+        // Turns follow a schedule (not the moment the timer woke, which is late by up
+        // to a millisecond), so the rate is met on average; an idle connection starts a
+        // new schedule, with no burst saved up.
+        let slot = (*next).max(Instant::now());
+        tokio::time::sleep_until(slot.into()).await;
+        *next = slot + spacing;
     }
 
     /// A URL as messages show it: an API key sent in the query is masked.
@@ -731,6 +771,29 @@ impl HttpConnection {
             _ => masked,
         }
     }
+}
+
+/// How long a 429 or 503 answer asks to wait (`Retry-After` in seconds or as an HTTP
+/// date), at most an hour.
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let status = response.status().as_u16();
+    if status != 429 && status != 503 {
+        return None;
+    }
+    let value = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    let wait = match value.trim().parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(value.trim()).ok()?;
+            let ms = at.timestamp_millis() - chrono::Utc::now().timestamp_millis();
+            Duration::from_millis(u64::try_from(ms).ok()?)
+        }
+    };
+    Some(wait.min(Duration::from_secs(3600)))
 }
 
 fn bearer(request: &mut reqwest::Request, token: &str) {
@@ -753,6 +816,17 @@ impl Connect for HttpConnection {
             ("base_url".to_owned(), self.base.to_string()),
             ("auth".to_owned(), self.auth_kind.to_owned()),
             ("timeout".to_owned(), format!("{:?}", self.timeout)),
+            (
+                "rate_limit".to_owned(),
+                self.delivery.rate_limit.map_or("none".to_owned(), |r| {
+                    let unit = match r.per.as_secs() {
+                        1 => "s",
+                        60 => "m",
+                        _ => "h",
+                    };
+                    format!("{}/{unit}", r.requests)
+                }),
+            ),
             (
                 "max_in_flight".to_owned(),
                 format!(
