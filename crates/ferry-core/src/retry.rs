@@ -41,10 +41,13 @@ impl Default for RetryPolicy {
 }
 
 /// What went wrong in one attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Failure {
     pub message: String,
     pub http_status: Option<u16>,
+    /// The target said no for good (an answer in the publisher's `fail_on`): no retry,
+    /// whatever the route's policy.
+    pub permanent: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +59,9 @@ pub enum AfterFailure {
 impl RetryPolicy {
     /// Whether this error qualifies: no rules means every error does.
     pub fn qualifies(&self, failure: &Failure) -> bool {
+        if failure.permanent {
+            return false;
+        }
         if self.on_http_status.is_empty() && self.on_message.is_empty() {
             return true;
         }
@@ -102,6 +108,7 @@ mod tests {
         Failure {
             message: message.into(),
             http_status: status,
+            permanent: false,
         }
     }
 
@@ -172,5 +179,17 @@ mod tests {
         assert!(p.qualifies(&failure("server said 503", Some(503))));
         assert!(p.qualifies(&failure("connect timeout after 5s", None)));
         assert!(!p.qualifies(&failure("bad request", Some(400))));
+    }
+
+    #[test]
+    fn a_permanent_failure_is_never_retried_whatever_the_policy() {
+        let every = RetryPolicy {
+            enabled: true,
+            ..RetryPolicy::default()
+        };
+        let mut f = failure("422 Unprocessable Entity", Some(422));
+        assert!(every.qualifies(&f));
+        f.permanent = true;
+        assert!(!every.qualifies(&f));
     }
 }

@@ -515,6 +515,7 @@ impl Engine {
             Err(message) => Err(Failure {
                 message,
                 http_status: None,
+                ..Failure::default()
             }),
             Ok(t) => {
                 log.extend(
@@ -533,6 +534,7 @@ impl Engine {
                             "the outgoing transformers made {n} values of one entity; a task publishes exactly one"
                         ),
                         http_status: None,
+                        ..Failure::default()
                     }),
                 }
             }

@@ -65,6 +65,7 @@ impl Publish for FileSink {
         let fail = |what: &str, e: std::io::Error| Failure {
             message: format!("cannot {what} {}: {e}", self.path.display()),
             http_status: None,
+            ..Failure::default()
         };
         let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {

@@ -36,6 +36,13 @@ struct Settings {
     /// task (the id the target gave the entity, say).
     #[serde(default)]
     response: Option<String>,
+    /// The answers that count as success (default: every 2xx).
+    #[serde(default)]
+    success_on: Vec<u16>,
+    /// The answers that end the task `failed` at once, whatever the route's retry policy
+    /// (a 422 the target will give again, say).
+    #[serde(default)]
+    fail_on: Vec<u16>,
 }
 
 pub(super) struct HttpPublisher;
@@ -61,6 +68,17 @@ impl PublisherKind for HttpPublisher {
                 }
             },
         };
+        for (key, list) in [("success_on", &s.success_on), ("fail_on", &s.fail_on)] {
+            if let Some(bad) = list.iter().find(|c| !(100..=599).contains(*c)) {
+                problems.push(spec.problem(key, format!("{bad} is not an HTTP status code")));
+            }
+        }
+        if let Some(both) = s.success_on.iter().find(|c| s.fail_on.contains(c)) {
+            problems.push(spec.problem(
+                "fail_on",
+                format!("{both} is in success_on too; a status is one or the other"),
+            ));
+        }
         let Some(endpoint) = endpoint.filter(|_| problems.is_empty()) else {
             return Err(problems);
         };
@@ -71,6 +89,8 @@ impl PublisherKind for HttpPublisher {
             body,
             idempotency_header,
             response,
+            success_on: s.success_on,
+            fail_on: s.fail_on,
         }) as Arc<dyn Publish>))
     }
 }
@@ -85,12 +105,14 @@ struct Sender {
     body: Option<JqProgram>,
     idempotency_header: Option<HeaderName>,
     response: Option<JqProgram>,
+    success_on: Vec<u16>,
+    fail_on: Vec<u16>,
 }
 
 fn failure(message: String) -> Failure {
     Failure {
         message,
-        http_status: None,
+        ..Failure::default()
     }
 }
 
@@ -154,13 +176,20 @@ impl Publish for Sender {
                 .map_err(|e| failure(format!("{method} {shown}: {e}")))?;
             let response = self.endpoint.send(request).await.map_err(failure)?;
             let status = response.status();
+            let code = status.as_u16();
             let fail = |message: String| Failure {
                 message: self
                     .endpoint
                     .redact(&format!("{method} {shown} → {status}: {message}")),
-                http_status: Some(status.as_u16()),
+                http_status: Some(code),
+                permanent: self.fail_on.contains(&code),
             };
-            if status.is_success() {
+            let success = if self.success_on.is_empty() {
+                status.is_success()
+            } else {
+                self.success_on.contains(&code)
+            };
+            if success {
                 let picked = if self.response.is_some() {
                     let text = read_capped(response, MAX_ANSWER_BYTES)
                         .await

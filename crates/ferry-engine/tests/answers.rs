@@ -1,0 +1,102 @@
+//! What a target's answer means: `success_on` lists the answers that count as success,
+//! `fail_on` the ones that end the task `failed` at once, whatever the retry policy.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{Harness, Target};
+use ferry_core::Status;
+use std::time::Duration;
+
+#[tokio::test]
+async fn success_on_and_fail_on_decide_before_the_retry_policy() {
+    let t = Target::start(|_, r| {
+        let status = match r.path.as_str() {
+            "/p/P-1" => StatusCode::NOT_FOUND,
+            "/p/P-2" => StatusCode::UNPROCESSABLE_ENTITY,
+            "/p/P-3" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::OK,
+        };
+        (status, "{}".into(), Duration::ZERO)
+    })
+    .await;
+    let h = Harness::new(&format!(
+        r#"
+[[entity_schemas]]
+id = "product"
+identifier_path = ["sku"]
+
+[[incoming]]
+id = "in"
+entity_schema = "product"
+subscriber = {{ type = "webhook" }}
+
+[[outgoing]]
+id = "out"
+publisher = {{ type = "http", method = "DELETE", url = "{}/p/{{sku}}", success_on = [200, 204, 404], fail_on = [422] }}
+
+[[routes]]
+id = "r"
+incoming = ["in"]
+outgoing = "out"
+retry = {{ max_attempts = 3, interval = "1m" }}
+"#,
+        t.url
+    ))
+    .await;
+    let ids = h.push("in", common::products(4)).await;
+    h.engine.drain_route("r").await.unwrap();
+    let mut statuses = Vec::new();
+    for id in &ids {
+        statuses.push(h.task(id).await.summary.status);
+    }
+    assert_eq!(
+        statuses,
+        [
+            Status::Finished,
+            Status::Failed,
+            Status::Retry,
+            Status::Finished
+        ],
+        "404 is success here, 422 is final, 503 is retried"
+    );
+    let log = h.export_log(&ids[1]).await.join("\n");
+    assert!(log.contains("422"), "{log}");
+}
+
+#[test]
+fn a_status_cannot_be_both_success_and_failure() {
+    let text = r#"
+[[entity_schemas]]
+id = "product"
+[[incoming]]
+id = "in"
+entity_schema = "product"
+subscriber = { type = "webhook" }
+[[outgoing]]
+id = "out"
+publisher = { type = "http", url = "http://127.0.0.1:9/p", success_on = [200, 409], fail_on = [409, 700] }
+[[routes]]
+id = "r"
+incoming = ["in"]
+outgoing = "out"
+"#;
+    let config = ferry_core::config::load("ferry.toml", text, Vec::new()).unwrap();
+    let e = ferry_engine::Prepared::new(config, std::path::Path::new(""), "ferry.toml")
+        .err()
+        .unwrap();
+    let said: Vec<String> = e
+        .problems
+        .iter()
+        .map(|p| format!("{}: {}", p.key, p.message))
+        .collect();
+    assert!(
+        said.iter()
+            .any(|p| p.contains("fail_on: 700 is not an HTTP status code")),
+        "{said:?}"
+    );
+    assert!(
+        said.iter().any(|p| p.contains("409 is in success_on too")),
+        "{said:?}"
+    );
+}
