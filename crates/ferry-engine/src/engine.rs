@@ -237,6 +237,12 @@ impl Engine {
         self.sources.contains_key(incoming)
     }
 
+    /// The circuit breaker's state of an outgoing configuration's connection, if it has
+    /// one.
+    pub fn circuit(&self, outgoing: &str) -> Option<crate::connectors::CircuitState> {
+        self.outgoing.get(outgoing).and_then(|(_, p)| p.circuit())
+    }
+
     /// The built connections by id.
     pub fn connections(&self) -> &HashMap<String, Arc<dyn Connect>> {
         &self.connections

@@ -205,6 +205,9 @@ impl Engine {
         if route.disabled {
             return Ok(RunSummary::disabled());
         }
+        if self.outgoing[route.outgoing.as_str()].1.paused() {
+            return Ok(RunSummary::default());
+        }
         let _one_at_a_time = self.route_locks[route_id].lock().await;
         let claimed = self.claim_batch(route_id, route, false).await?;
         if claimed.tasks.is_empty() {
@@ -230,6 +233,10 @@ impl Engine {
         if route.disabled {
             return Ok(RunSummary::disabled());
         }
+        let publisher = self.outgoing[route.outgoing.as_str()].1.clone();
+        if publisher.paused() {
+            return Ok(RunSummary::default());
+        }
         let _one_at_a_time = self.route_locks[route_id].lock().await;
         let batch = route.batch_size as usize;
         let mut total = RunSummary::default();
@@ -246,7 +253,7 @@ impl Engine {
                 break None;
             }
             let full = claimed.tasks.len() >= batch;
-            let (published, next) = if full && !self.is_stopping() {
+            let (published, next) = if full && !self.is_stopping() && !publisher.paused() {
                 let (published, next) = tokio::join!(
                     self.publish_batch(route_id, route, claimed),
                     self.claim_batch(route_id, route, true)
@@ -266,6 +273,13 @@ impl Engine {
                         break Some(e);
                     }
                 }
+            }
+            // A circuit that opened meanwhile: what was claimed goes back for later.
+            if publisher.paused() {
+                if let Some(Ok(next)) = next {
+                    next.give_back(self, route_id).await;
+                }
+                break None;
             }
             claimed = match next {
                 None => break None,
@@ -458,7 +472,8 @@ impl Engine {
             .unwrap_or_default();
         let mut out = Vec::with_capacity(group.len());
         for (task, transformed) in group {
-            if self.is_stopping() {
+            // A circuit breaker that is open keeps the task as it was (not an attempt).
+            if self.is_stopping() || !publisher.may_send() {
                 out.push(Err(task.id));
                 continue;
             }

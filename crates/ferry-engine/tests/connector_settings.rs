@@ -146,12 +146,7 @@ fn a_connection_and_its_delivery_settings_are_checked() {
         "max_in_flight = 16\nrate_limit = \"50/s\"\ncircuit_breaker = { failures = 20, cool_down = \"1m\" }",
     ))
     .unwrap();
-    let w: Vec<&str> = ok.warnings().iter().map(|p| p.key.as_str()).collect();
-    assert_eq!(
-        w,
-        ["connections[0].circuit_breaker"],
-        "not applied yet, and said so"
-    );
+    assert!(ok.warnings().is_empty(), "{:?}", ok.warnings());
     for (extra, key) in [
         ("max_in_flight = 0", "connections[0].max_in_flight"),
         ("max_in_flight = \"lots\"", "connections[0].max_in_flight"),

@@ -230,3 +230,62 @@ async fn retry_after_pauses_every_request_through_the_connection() {
     let log = h.export_log(&ids[0]).await.join("\n");
     assert!(log.contains("429"), "{log}");
 }
+
+#[tokio::test]
+async fn a_circuit_breaker_opens_after_failures_in_a_row_sends_nothing_then_closes_after_a_good_probe()
+ {
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let up = healthy.clone();
+    let t = Target::start(move |_, _| {
+        let status = if up.load(std::sync::atomic::Ordering::SeqCst) {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        (status, "{}".into(), Duration::ZERO)
+    })
+    .await;
+    let h = Harness::new(&through_connection(
+        &t.url,
+        "max_in_flight = 1\ncircuit_breaker = { failures = 3, cool_down = \"1s\" }",
+    ))
+    .await;
+    let ids = h.push("in", products(6)).await;
+    h.engine.drain_route("r").await.unwrap();
+    assert_eq!(
+        t.requests().len(),
+        3,
+        "three failures in a row open the circuit"
+    );
+    let circuit = h.engine.circuit("out").unwrap();
+    assert_eq!(circuit.state, "open", "{circuit:?}");
+    assert!(circuit.until.is_some() && circuit.last_error.as_deref().unwrap().contains("503"));
+    for id in &ids[3..] {
+        let task = h.task(id).await.summary;
+        assert_eq!(
+            (task.status, task.attempts),
+            (ferry_core::Status::New, 0),
+            "kept as it was"
+        );
+    }
+    // While open, nothing goes.
+    let summary = h.engine.drain_route("r").await.unwrap();
+    assert_eq!(summary.claimed, 0);
+    assert_eq!(t.requests().len(), 3);
+
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.engine.drain_route("r").await.unwrap();
+    assert_eq!(
+        h.engine.circuit("out").unwrap().state,
+        "closed",
+        "the probe succeeded"
+    );
+    h.engine.drain_route("r").await.unwrap();
+    for id in &ids[3..] {
+        assert_eq!(
+            h.task(id).await.summary.status,
+            ferry_core::Status::Finished
+        );
+    }
+}

@@ -625,6 +625,8 @@ struct RouteView {
     failed_last_hour_href: String,
     /// The since marks of the route's incoming configurations that have one.
     since: Vec<SinceView>,
+    /// The circuit breaker of the outgoing side's connection, in words.
+    circuit: Option<String>,
 }
 
 /// Where an incremental subscriber got to, as the Routes page shows it.
@@ -839,6 +841,18 @@ async fn routes_page(
                         })
                     })
                     .collect(),
+                circuit: state.engine.circuit(route.outgoing.as_str()).map(|c| {
+                    let mut text = match (c.state, &c.until) {
+                        ("open", Some(until)) => format!("open until {until}"),
+                        (state, _) => state.to_owned(),
+                    };
+                    if c.state != "closed"
+                        && let Some(e) = &c.last_error
+                    {
+                        text.push_str(&format!(" — last error: {e}"));
+                    }
+                    text
+                }),
             }
         })
         .collect();

@@ -95,6 +95,32 @@ pub struct RouteDetail {
     /// those that have one (an incremental http subscriber after a successful run).
     #[serde(default)]
     pub since: BTreeMap<String, SinceDto>,
+    /// The circuit breaker of the outgoing side's connection, when it has one.
+    #[serde(default)]
+    pub circuit: Option<CircuitDto>,
+}
+
+/// A connection's circuit breaker.
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct CircuitDto {
+    /// closed, open or half-open
+    pub state: String,
+    /// While open: when one probe will be let through (RFC 3339).
+    pub until: Option<String>,
+    pub failures_in_a_row: u32,
+    /// The error that opened it, or the last one.
+    pub last_error: Option<String>,
+}
+
+impl From<ferry_engine::connectors::CircuitState> for CircuitDto {
+    fn from(c: ferry_engine::connectors::CircuitState) -> CircuitDto {
+        CircuitDto {
+            state: c.state.to_owned(),
+            until: c.until,
+            failures_in_a_row: c.failures_in_a_row,
+            last_error: c.last_error,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, ToSchema, Debug)]
@@ -177,6 +203,10 @@ pub async fn one(
         .filter_map(|i| Some((i.to_string(), SinceDto::from(marks.get(i.as_str())?))))
         .collect();
     Ok(Json(RouteDetail {
+        circuit: state
+            .engine
+            .circuit(route.outgoing.as_str())
+            .map(CircuitDto::from),
         since,
         total: c.map(StatusCounts::total).unwrap_or(0),
         route: dto(route, c),

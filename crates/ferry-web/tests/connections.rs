@@ -27,6 +27,7 @@ type = "http"
 base_url = "{up}/api/"
 headers = {{ x-tenant = "{TOKEN}" }}
 auth = {{ type = "bearer", token = "{TOKEN}" }}
+circuit_breaker = {{ failures = 5, cool_down = "30s" }}
 
 [[connections]]
 id = "down"

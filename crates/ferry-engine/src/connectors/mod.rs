@@ -186,6 +186,36 @@ pub trait Publish: Send + Sync {
     fn max_in_flight(&self) -> usize {
         1
     }
+
+    /// Whether a task may be sent now (a circuit breaker that is open says no; once its
+    /// cool-down is over it says yes to one probe). A task refused is given back
+    /// unstarted: it stays `new` or `retry`, its attempts unchanged.
+    fn may_send(&self) -> bool {
+        true
+    }
+
+    /// Whether nothing can be sent for now (an open circuit breaker before its probe):
+    /// a route run then claims nothing.
+    fn paused(&self) -> bool {
+        false
+    }
+
+    /// The circuit breaker's state, if the publisher's connection has one.
+    fn circuit(&self) -> Option<CircuitState> {
+        None
+    }
+}
+
+/// A circuit breaker's state as the pages and the API show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CircuitState {
+    /// `closed`, `open` or `half-open`.
+    pub state: &'static str,
+    /// While open: when it will let a probe through (RFC 3339).
+    pub until: Option<String>,
+    pub failures_in_a_row: u32,
+    /// The error that opened it (or the last one).
+    pub last_error: Option<String>,
 }
 
 // ------------------------------------------------------------------ connections

@@ -6,7 +6,7 @@
 use super::{error_chain, excerpt, origin_of, read_capped};
 use crate::connectors::settings::{self, HttpUrl, Span};
 use crate::connectors::tls::{TlsFiles, client_builder};
-use crate::connectors::{BuildResult, Built, Connect, ConnectionKind, Context};
+use crate::connectors::{BuildResult, Built, CircuitState, Connect, ConnectionKind, Context};
 use async_trait::async_trait;
 use ferry_core::config::{ConnectorSpec, Problem, Secret, redact};
 use reqwest::header::{HeaderName, HeaderValue};
@@ -170,6 +170,18 @@ pub struct CircuitBreaker {
     pub cool_down: Span,
 }
 
+/// A connection's circuit breaker: how many requests failed in a row, and whether it
+/// is open (no request goes until the cool-down ends, then one probe).
+#[derive(Debug, Default, Clone)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+    /// Until when (wall clock) it is open, for the pages.
+    until: Option<ferry_core::Timestamp>,
+    probing: bool,
+    last_error: String,
+}
+
 /// How requests through the connection sign in.
 enum Auth {
     /// A fixed `Authorization` value (basic or bearer).
@@ -205,6 +217,7 @@ pub struct HttpConnection {
     /// `Retry-After` the API answered.
     next_turn: tokio::sync::Mutex<Instant>,
     paused_until: std::sync::Mutex<Option<Instant>>,
+    breaker: std::sync::Mutex<Breaker>,
     secrets: Arc<Vec<String>>,
 }
 
@@ -287,21 +300,15 @@ impl ConnectionKind for HttpConnectionKind {
             ))),
             next_turn: tokio::sync::Mutex::new(Instant::now()),
             paused_until: std::sync::Mutex::new(None),
+            breaker: std::sync::Mutex::new(Breaker::default()),
             secrets: Arc::new(secrets),
         };
         let mut built = Built::new(Arc::new(connection) as Arc<dyn Connect>);
-        for (key, set, what) in [
-            (
-                "max_in_flight",
-                s.max_in_flight == Some(MaxInFlight::Auto),
-                "is not adaptive yet: \"auto\" allows the default of 8 requests at once",
-            ),
-            (
-                "circuit_breaker",
-                s.circuit_breaker.is_some(),
-                "is checked, but this version of ferry does not apply it yet",
-            ),
-        ] {
+        for (key, set, what) in [(
+            "max_in_flight",
+            s.max_in_flight == Some(MaxInFlight::Auto),
+            "is not adaptive yet: \"auto\" allows the default of 8 requests at once",
+        )] {
             if set {
                 built.warnings.push(spec.problem(key, what));
             }
@@ -715,8 +722,15 @@ impl HttpConnection {
             } else {
                 error_chain(&e)
             };
-            self.redact(&format!("{shown}: {why}"))
+            let message = self.redact(&format!("{shown}: {why}"));
+            if own {
+                self.record(Err(&message));
+            }
+            message
         })?;
+        if own {
+            self.record(Ok(response.status()));
+        }
         if own && let Some(wait) = retry_after(&response) {
             // The API asked for a pause: every request through the connection waits.
             let until = Instant::now() + wait;
@@ -727,6 +741,83 @@ impl HttpConnection {
             }
         }
         Ok(response)
+    }
+
+    /// Whether a request may be sent now: always with the breaker closed; while it is
+    /// open, none until the cool-down ends, then one probe at a time (`half-open`).
+    pub fn may_send(&self) -> bool {
+        if self.delivery.circuit_breaker.is_none() {
+            return true;
+        }
+        let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        match b.open_until {
+            None => true,
+            Some(until) if Instant::now() < until => false,
+            Some(_) if b.probing => false,
+            Some(_) => {
+                b.probing = true;
+                true
+            }
+        }
+    }
+
+    /// Whether the breaker is open and not yet due for a probe (a route run then claims
+    /// nothing).
+    pub fn is_open(&self) -> bool {
+        let b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        b.open_until.is_some_and(|u| Instant::now() < u) || b.probing
+    }
+
+    /// The breaker's state, if the connection has one.
+    pub fn circuit(&self) -> Option<CircuitState> {
+        self.delivery.circuit_breaker?;
+        let b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        let state = match b.open_until {
+            None => "closed",
+            Some(u) if Instant::now() < u && !b.probing => "open",
+            Some(_) => "half-open",
+        };
+        Some(CircuitState {
+            state,
+            until: b.until.filter(|_| state == "open").map(|t| t.to_rfc3339()),
+            failures_in_a_row: b.failures,
+            last_error: (!b.last_error.is_empty()).then(|| b.last_error.clone()),
+        })
+    }
+
+    /// Counts a request's outcome: a transport error, a 5xx or a 429 is a failure of the
+    /// connection (another 4xx is the entity's problem, not the system's).
+    fn record(&self, outcome: Result<reqwest::StatusCode, &str>) {
+        let Some(cb) = self.delivery.circuit_breaker else {
+            return;
+        };
+        let error = match outcome {
+            Ok(s) if s.is_server_error() || s == reqwest::StatusCode::TOO_MANY_REQUESTS => {
+                Some(format!("answered {s}"))
+            }
+            Ok(_) => None,
+            Err(e) => Some(e.to_owned()),
+        };
+        let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        match error {
+            None => {
+                if b.open_until.is_some() {
+                    tracing::info!(connection = %self.id, "circuit breaker closed: the probe succeeded");
+                }
+                *b = Breaker::default();
+            }
+            Some(e) => {
+                b.failures += 1;
+                b.last_error = e;
+                if b.probing || (b.open_until.is_none() && b.failures >= cb.failures) {
+                    let now = ferry_core::Timestamp::now();
+                    b.open_until = Some(Instant::now() + cb.cool_down.0);
+                    b.until = Some(now.plus_millis(cb.cool_down.0.as_millis() as i64));
+                    b.probing = false;
+                    tracing::warn!(connection = %self.id, failures = b.failures, cool_down = ?cb.cool_down.0, last_error = %b.last_error, "circuit breaker open: no request goes through the connection until the cool-down ends");
+                }
+            }
+        }
     }
 
     /// Waits until a request may go: after a `Retry-After` pause, and at most

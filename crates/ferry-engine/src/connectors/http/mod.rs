@@ -208,6 +208,11 @@ impl Endpoint {
         self.limit
     }
 
+    /// The connection, if the endpoint goes through one.
+    pub(crate) fn connection(&self) -> Option<&HttpConnection> {
+        self.connection.as_deref()
+    }
+
     /// The origin headers and credentials go to.
     pub(crate) fn origin(&self) -> &str {
         &self.origin

@@ -1,8 +1,9 @@
 //! The `http` publisher: one request per task, the body made from the entity.
 
+use super::HttpConnection;
 use super::{Endpoint, MAX_REDIRECTS, Target, excerpt, read_capped, redirect_target};
 use crate::connectors::settings::{self, Method, jq_opt};
-use crate::connectors::{BuildResult, Built, Context, Publish, PublisherKind};
+use crate::connectors::{BuildResult, Built, CircuitState, Context, Publish, PublisherKind};
 use crate::jq::JqProgram;
 use async_trait::async_trait;
 use ferry_core::TaskId;
@@ -155,6 +156,22 @@ impl Sender {
 impl Publish for Sender {
     fn max_in_flight(&self) -> usize {
         self.endpoint.max_in_flight()
+    }
+
+    fn may_send(&self) -> bool {
+        self.endpoint
+            .connection()
+            .is_none_or(HttpConnection::may_send)
+    }
+
+    fn paused(&self) -> bool {
+        self.endpoint
+            .connection()
+            .is_some_and(HttpConnection::is_open)
+    }
+
+    fn circuit(&self) -> Option<CircuitState> {
+        self.endpoint.connection().and_then(HttpConnection::circuit)
     }
 
     async fn publish(&self, entity: &Value, task: &TaskId) -> Result<String, Failure> {
