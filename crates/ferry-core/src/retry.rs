@@ -48,6 +48,9 @@ pub struct Failure {
     /// The target said no for good (an answer in the publisher's `fail_on`): no retry,
     /// whatever the route's policy.
     pub permanent: bool,
+    /// The target asked to be left alone this long (`Retry-After`): a retry waits at
+    /// least that.
+    pub retry_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +93,10 @@ impl RetryPolicy {
     /// Decides after attempt number `attempt` (1-based, this one included) failed.
     pub fn after_failure(&self, attempt: u32, failure: &Failure, now: Timestamp) -> AfterFailure {
         if self.enabled && attempt < self.max_attempts && self.qualifies(failure) {
-            let delay = i64::try_from(self.delay_after(attempt).as_millis()).unwrap_or(i64::MAX);
+            let wait = self
+                .delay_after(attempt)
+                .max(failure.retry_after.unwrap_or_default());
+            let delay = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
             AfterFailure::Retry {
                 at: now.plus_millis(delay),
             }
@@ -108,7 +114,7 @@ mod tests {
         Failure {
             message: message.into(),
             http_status: status,
-            permanent: false,
+            ..Failure::default()
         }
     }
 
@@ -191,5 +197,27 @@ mod tests {
         assert!(every.qualifies(&f));
         f.permanent = true;
         assert!(!every.qualifies(&f));
+    }
+
+    #[test]
+    fn a_retry_waits_at_least_as_long_as_the_target_asked() {
+        let policy = RetryPolicy {
+            enabled: true,
+            max_attempts: 3,
+            interval: Duration::from_secs(10),
+            ..RetryPolicy::default()
+        };
+        let now = Timestamp::from_millis(0);
+        let mut f = failure("429 Too Many Requests", Some(429));
+        f.retry_after = Some(Duration::from_secs(120));
+        assert_eq!(
+            policy.after_failure(1, &f, now),
+            AfterFailure::Retry { at: now.plus_millis(120_000) }
+        );
+        f.retry_after = Some(Duration::from_secs(1));
+        assert_eq!(
+            policy.after_failure(1, &f, now),
+            AfterFailure::Retry { at: now.plus_millis(10_000) }
+        );
     }
 }

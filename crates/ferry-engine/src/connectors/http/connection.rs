@@ -866,7 +866,7 @@ impl HttpConnection {
 
 /// How long a 429 or 503 answer asks to wait (`Retry-After` in seconds or as an HTTP
 /// date), at most an hour.
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+pub(super) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     let status = response.status().as_u16();
     if status != 429 && status != 503 {
         return None;

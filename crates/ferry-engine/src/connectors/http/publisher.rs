@@ -194,12 +194,14 @@ impl Publish for Sender {
             let response = self.endpoint.send(request).await.map_err(failure)?;
             let status = response.status();
             let code = status.as_u16();
+            let retry_after = super::connection::retry_after(&response);
             let fail = |message: String| Failure {
                 message: self
                     .endpoint
                     .redact(&format!("{method} {shown} → {status}: {message}")),
                 http_status: Some(code),
                 permanent: self.fail_on.contains(&code),
+                retry_after,
             };
             let success = if self.success_on.is_empty() {
                 status.is_success()
