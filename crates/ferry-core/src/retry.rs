@@ -212,12 +212,16 @@ mod tests {
         f.retry_after = Some(Duration::from_secs(120));
         assert_eq!(
             policy.after_failure(1, &f, now),
-            AfterFailure::Retry { at: now.plus_millis(120_000) }
+            AfterFailure::Retry {
+                at: now.plus_millis(120_000)
+            }
         );
         f.retry_after = Some(Duration::from_secs(1));
         assert_eq!(
             policy.after_failure(1, &f, now),
-            AfterFailure::Retry { at: now.plus_millis(10_000) }
+            AfterFailure::Retry {
+                at: now.plus_millis(10_000)
+            }
         );
     }
 }

@@ -100,3 +100,57 @@ outgoing = "out"
         "{said:?}"
     );
 }
+
+#[tokio::test]
+async fn header_values_take_placeholders_from_the_entity() {
+    let t = Target::start(|_, _| (StatusCode::OK, "{}".into(), Duration::ZERO)).await;
+    let h = Harness::new(&format!(
+        r#"
+[[entity_schemas]]
+id = "product"
+identifier_path = ["sku"]
+
+[[incoming]]
+id = "in"
+entity_schema = "product"
+subscriber = {{ type = "webhook" }}
+
+[[outgoing]]
+id = "out"
+publisher = {{ type = "http", url = "{}/p", headers = {{ x-sku = "sku {{sku}} at {{price}}", x-fixed = "f" }} }}
+
+[[routes]]
+id = "r"
+incoming = ["in"]
+outgoing = "out"
+"#,
+        t.url
+    ))
+    .await;
+    let ids = h
+        .push(
+            "in",
+            vec![
+                serde_json::json!({"sku": "A-1", "price": 3}),
+                serde_json::json!({"sku": "B-2"}),
+            ],
+        )
+        .await;
+    h.engine.drain_route("r").await.unwrap();
+    let sent = t.requests();
+    let header = |i: usize, name: &str| {
+        sent[i]
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(header(0, "x-sku").as_deref(), Some("sku A-1 at 3"));
+    assert_eq!(header(0, "x-fixed").as_deref(), Some("f"));
+    assert_eq!(sent.len(), 1, "the entity without a price is not sent");
+    let log = h.export_log(&ids[1]).await.join("\n");
+    assert!(
+        log.contains("header placeholder {price} has no value"),
+        "{log}"
+    );
+}

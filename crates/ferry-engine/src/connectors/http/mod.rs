@@ -42,6 +42,8 @@ pub(crate) struct Endpoint {
     connection: Option<Arc<HttpConnection>>,
     client: reqwest::Client,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// Headers whose value holds `{field}` placeholders, filled from each entity.
+    templated: Vec<(HeaderName, String)>,
     timeout: Duration,
     /// Requests at once: the connection's permits, or the endpoint's own.
     in_flight: Arc<tokio::sync::Semaphore>,
@@ -99,7 +101,18 @@ impl Endpoint {
         target: Target,
         problems: &mut Vec<Problem>,
     ) -> Option<Endpoint> {
-        let headers = connection::header_list(spec, "headers", &target.headers, problems);
+        let (templates, fixed): (BTreeMap<_, _>, BTreeMap<_, _>) = target
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .partition(|(_, v)| v.contains('{') && v.contains('}'));
+        let headers = connection::header_list(spec, "headers", &fixed, problems);
+        let templated: Vec<(HeaderName, String)> =
+            connection::header_list(spec, "headers", &templates, problems)
+                .into_iter()
+                .zip(templates.into_values())
+                .map(|((name, _), template)| (name, template))
+                .collect();
         if target.connection.is_some() && target.max_in_flight.is_some() {
             problems.push(spec.problem(
                 "max_in_flight",
@@ -194,6 +207,7 @@ impl Endpoint {
             connection,
             client,
             headers,
+            templated,
             timeout,
             in_flight,
             limit,
@@ -206,6 +220,28 @@ impl Endpoint {
     /// Requests this endpoint may have in flight at once.
     pub(crate) fn max_in_flight(&self) -> usize {
         self.limit
+    }
+
+    /// The headers with `{field}` placeholders, filled from `entity` (for a publisher;
+    /// `send` adds them as written where no entity fills them).
+    pub(crate) fn headers_for(
+        &self,
+        entity: &Value,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+        self.templated
+            .iter()
+            .map(|(name, template)| {
+                let text = fill(template, entity, "header", |t, _, out| {
+                    out.push_str(t);
+                    Ok(())
+                })?;
+                let mut value = HeaderValue::from_str(&text).map_err(|_| {
+                    format!("the header {name} filled from the entity is not a valid header value")
+                })?;
+                value.set_sensitive(true);
+                Ok((name.clone(), value))
+            })
+            .collect()
     }
 
     /// The connection, if the endpoint goes through one.
@@ -251,6 +287,13 @@ impl Endpoint {
         if own {
             for (name, value) in &self.headers {
                 request.headers_mut().insert(name.clone(), value.clone());
+            }
+            for (name, template) in &self.templated {
+                if !request.headers().contains_key(name)
+                    && let Ok(v) = HeaderValue::from_str(template)
+                {
+                    request.headers_mut().insert(name.clone(), v);
+                }
             }
         }
         if let Some(c) = &self.connection {
@@ -338,6 +381,25 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// changes which path is called (`..`, `/`) nor collides with another value (`A B` and
 /// `A+B`).
 pub fn expand_placeholders(template: &str, entity: &Value) -> Result<String, String> {
+    fill(template, entity, "URL", |text, in_query, out| {
+        if !in_query && (text == "." || text == "..") {
+            // `%2E` and `%2E%2E` are dot segments too (WHATWG URL), so the URL would be
+            // resolved to another path before it is sent.
+            return Err("which would change the path instead of naming one segment");
+        }
+        encode_component(text, out);
+        Ok(())
+    })
+}
+
+/// `template` with each `{field}` (or `{a.b}`) replaced by the entity's value, written
+/// by `put` (told whether the placeholder stands after a `?`), which may refuse it.
+fn fill(
+    template: &str,
+    entity: &Value,
+    what: &str,
+    mut put: impl FnMut(&str, bool, &mut String) -> Result<(), &'static str>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     let mut in_query = false;
@@ -352,19 +414,15 @@ pub fn expand_placeholders(template: &str, entity: &Value) -> Result<String, Str
         let value = field
             .split('.')
             .try_fold(entity, |v, k| v.get(k))
-            .ok_or_else(|| format!("the URL placeholder {{{field}}} has no value in the entity"))?;
+            .ok_or_else(|| {
+                format!("the {what} placeholder {{{field}}} has no value in the entity")
+            })?;
         let text = match value {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        if !in_query && (text == "." || text == "..") {
-            // `%2E` and `%2E%2E` are dot segments too (WHATWG URL), so the URL would be
-            // resolved to another path before it is sent.
-            return Err(format!(
-                "the URL placeholder {{{field}}} is '{text}', which would change the path instead of naming one segment"
-            ));
-        }
-        encode_component(&text, &mut out);
+        put(&text, in_query, &mut out)
+            .map_err(|why| format!("the {what} placeholder {{{field}}} is '{text}', {why}"))?;
         rest = &rest[start + len + 1..];
     }
     out.push_str(rest);

@@ -188,6 +188,9 @@ impl Publish for Sender {
             if let Some(h) = &self.idempotency_header {
                 req = req.header(h, task.as_str());
             }
+            for (name, value) in self.endpoint.headers_for(entity).map_err(failure)? {
+                req = req.header(name, value);
+            }
             let request = req
                 .build()
                 .map_err(|e| failure(format!("{method} {shown}: {e}")))?;
