@@ -289,3 +289,25 @@ async fn a_circuit_breaker_opens_after_failures_in_a_row_sends_nothing_then_clos
         );
     }
 }
+
+#[tokio::test]
+async fn a_spent_quota_pauses_the_connection_until_its_reset() {
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let seen = arrivals.clone();
+    // Every answer says the quota is spent and comes back in one second.
+    let headers = [("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1")];
+    let t = Target::start_with_headers(&headers, move |_, _| {
+        seen.lock().unwrap().push(Instant::now());
+        (StatusCode::OK, "{}".into(), Duration::ZERO)
+    })
+    .await;
+    let h = Harness::new(&through_connection(&t.url, "max_in_flight = 1")).await;
+    h.push("in", products(2)).await;
+    assert_eq!(h.engine.drain_route("r").await.unwrap().finished, 2);
+    let at = arrivals.lock().unwrap().clone();
+    assert!(
+        at[1] - at[0] >= Duration::from_millis(950),
+        "{:?}",
+        at[1] - at[0]
+    );
+}

@@ -731,12 +731,12 @@ impl HttpConnection {
         if own {
             self.record(Ok(response.status()));
         }
-        if own && let Some(wait) = retry_after(&response) {
+        if own && let Some(wait) = retry_after(&response).or_else(|| quota_spent(&response)) {
             // The API asked for a pause: every request through the connection waits.
             let until = Instant::now() + wait;
             let mut paused = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
             if paused.is_none_or(|p| p < until) {
-                tracing::warn!(connection = %self.id, seconds = wait.as_secs(), "the API asked for a pause (Retry-After); requests through the connection wait");
+                tracing::warn!(connection = %self.id, seconds = wait.as_secs(), "the API asked for a pause (Retry-After, or no X-RateLimit-Remaining left); requests through the connection wait");
                 *paused = Some(until);
             }
         }
@@ -885,6 +885,30 @@ pub(super) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
         }
     };
     Some(wait.min(Duration::from_secs(3600)))
+}
+
+/// How long until the API's quota comes back when it says none is left
+/// (`X-RateLimit-Remaining: 0` with `X-RateLimit-Reset` as seconds to wait or as the Unix
+/// time of the reset, whichever it is), at most an hour.
+fn quota_spent(response: &reqwest::Response) -> Option<Duration> {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    if header("x-ratelimit-remaining")? > 0.0 {
+        return None;
+    }
+    let reset = header("x-ratelimit-reset")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    // A value beyond a billion seconds is a point in time, else a wait.
+    let wait = if reset > 1e9 { reset - now } else { reset };
+    (wait > 0.0).then(|| Duration::from_secs_f64(wait.min(3600.0)))
 }
 
 fn bearer(request: &mut reqwest::Request, token: &str) {
