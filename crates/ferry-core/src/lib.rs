@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod action;
+pub mod base64;
 pub mod bulk;
 pub mod config;
 pub mod duration;

@@ -253,23 +253,9 @@ async fn token(State(auth): State<Auth>, headers: HeaderMap, body: String) -> im
 }
 
 fn decode_basic(b64: &str) -> String {
-    const ABC: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in b64.chars().filter(|c| *c != '=') {
-        let Some(v) = ABC.find(c) else {
-            return String::new();
-        };
-        bits = (bits << 6) | v as u32;
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-            bits &= (1 << n) - 1;
-        }
-    }
-    String::from_utf8(out).unwrap_or_default()
+    ferry_core::base64::decode(b64)
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default()
 }
 
 /// 25 products, 10 a page, cursor paged, filtered by `updated_since` (strictly after).

@@ -84,7 +84,8 @@ async fn token(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(decode_base64)
+        .and_then(ferry_core::base64::decode)
+        .and_then(|b| String::from_utf8(b).ok())
         .unwrap_or_default();
     let expected = format!("{CLIENT_ID}:{}", api.secret);
     if form.get("grant_type").map(String::as_str) != Some("client_credentials") || basic != expected
@@ -166,20 +167,4 @@ fn catalog() -> Vec<Value> {
         .collect();
     all.sort_by(|a, b| a["updated_at"].as_str().cmp(&b["updated_at"].as_str()));
     all
-}
-
-fn decode_base64(text: &str) -> Option<String> {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let (mut bits, mut n, mut out) = (0u32, 0, Vec::new());
-    for c in text.bytes().filter(|c| *c != b'=') {
-        let v = ABC.iter().position(|a| *a == c)? as u32;
-        bits = (bits << 6) | v;
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-            bits &= (1 << n) - 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }

@@ -14,7 +14,6 @@ use serde::Deserialize;
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -365,7 +364,7 @@ fn auth(
     Ok(match a {
         AuthSettings::Basic { username, password } => {
             let raw = format!("{username}:{}", password.expose());
-            let encoded = base64(raw.as_bytes());
+            let encoded = ferry_core::base64::encode(raw.as_bytes());
             secrets.push(encoded.clone());
             let value = format!("Basic {encoded}");
             (Auth::Header(sensitive("auth.password", value)?), "basic")
@@ -419,35 +418,12 @@ fn auth(
                     client_auth,
                     form,
                     cache: tokio::sync::Mutex::new(None),
-                    fetched: AtomicU64::new(0),
                     recent: std::sync::Mutex::new(Vec::new()),
                 })),
                 "oauth2_client_credentials",
             )
         }
     })
-}
-
-/// RFC 4648 base64 with padding (for Basic credentials).
-fn base64(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ABC[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// OAuth2 client credentials: one token per connection and node, fetched once however
@@ -459,7 +435,6 @@ struct OAuth2 {
     client_auth: ClientAuth,
     form: Vec<(String, String)>,
     cache: tokio::sync::Mutex<Option<Token>>,
-    fetched: AtomicU64,
     /// The last tokens issued, masked in messages like the configured secrets.
     recent: std::sync::Mutex<Vec<String>>,
 }
@@ -506,7 +481,6 @@ impl OAuth2 {
         timeout: Duration,
         secrets: &[String],
     ) -> Result<Token, String> {
-        self.fetched.fetch_add(1, Ordering::Relaxed);
         let url = &self.token_url;
         let mut form = self.form.clone();
         let mut request = client.post(url.clone()).timeout(timeout);
@@ -522,7 +496,7 @@ impl OAuth2 {
                 );
                 request = request.header(
                     reqwest::header::AUTHORIZATION,
-                    format!("Basic {}", base64(raw.as_bytes())),
+                    format!("Basic {}", ferry_core::base64::encode(raw.as_bytes())),
                 );
             }
             ClientAuth::Body => {
@@ -600,10 +574,6 @@ impl OAuth2 {
 }
 
 impl HttpConnection {
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     /// `scheme://host:port` of `base_url`: the only origin credentials go to.
     pub fn origin(&self) -> &str {
         &self.origin
@@ -629,14 +599,6 @@ impl HttpConnection {
     /// The values no message may show.
     pub fn secrets(&self) -> &[String] {
         &self.secrets
-    }
-
-    /// How many token requests this connection made (tests and the Routes page).
-    pub fn token_requests(&self) -> u64 {
-        match &self.auth {
-            Some(Auth::OAuth2(o)) => o.fetched.load(Ordering::Relaxed),
-            _ => 0,
-        }
     }
 
     /// `path` (placeholders already expanded) resolved against `base_url`. A leading `/`
@@ -846,7 +808,7 @@ impl HttpConnection {
     }
 
     /// A URL as messages show it: an API key sent in the query is masked.
-    pub fn shown(&self, url: &reqwest::Url) -> String {
+    fn shown(&self, url: &reqwest::Url) -> String {
         self.redact(url.as_str())
     }
 
@@ -1018,19 +980,5 @@ impl Connect for HttpConnection {
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::base64;
-
-    #[test]
-    fn base64_pads_like_rfc_4648() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"ferry:s3cret"), "ZmVycnk6czNjcmV0");
     }
 }

@@ -193,9 +193,6 @@ impl Endpoint {
         let client = connection
             .as_ref()
             .map_or_else(|| ctx.client.clone(), |c| c.client().clone());
-        let secrets = connection
-            .as_ref()
-            .map_or_else(|| ctx.secrets.clone(), |c| Arc::new(c.secrets().to_vec()));
         let (in_flight, limit) = match &connection {
             Some(c) => (
                 c.in_flight().clone(),
@@ -213,7 +210,8 @@ impl Endpoint {
             limit,
             target: template,
             origin,
-            secrets,
+            // Through a connection its own list masks (with its tokens): see `redact`.
+            secrets: ctx.secrets.clone(),
         })
     }
 
