@@ -243,6 +243,12 @@ impl Engine {
         self.outgoing.get(outgoing).and_then(|(_, p)| p.circuit())
     }
 
+    /// How an outgoing configuration delivers now (requests in flight, the level
+    /// allowed, a rate limit), for a publisher that limits its requests.
+    pub fn delivery(&self, outgoing: &str) -> Option<crate::connectors::DeliveryState> {
+        self.outgoing.get(outgoing).and_then(|(_, p)| p.delivery())
+    }
+
     /// The built connections by id.
     pub fn connections(&self) -> &HashMap<String, Arc<dyn Connect>> {
         &self.connections

@@ -311,3 +311,42 @@ async fn a_spent_quota_pauses_the_connection_until_its_reset() {
         at[1] - at[0]
     );
 }
+
+#[tokio::test]
+async fn an_adaptive_level_grows_while_answers_stay_fast_and_backs_off_on_429() {
+    // A target that serves 12 requests at once in 20 ms and refuses more with a 429.
+    let ends: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
+    let refused = Arc::new(Mutex::new(0usize));
+    let (open, said_no) = (ends.clone(), refused.clone());
+    let t = Target::start(move |_, _| {
+        let now = Instant::now();
+        let mut ends = open.lock().unwrap();
+        ends.retain(|end| *end > now);
+        if ends.len() >= 12 {
+            *said_no.lock().unwrap() += 1;
+            return (StatusCode::TOO_MANY_REQUESTS, "{}".into(), Duration::ZERO);
+        }
+        let delay = Duration::from_millis(20);
+        ends.push(now + delay);
+        (StatusCode::OK, "{}".into(), delay)
+    })
+    .await;
+    let h = Harness::new(&through_connection(&t.url, "max_in_flight = \"auto:64\"")).await;
+    let start = h.engine.delivery("out").expect("an http publisher's level");
+    assert_eq!((start.level.limit, start.level.adaptive_max), (8, Some(64)));
+    h.push("in", products(1_500)).await;
+    let summary = h.engine.drain_route("r").await.unwrap();
+    let refused = *refused.lock().unwrap();
+    assert_eq!(summary.finished + summary.retry, 1_500, "{summary:?}");
+    assert!(refused > 0, "the level grew past what the target serves");
+    // Each step past 12 meets a 429 and cuts the level to 90 %, so a few in a hundred.
+    assert!(
+        refused < 300,
+        "and backed off: {refused} of 1,500 requests refused"
+    );
+    let level = h.engine.delivery("out").unwrap().level;
+    assert!(
+        (4..=20).contains(&level.limit),
+        "settled near the 12 the target serves: {level:?}"
+    );
+}

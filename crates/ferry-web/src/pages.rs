@@ -627,6 +627,8 @@ struct RouteView {
     since: Vec<SinceView>,
     /// The circuit breaker of the outgoing side's connection, in words.
     circuit: Option<String>,
+    /// Requests in flight and the limits on them, in words.
+    delivery: Option<String>,
 }
 
 /// Where an incremental subscriber got to, as the Routes page shows it.
@@ -841,6 +843,10 @@ async fn routes_page(
                         })
                     })
                     .collect(),
+                delivery: state
+                    .engine
+                    .delivery(route.outgoing.as_str())
+                    .map(|d| d.to_string()),
                 circuit: state.engine.circuit(route.outgoing.as_str()).map(|c| {
                     let mut text = match (c.state, &c.until) {
                         ("open", Some(until)) => format!("open until {until}"),

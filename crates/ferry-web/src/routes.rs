@@ -98,6 +98,35 @@ pub struct RouteDetail {
     /// The circuit breaker of the outgoing side's connection, when it has one.
     #[serde(default)]
     pub circuit: Option<CircuitDto>,
+    /// How the outgoing side delivers now, for a publisher that limits its requests
+    /// (an http publisher).
+    #[serde(default)]
+    pub delivery: Option<DeliveryDto>,
+}
+
+/// Requests in flight and the limits on them, on this node.
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct DeliveryDto {
+    /// Requests allowed at once now: the fixed `max_in_flight`, or the level
+    /// `"auto"` has reached.
+    pub max_in_flight: usize,
+    /// Requests in flight now.
+    pub in_flight: usize,
+    /// With `max_in_flight = "auto"`: the level's upper bound.
+    pub adaptive_max: Option<usize>,
+    /// The connection's `rate_limit` (`200/s`), when it has one.
+    pub rate_limit: Option<String>,
+}
+
+impl From<ferry_engine::connectors::DeliveryState> for DeliveryDto {
+    fn from(d: ferry_engine::connectors::DeliveryState) -> DeliveryDto {
+        DeliveryDto {
+            max_in_flight: d.level.limit,
+            in_flight: d.level.in_flight,
+            adaptive_max: d.level.adaptive_max,
+            rate_limit: d.rate_limit,
+        }
+    }
 }
 
 /// A connection's circuit breaker.
@@ -203,6 +232,10 @@ pub async fn one(
         .filter_map(|i| Some((i.to_string(), SinceDto::from(marks.get(i.as_str())?))))
         .collect();
     Ok(Json(RouteDetail {
+        delivery: state
+            .engine
+            .delivery(route.outgoing.as_str())
+            .map(DeliveryDto::from),
         circuit: state
             .engine
             .circuit(route.outgoing.as_str())

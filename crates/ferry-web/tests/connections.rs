@@ -28,6 +28,8 @@ base_url = "{up}/api/"
 headers = {{ x-tenant = "{TOKEN}" }}
 auth = {{ type = "bearer", token = "{TOKEN}" }}
 circuit_breaker = {{ failures = 5, cool_down = "30s" }}
+max_in_flight = "auto:40"
+rate_limit = "20/s"
 
 [[connections]]
 id = "down"
@@ -81,6 +83,32 @@ async fn connections_are_listed_with_their_secrets_masked() {
         "{html}"
     );
     assert!(!html.contains(TOKEN));
+}
+
+#[tokio::test]
+async fn a_route_shows_its_requests_in_flight_rate_limit_and_circuit_breaker() {
+    let app = TestApp::with_config(&config(&api().await)).await;
+    let route = app.get_ok("/api/v1/routes/shop-to-erp").await;
+    assert_eq!(
+        route["delivery"],
+        json!({"max_in_flight": 8, "in_flight": 0, "adaptive_max": 40, "rate_limit": "20/s"}),
+        "{route}"
+    );
+    assert_eq!(route["circuit"]["state"], "closed", "{route}");
+    let html = app
+        .http
+        .get(format!("{}/routes", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Requests at once")
+            && html.contains("auto: 8 now, at most 40 (0 in flight now); rate limit 20/s"),
+        "{html}"
+    );
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! `ferry bench`: measures ferry at scale on its real code paths — ingest through the
 //! webhook and straight into the store, route processing with a file and an HTTP
-//! publisher, the Tasks page queries, bulk retry and skip by filter, and memory — next
-//! to the same machine's raw database limits, and prints a table and writes a JSON file.
+//! publisher, the Tasks page queries, bulk retry and skip by filter, delivery to slow
+//! targets through connections (`bench_delivery`), and memory — next to the same
+//! machine's raw database limits, and prints a table and writes a JSON file.
 //!
 //! Everything runs in this process: the store (SQLite in a temporary folder, or a fresh
 //! PostgreSQL schema), the real HTTP server on a loopback port, and the HTTP target the
@@ -115,16 +116,19 @@ pub enum Phase {
     Bulk,
     /// graphile-worker side by side (with `--graphile`).
     Graphile,
+    /// Delivery to slow loopback targets through connections (`bench_delivery`).
+    Delivery,
 }
 
 impl Phase {
-    const ALL: [Phase; 6] = [
+    const ALL: [Phase; 7] = [
         Phase::Raw,
         Phase::Queries,
         Phase::Webhook,
         Phase::Processing,
         Phase::Bulk,
         Phase::Graphile,
+        Phase::Delivery,
     ];
 
     fn name(self) -> &'static str {
@@ -135,6 +139,7 @@ impl Phase {
             Phase::Processing => "processing",
             Phase::Bulk => "bulk",
             Phase::Graphile => "graphile",
+            Phase::Delivery => "delivery",
         }
     }
 
@@ -176,10 +181,13 @@ pub struct Args {
     #[arg(long, default_value_t = 200_000)]
     pub graphile_jobs: u64,
     /// The phases to run, comma-separated: raw, queries, webhook, processing, bulk,
-    /// graphile (default: all; graphile only with --graphile). The data set is built
-    /// only when queries, webhook, processing or bulk is among them.
+    /// graphile, delivery (default: all; graphile only with --graphile). The data set
+    /// is built only when queries, webhook, processing or bulk is among them.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub phases: Vec<Phase>,
+    /// Tasks each scenario of the delivery phase delivers.
+    #[arg(long, default_value_t = 20_000)]
+    pub delivery_tasks: u64,
 }
 
 impl Args {
@@ -612,9 +620,11 @@ impl Stats {
 }
 
 #[derive(Clone, Copy)]
-enum Target {
+pub(crate) enum Target {
     AtLeast(f64),
     AtMost(f64),
+    /// From the first to the second, both included.
+    Between(f64, f64),
 }
 
 impl Target {
@@ -622,19 +632,20 @@ impl Target {
         match self {
             Target::AtLeast(t) => value >= t,
             Target::AtMost(t) => value <= t,
+            Target::Between(low, high) => (low..=high).contains(&value),
         }
     }
 }
 
 /// One line of the table (and one object of the JSON results).
-struct Row {
+pub(crate) struct Row {
     section: &'static str,
     name: String,
     value: String,
     /// The target and PASS or MISS, when the issue sets one.
     target: String,
-    /// The figure as a ratio of each raw limit.
-    ratio: String,
+    /// The figure as a ratio of each raw limit (or of another limit, said in the text).
+    pub(crate) ratio: String,
     json: Value,
 }
 
@@ -647,10 +658,11 @@ struct Baseline {
 }
 
 /// The order of the table's sections.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "raw",
     "ingest",
     "processing",
+    "delivery",
     "graphile",
     "query",
     "bulk",
@@ -658,7 +670,7 @@ const SECTIONS: [&str; 7] = [
 ];
 
 #[derive(Default)]
-struct Report {
+pub(crate) struct Report {
     machine: Value,
     rows: Vec<Row>,
     notes: Vec<String>,
@@ -668,13 +680,13 @@ struct Report {
 }
 
 impl Report {
-    fn note(&mut self, text: impl Into<String>) {
+    pub(crate) fn note(&mut self, text: impl Into<String>) {
         let text = text.into();
         eprintln!("[bench] note: {text}");
         self.notes.push(text);
     }
 
-    fn push(
+    pub(crate) fn push(
         &mut self,
         section: &'static str,
         name: String,
@@ -875,7 +887,7 @@ impl Report {
 }
 
 impl Row {
-    fn judge(&mut self, target: Option<(Target, &str)>, value: f64) {
+    pub(crate) fn judge(&mut self, target: Option<(Target, &str)>, value: f64) {
         if let Some((t, text)) = target {
             let verdict = if t.holds(value) { "PASS" } else { "MISS" };
             self.target = format!("{text} {verdict}");
@@ -886,7 +898,7 @@ impl Row {
 }
 
 /// `1234567.8` → `1,234,568`.
-fn thousands(v: f64) -> String {
+pub(crate) fn thousands(v: f64) -> String {
     let digits = format!("{:.0}", v.max(0.0));
     let mut out = String::new();
     for (k, c) in digits.chars().enumerate() {
@@ -1010,7 +1022,7 @@ impl<'a> Bench<'a> {
         let phases = args.selected();
         ensure!(
             !phases.is_empty(),
-            "--phases: name at least one of raw, queries, webhook, processing, bulk, graphile"
+            "--phases: name at least one of raw, queries, webhook, processing, bulk, graphile, delivery"
         );
         eprintln!(
             "[bench] phases: {}",
@@ -1059,7 +1071,12 @@ impl<'a> Bench<'a> {
                 "no data set was built: none of the phases queries, webhook, processing, bulk ran",
             );
         }
-        if phases == [Phase::Raw] {
+        // Delivery has an engine of its own and needs neither the server nor the data set.
+        if phases
+            .iter()
+            .all(|p| matches!(p, Phase::Raw | Phase::Delivery))
+        {
+            bench.delivery().await?;
             return Ok(bench.report);
         }
 
@@ -1097,6 +1114,8 @@ impl<'a> Bench<'a> {
             bench.report.phase("graphile side by side", t);
         }
 
+        bench.delivery().await?;
+
         let _ = server.stop.send(());
         let _ = server.serving.await;
         drop(server.engine);
@@ -1105,6 +1124,25 @@ impl<'a> Bench<'a> {
             begun.elapsed().as_secs_f64()
         ));
         Ok(bench.report)
+    }
+
+    /// The delivery phase (when selected), on routes and an engine of its own in the
+    /// run's store.
+    async fn delivery(&mut self) -> Result<()> {
+        if !self.args.runs_phase(Phase::Delivery) {
+            return Ok(());
+        }
+        let t = Instant::now();
+        crate::bench_delivery::run(
+            &mut self.report,
+            &self.store,
+            &self.scratch.storage_url(),
+            &self.scratch.dir,
+            self.args.delivery_tasks,
+        )
+        .await?;
+        self.report.phase("delivery", t);
+        Ok(())
     }
 
     fn store_version(&self) -> String {

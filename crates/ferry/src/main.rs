@@ -4,6 +4,7 @@
 
 mod access_cmd;
 mod bench;
+mod bench_delivery;
 mod client;
 mod demo;
 mod demo_supplier;

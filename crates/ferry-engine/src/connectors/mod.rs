@@ -10,6 +10,7 @@
 
 pub mod file;
 pub mod http;
+pub mod limiter;
 pub mod settings;
 pub mod tls;
 pub mod webhook;
@@ -203,6 +204,33 @@ pub trait Publish: Send + Sync {
     /// The circuit breaker's state, if the publisher's connection has one.
     fn circuit(&self) -> Option<CircuitState> {
         None
+    }
+
+    /// Its requests in flight, the level allowed now and its rate limit, for a
+    /// publisher that limits them.
+    fn delivery(&self) -> Option<DeliveryState> {
+        None
+    }
+}
+
+/// How a publisher delivers now, as the pages and the API show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeliveryState {
+    /// Requests at once: allowed now (the adaptive level, or the fixed number), in
+    /// flight now, and the bound of `"auto"`.
+    pub level: limiter::Level,
+    /// `200/s`, when the connection has a rate limit.
+    pub rate_limit: Option<String>,
+}
+
+impl std::fmt::Display for DeliveryState {
+    /// `auto: 57 now, at most 200 (41 in flight now); rate limit 200/s`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.level)?;
+        match &self.rate_limit {
+            Some(r) => write!(f, "; rate limit {r}"),
+            None => Ok(()),
+        }
     }
 }
 

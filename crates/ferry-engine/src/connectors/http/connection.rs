@@ -4,6 +4,7 @@
 //! Credentials and default headers go to the connection's origin only.
 
 use super::{error_chain, excerpt, origin_of, read_capped};
+use crate::connectors::limiter::{DEFAULT_AUTO_MAX, Limiter, Pacer};
 use crate::connectors::settings::{self, HttpUrl, Span};
 use crate::connectors::tls::{TlsFiles, client_builder};
 use crate::connectors::{BuildResult, Built, CircuitState, Connect, ConnectionKind, Context};
@@ -90,11 +91,12 @@ enum ClientAuth {
 /// Requests at once through a connection (or a publisher without one) when not set.
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 8;
 
-/// `max_in_flight`: a number of requests at once, or `"auto"`.
+/// `max_in_flight`: a number of requests at once, or `"auto"` (adaptive, at most 200) or
+/// `"auto:N"` (adaptive, at most N).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaxInFlight {
     Fixed(u32),
-    Auto,
+    Auto { max: u32 },
 }
 
 impl<'de> Deserialize<'de> for MaxInFlight {
@@ -107,25 +109,34 @@ impl<'de> Deserialize<'de> for MaxInFlight {
         }
         match Raw::deserialize(d)? {
             Raw::N(n) if (1..=1024).contains(&n) => Ok(MaxInFlight::Fixed(n as u32)),
-            Raw::S(s) if s == "auto" => Ok(MaxInFlight::Auto),
+            Raw::S(s) if s.trim() == "auto" => Ok(MaxInFlight::Auto {
+                max: DEFAULT_AUTO_MAX as u32,
+            }),
+            Raw::S(s) => match s
+                .trim()
+                .strip_prefix("auto:")
+                .map(|n| n.trim().parse::<i64>())
+            {
+                Some(Ok(n)) if (1..=1024).contains(&n) => Ok(MaxInFlight::Auto { max: n as u32 }),
+                _ => Err(serde::de::Error::custom(format!(
+                    "'{s}' is not a number of requests; use 1 to 1024, \"auto\" (adaptive, at most {DEFAULT_AUTO_MAX}) or \"auto:N\" (adaptive, at most N)"
+                ))),
+            },
             Raw::N(n) => Err(serde::de::Error::custom(format!(
                 "{n} is out of range; use 1 to 1024, or \"auto\""
-            ))),
-            Raw::S(s) => Err(serde::de::Error::custom(format!(
-                "'{s}' is not a number of requests; use 1 to 1024, or \"auto\""
             ))),
         }
     }
 }
 
 impl MaxInFlight {
-    /// The number of requests allowed at once (`auto` is not adaptive yet: it allows
-    /// the default).
-    pub fn limit(setting: Option<MaxInFlight>) -> usize {
-        match setting {
-            Some(MaxInFlight::Fixed(n)) => n as usize,
-            Some(MaxInFlight::Auto) | None => DEFAULT_MAX_IN_FLIGHT as usize,
-        }
+    /// The limiter the setting asks for (none set: the default fixed number).
+    pub fn limiter(setting: Option<MaxInFlight>) -> Arc<Limiter> {
+        Arc::new(match setting {
+            Some(MaxInFlight::Fixed(n)) => Limiter::fixed(n as usize),
+            Some(MaxInFlight::Auto { max }) => Limiter::adaptive(max as usize),
+            None => Limiter::fixed(DEFAULT_MAX_IN_FLIGHT as usize),
+        })
     }
 }
 
@@ -158,6 +169,18 @@ impl<'de> Deserialize<'de> for RateLimit {
             )));
         }
         Ok(RateLimit { requests, per })
+    }
+}
+
+impl std::fmt::Display for RateLimit {
+    /// As written: `200/s`, `600/m`, `10000/h`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 => "s",
+            60 => "m",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.requests)
     }
 }
 
@@ -211,10 +234,9 @@ pub struct HttpConnection {
     tls: TlsFiles,
     delivery: Delivery,
     /// Requests at once through this connection on this node, shared by every route.
-    in_flight: Arc<tokio::sync::Semaphore>,
-    /// When the next request may go: spaced by the rate limit, and pushed back by a
-    /// `Retry-After` the API answered.
-    next_turn: tokio::sync::Mutex<Instant>,
+    in_flight: Arc<Limiter>,
+    /// Spaces requests by the rate limit, when there is one.
+    pacer: Option<tokio::sync::Mutex<Pacer>>,
     paused_until: std::sync::Mutex<Option<Instant>>,
     breaker: std::sync::Mutex<Breaker>,
     secrets: Arc<Vec<String>>,
@@ -294,25 +316,15 @@ impl ConnectionKind for HttpConnectionKind {
                 rate_limit: s.rate_limit,
                 circuit_breaker: s.circuit_breaker,
             },
-            in_flight: Arc::new(tokio::sync::Semaphore::new(MaxInFlight::limit(
-                s.max_in_flight,
-            ))),
-            next_turn: tokio::sync::Mutex::new(Instant::now()),
+            in_flight: MaxInFlight::limiter(s.max_in_flight),
+            pacer: s
+                .rate_limit
+                .map(|r| tokio::sync::Mutex::new(Pacer::new(r.requests, r.per))),
             paused_until: std::sync::Mutex::new(None),
             breaker: std::sync::Mutex::new(Breaker::default()),
             secrets: Arc::new(secrets),
         };
-        let mut built = Built::new(Arc::new(connection) as Arc<dyn Connect>);
-        for (key, set, what) in [(
-            "max_in_flight",
-            s.max_in_flight == Some(MaxInFlight::Auto),
-            "is not adaptive yet: \"auto\" allows the default of 8 requests at once",
-        )] {
-            if set {
-                built.warnings.push(spec.problem(key, what));
-            }
-        }
-        Ok(built)
+        Ok(Built::new(Arc::new(connection) as Arc<dyn Connect>))
     }
 }
 
@@ -591,8 +603,8 @@ impl HttpConnection {
         self.delivery
     }
 
-    /// The permits for requests at once through this connection.
-    pub fn in_flight(&self) -> &Arc<tokio::sync::Semaphore> {
+    /// The slots for requests at once through this connection.
+    pub fn in_flight(&self) -> &Arc<Limiter> {
         &self.in_flight
     }
 
@@ -792,19 +804,13 @@ impl HttpConnection {
         {
             tokio::time::sleep_until(until.into()).await;
         }
-        let Some(rate) = self.delivery.rate_limit else {
+        let Some(pacer) = &self.pacer else {
             return;
         };
-        // A period of 5 ms more than written: a turn the timer gives late (by up to a
-        // few ms) then cannot put one request too many into any window of the period.
-        let spacing = (rate.per + Duration::from_millis(5)) / rate.requests;
-        let mut next = self.next_turn.lock().await;
-        // Turns follow a schedule (not the moment the timer woke, which is late by up
-        // to a millisecond), so the rate is met on average; an idle connection starts a
-        // new schedule, with no burst saved up.
-        let slot = (*next).max(Instant::now());
-        tokio::time::sleep_until(slot.into()).await;
-        *next = slot + spacing;
+        let mut pacer = pacer.lock().await;
+        let turn = pacer.earliest(Instant::now());
+        tokio::time::sleep_until(turn.into()).await;
+        pacer.sent(turn, Instant::now());
     }
 
     /// A URL as messages show it: an API key sent in the query is masked.
@@ -895,23 +901,13 @@ impl Connect for HttpConnection {
             ("timeout".to_owned(), format!("{:?}", self.timeout)),
             (
                 "rate_limit".to_owned(),
-                self.delivery.rate_limit.map_or("none".to_owned(), |r| {
-                    let unit = match r.per.as_secs() {
-                        1 => "s",
-                        60 => "m",
-                        _ => "h",
-                    };
-                    format!("{}/{unit}", r.requests)
-                }),
+                self.delivery
+                    .rate_limit
+                    .map_or("none".to_owned(), |r| r.to_string()),
             ),
             (
                 "max_in_flight".to_owned(),
-                format!(
-                    "{} ({} in flight now)",
-                    MaxInFlight::limit(self.delivery.max_in_flight),
-                    MaxInFlight::limit(self.delivery.max_in_flight)
-                        .saturating_sub(self.in_flight.available_permits())
-                ),
+                self.in_flight.level().to_string(),
             ),
         ];
         if let Some(ca) = &self.tls.ca_file {

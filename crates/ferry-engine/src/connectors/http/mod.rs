@@ -7,6 +7,7 @@ mod subscriber;
 
 pub use connection::{HttpConnection, MaxInFlight};
 
+use super::limiter::{Level, Limiter, Signal};
 use super::{Context, Kind, settings};
 use ferry_core::config::{ConnectorSpec, Problem, redact};
 use reqwest::header::{HeaderName, HeaderValue};
@@ -45,9 +46,8 @@ pub(crate) struct Endpoint {
     /// Headers whose value holds `{field}` placeholders, filled from each entity.
     templated: Vec<(HeaderName, String)>,
     timeout: Duration,
-    /// Requests at once: the connection's permits, or the endpoint's own.
-    in_flight: Arc<tokio::sync::Semaphore>,
-    limit: usize,
+    /// Requests at once: the connection's slots, or the endpoint's own.
+    in_flight: Arc<Limiter>,
     /// The URL template (placeholders not yet expanded) or the connection's path.
     target: String,
     origin: String,
@@ -119,7 +119,6 @@ impl Endpoint {
                 "is the connection's to set (every route through it shares it); move it to the [[connections]] entry",
             ));
         }
-        let own_limit = MaxInFlight::limit(target.max_in_flight);
         let (connection, template, origin) = match (target.connection, target.url, target.path) {
             (Some(id), url, path) => {
                 let c: Arc<HttpConnection> = match ctx.connection(spec, &id, "http") {
@@ -193,12 +192,9 @@ impl Endpoint {
         let client = connection
             .as_ref()
             .map_or_else(|| ctx.client.clone(), |c| c.client().clone());
-        let (in_flight, limit) = match &connection {
-            Some(c) => (
-                c.in_flight().clone(),
-                MaxInFlight::limit(c.delivery().max_in_flight),
-            ),
-            None => (Arc::new(tokio::sync::Semaphore::new(own_limit)), own_limit),
+        let in_flight = match &connection {
+            Some(c) => c.in_flight().clone(),
+            None => MaxInFlight::limiter(target.max_in_flight),
         };
         Some(Endpoint {
             connection,
@@ -207,7 +203,6 @@ impl Endpoint {
             templated,
             timeout,
             in_flight,
-            limit,
             target: template,
             origin,
             // Through a connection its own list masks (with its tokens): see `redact`.
@@ -215,9 +210,14 @@ impl Endpoint {
         })
     }
 
-    /// Requests this endpoint may have in flight at once.
+    /// The most requests this endpoint may have in flight at once.
     pub(crate) fn max_in_flight(&self) -> usize {
-        self.limit
+        self.in_flight.ceiling()
+    }
+
+    /// Its requests in flight and the level allowed now.
+    pub(crate) fn level(&self) -> Level {
+        self.in_flight.level()
     }
 
     /// The headers with `{field}` placeholders, filled from `entity` (for a publisher;
@@ -280,7 +280,7 @@ impl Endpoint {
         mut request: reqwest::Request,
     ) -> Result<reqwest::Response, String> {
         // Held until the answer's head is in (its body is read after, capped).
-        let _permit = self.in_flight.acquire().await.ok();
+        let permit = self.in_flight.acquire().await;
         let own = origin_of(request.url()).as_deref() == Some(self.origin.as_str());
         if own {
             for (name, value) in &self.headers {
@@ -294,19 +294,26 @@ impl Endpoint {
                 }
             }
         }
-        if let Some(c) = &self.connection {
-            return c.send(request).await;
-        }
-        let shown = format!("{} {}", request.method(), request.url());
-        let timeout = self.timeout;
-        self.client.execute(request).await.map_err(|e| {
-            let why = if e.is_timeout() {
-                format!("timeout after {timeout:?}")
-            } else {
-                error_chain(&e)
-            };
-            redact(&format!("{shown}: {why}"), &self.secrets)
-        })
+        let answer = match &self.connection {
+            Some(c) => c.send(request).await,
+            None => {
+                let shown = format!("{} {}", request.method(), request.url());
+                let timeout = self.timeout;
+                self.client.execute(request).await.map_err(|e| {
+                    let why = if e.is_timeout() {
+                        format!("timeout after {timeout:?}")
+                    } else {
+                        error_chain(&e)
+                    };
+                    redact(&format!("{shown}: {why}"), &self.secrets)
+                })
+            }
+        };
+        permit.done(match &answer {
+            Ok(r) if !matches!(r.status().as_u16(), 429 | 503) => Signal::Answered,
+            _ => Signal::Backpressure,
+        });
+        answer
     }
 
     /// `text` with secret values (and a connection's current tokens) masked.

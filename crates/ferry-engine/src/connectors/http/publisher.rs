@@ -3,7 +3,9 @@
 use super::HttpConnection;
 use super::{Endpoint, MAX_REDIRECTS, Target, excerpt, read_capped, redirect_target};
 use crate::connectors::settings::{self, Method, jq_opt};
-use crate::connectors::{BuildResult, Built, CircuitState, Context, Publish, PublisherKind};
+use crate::connectors::{
+    BuildResult, Built, CircuitState, Context, DeliveryState, Publish, PublisherKind,
+};
 use crate::jq::JqProgram;
 use async_trait::async_trait;
 use ferry_core::TaskId;
@@ -172,6 +174,17 @@ impl Publish for Sender {
 
     fn circuit(&self) -> Option<CircuitState> {
         self.endpoint.connection().and_then(HttpConnection::circuit)
+    }
+
+    fn delivery(&self) -> Option<DeliveryState> {
+        Some(DeliveryState {
+            level: self.endpoint.level(),
+            rate_limit: self
+                .endpoint
+                .connection()
+                .and_then(|c| c.delivery().rate_limit)
+                .map(|r| r.to_string()),
+        })
     }
 
     async fn publish(&self, entity: &Value, task: &TaskId) -> Result<String, Failure> {
