@@ -24,6 +24,9 @@ pub struct Task {
     pub entity_data: Value,
     pub last_error: Option<String>,
     pub next_attempt_at: Option<Timestamp>,
+    /// What the target answered, as the publisher's `response` expression picked it
+    /// (the newest attempt that gave one): e.g. the id the ERP gave the product.
+    pub response: Option<Value>,
 }
 
 /// A task about to be created by ingestion.

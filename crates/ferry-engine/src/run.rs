@@ -555,13 +555,15 @@ impl Engine {
             }
         };
         let ended_at = self.now();
+        let mut response = None;
         let outcome = match result {
-            Ok(Some(note)) => {
+            Ok(Some(delivered)) => {
                 log.push(Message::new(
                     ended_at,
                     Level::Info,
-                    format!("published: {note}"),
+                    format!("published: {}", delivered.note),
                 ));
+                response = delivered.response;
                 Outcome::Finished
             }
             Ok(None) => {
@@ -607,6 +609,7 @@ impl Engine {
             ended_at,
             outcome,
             messages: log,
+            response,
         }
     }
 }

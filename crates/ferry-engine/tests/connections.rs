@@ -477,6 +477,12 @@ async fn a_paged_https_api_with_oauth2_reaches_an_https_target_with_an_api_key_o
     );
     let log = h.export_log(&tasks.items[0].id).await.join("\n");
     assert!(log.contains("response: erp-P-"), "{log}");
+    let task = h.task(&tasks.items[0].id).await;
+    assert_eq!(
+        task.response,
+        Some(json!(format!("erp-{}", task.summary.entity_identifier))),
+        "the id the ERP gave is kept on the task"
+    );
 
     assert_eq!(
         s.auth.issued.load(Ordering::SeqCst),

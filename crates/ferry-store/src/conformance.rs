@@ -45,6 +45,7 @@ macro_rules! conformance_suite {
             claims_take_new_and_due_retry_tasks_oldest_first_up_to_the_limit,
             a_claimed_task_is_not_claimed_again,
             completions_record_outcome_attempt_and_export_messages,
+            a_response_is_kept_on_the_task_until_a_later_attempt_gives_another,
             a_late_completion_of_a_recovered_task_is_ignored,
             expired_leases_return_tasks_to_new_with_a_message,
             messages_of_an_unknown_task_are_none,
@@ -143,6 +144,7 @@ fn completion(task: &Task, outcome: Outcome, now_ms: i64) -> Completion {
         ended_at: at(now_ms),
         outcome,
         messages: vec![Message::new(at(now_ms), Level::Info, "published")],
+        response: None,
     }
 }
 
@@ -769,6 +771,67 @@ pub async fn completions_record_outcome_attempt_and_export_messages(store: &dyn 
     assert_eq!(failed.last_error.as_deref(), Some("boom"));
     let retry = store.get_task(&tasks[3].id).await.unwrap().unwrap();
     assert_eq!(retry.next_attempt_at, Some(at(70_000)));
+}
+
+pub async fn a_response_is_kept_on_the_task_until_a_later_attempt_gives_another(store: &dyn Store) {
+    let tasks: Vec<NewTask> = (0..2).map(|i| new_task("r", "product", "e", i)).collect();
+    store.insert_tasks(&tasks).await.unwrap();
+    let claimed = claim_all(store, "r", 10).await;
+    let mut kept = completion(&claimed[0], Outcome::Finished, 20);
+    kept.response = Some(serde_json::json!({"id": "ERP-1", "name": "Zoë's \"mug\""}));
+    let mut busy = completion(
+        &claimed[1],
+        Outcome::Retry {
+            at: at(1_000),
+            error: "busy".into(),
+        },
+        20,
+    );
+    busy.response = None;
+    store.complete("w1", &[kept, busy]).await.unwrap();
+    let first = store.get_task(&tasks[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        first.response,
+        Some(serde_json::json!({"id": "ERP-1", "name": "Zoë's \"mug\""}))
+    );
+    assert_eq!(
+        store
+            .get_task(&tasks[1].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .response,
+        None
+    );
+
+    // The second task's next attempt gives one; the first, retried, gives none.
+    store
+        .act_on_task(&tasks[0].id, &request(Action::Retry, 30))
+        .await
+        .unwrap();
+    let again = claim_all(store, "r", 2_000).await;
+    assert_eq!(again.len(), 2);
+    let answers: Vec<Completion> = again
+        .iter()
+        .map(|t| {
+            let mut c = completion(t, Outcome::Finished, 2_010);
+            if t.summary.id == tasks[1].id {
+                c.response = Some(serde_json::json!(42));
+            }
+            c
+        })
+        .collect();
+    store.complete("w1", &answers).await.unwrap();
+    let first = store.get_task(&tasks[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        first.response.unwrap()["id"],
+        "ERP-1",
+        "kept from attempt 1"
+    );
+    let second = store.get_task(&tasks[1].id).await.unwrap().unwrap();
+    assert_eq!(second.response, Some(serde_json::json!(42)));
+    let claimed_again = claim_all(store, "r", 3_000).await;
+    assert!(claimed_again.is_empty());
 }
 
 pub async fn a_late_completion_of_a_recovered_task_is_ignored(store: &dyn Store) {
@@ -1789,6 +1852,7 @@ fn exported(route: &str, status: Status, entity: &str, offset_ms: i64) -> TaskRe
             entity_data: t.entity_data,
             last_error: None,
             next_attempt_at: None,
+            response: None,
         },
         messages: Vec::new(),
         attempts: Vec::new(),

@@ -67,6 +67,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../migrations/postgres/0014_since_marks.sql"),
     ),
+    (
+        15,
+        include_str!("../migrations/postgres/0015_task_response.sql"),
+    ),
 ];
 
 /// Connection settings beyond the URL.
@@ -285,7 +289,7 @@ impl PgStore {
                         lease_owner = $2, lease_until = $3
                  FROM picked WHERE t.ctid = picked.ctid
                  RETURNING t.id, t.route, t.entity_schema, t.entity_identifier, t.status, t.attempts,
-                           t.created_at, t.updated_at, t.last_error, t.next_attempt_at)
+                           t.created_at, t.updated_at, t.last_error, t.next_attempt_at, t.response)
              -- LEFT JOIN: a task without its entity is reported (rows::detail), not lost.
              SELECT c.*, e.entity_data FROM claimed c LEFT JOIN task_entities e ON e.task_id = c.id",
         )
@@ -876,11 +880,12 @@ impl Store for PgStore {
             "WITH c AS (
                  SELECT *, 'processing'::text AS held, $8::text AS owner
                  FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[],
-                             $6::bigint[], $7::bigint[])
-                     WITH ORDINALITY AS c (id, status, ended_at, last_error, next_attempt_at, attempt, started_at, ord)),
+                             $6::bigint[], $7::bigint[], $11::text[])
+                     WITH ORDINALITY AS c (id, status, ended_at, last_error, next_attempt_at, attempt, started_at, response, ord)),
              upd AS (
                  UPDATE tasks t SET status = c.status, updated_at = c.ended_at,
                         last_error = c.last_error, next_attempt_at = c.next_attempt_at,
+                        response = COALESCE(c.response, t.response),
                         lease_owner = NULL, lease_until = NULL
                  FROM c
                  WHERE t.id = c.id AND t.status = c.held AND t.lease_owner = c.owner
@@ -938,6 +943,12 @@ impl Store for PgStore {
         .bind(worker)
         .bind(logs.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
         .bind(logs.iter().map(|(_, _, l)| l.as_str()).collect::<Vec<_>>())
+        .bind(
+            completions
+                .iter()
+                .map(|c| c.response.as_ref().map(serde_json::Value::to_string))
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(&self.pool)
         .await?
         .into_iter()

@@ -22,7 +22,11 @@ pub const SUMMARY_COLUMNS: [&str; 8] = [
 pub fn detail_select() -> SelectStatement {
     Query::select()
         .columns(SUMMARY_COLUMNS.map(|c| (TASKS, c)))
-        .columns([(TASKS, "last_error"), (TASKS, "next_attempt_at")])
+        .columns([
+            (TASKS, "last_error"),
+            (TASKS, "next_attempt_at"),
+            (TASKS, "response"),
+        ])
         .column(("task_entities", "entity_data"))
         .from(TASKS)
         .inner_join(
@@ -859,6 +863,7 @@ pub fn import_task(r: &crate::TaskRecord, now: ferry_core::Timestamp) -> TaskImp
             "updated_at",
             "next_attempt_at",
             "last_error",
+            "response",
         ])
         .values_panic([
             s.id.as_str().into(),
@@ -871,6 +876,7 @@ pub fn import_task(r: &crate::TaskRecord, now: ferry_core::Timestamp) -> TaskImp
             s.updated_at.millis().into(),
             t.next_attempt_at.map(|n| n.millis()).into(),
             t.last_error.clone().into(),
+            t.response.as_ref().map(serde_json::Value::to_string).into(),
         ])
         .on_conflict(sea_query::OnConflict::column("id").do_nothing().to_owned())
         .to_owned();

@@ -57,12 +57,18 @@ pub(crate) fn detail(row: &impl Columns) -> Result<Task, StoreError> {
     let entity = row
         .opt_text("entity_data")?
         .ok_or_else(|| StoreError::Corrupt(format!("task {} has no stored entity", summary.id)))?;
+    let response = row
+        .opt_text("response")?
+        .map(|r| serde_json::from_str(&r))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("task {}: response: {e}", summary.id)))?;
     Ok(Task {
         entity_data: serde_json::from_str(&entity)
             .map_err(|e| StoreError::Corrupt(format!("entity data: {e}")))?,
         summary,
         last_error: row.opt_text("last_error")?,
         next_attempt_at: row.opt_int("next_attempt_at")?.map(Timestamp::from_millis),
+        response,
     })
 }
 

@@ -74,6 +74,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../migrations/sqlite/0014_since_marks.sql"),
     ),
+    (
+        15,
+        include_str!("../migrations/sqlite/0015_task_response.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -183,7 +187,7 @@ macro_rules! bound {
 const DETAIL_SELECT: &str = "SELECT t.id AS id, t.route AS route, t.entity_schema AS entity_schema,
         t.entity_identifier AS entity_identifier, t.status AS status, t.attempts AS attempts,
         t.created_at AS created_at, t.updated_at AS updated_at, e.entity_data AS entity_data,
-        t.last_error AS last_error, t.next_attempt_at AS next_attempt_at
+        t.last_error AS last_error, t.next_attempt_at AS next_attempt_at, t.response AS response
      FROM tasks t JOIN task_entities e ON e.task_id = t.id";
 
 async fn fetch_task<'e, E>(executor: E, id: &TaskId) -> Result<Option<Task>, StoreError>
@@ -900,11 +904,12 @@ impl Store for SqliteStore {
         // One UPDATE … FROM (VALUES …) per chunk: only the tasks this worker still
         // holds change, and RETURNING says which.
         for chunk in completions.chunks(CHUNK) {
-            let rows = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let rows = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let sql = format!(
-                "WITH c (id, status, updated_at, last_error, next_attempt_at) AS (VALUES {rows})
+                "WITH c (id, status, updated_at, last_error, next_attempt_at, response) AS (VALUES {rows})
                  UPDATE tasks SET status = c.status, updated_at = c.updated_at,
                         last_error = c.last_error, next_attempt_at = c.next_attempt_at,
+                        response = COALESCE(c.response, tasks.response),
                         lease_owner = NULL, lease_until = NULL
                  FROM c WHERE tasks.id = c.id AND tasks.status = 'processing' AND tasks.lease_owner = ?
                  RETURNING tasks.id, tasks.route, tasks.status"
@@ -920,7 +925,8 @@ impl Store for SqliteStore {
                     .bind(c.outcome.status().as_str())
                     .bind(c.ended_at.millis())
                     .bind(c.outcome.error())
-                    .bind(next_attempt);
+                    .bind(next_attempt)
+                    .bind(c.response.as_ref().map(serde_json::Value::to_string));
             }
             let mut updated = HashSet::new();
             for (id, route, status) in q.bind(worker).fetch_all(&mut *tx).await? {

@@ -251,6 +251,9 @@ pub struct Completion {
     pub outcome: Outcome,
     /// Export messages of this attempt, in order.
     pub messages: Vec<Message>,
+    /// What the publisher's `response` expression picked from the answer; kept on
+    /// the task (a `None` leaves the one an earlier attempt kept).
+    pub response: Option<serde_json::Value>,
 }
 
 /// A past processing attempt.

@@ -454,6 +454,8 @@ struct TaskPage {
     updated_at: String,
     next_attempt_at: Option<String>,
     last_error: Option<String>,
+    /// What the target answered (the publisher's `response`), as JSON.
+    response: Option<String>,
     can_skip: bool,
     can_retry: bool,
     tabs: Vec<Tab>,
@@ -563,6 +565,10 @@ async fn task_page(
         updated_at: s.updated_at.to_rfc3339(),
         next_attempt_at: task.next_attempt_at.map(Timestamp::to_rfc3339),
         last_error: task.last_error.clone(),
+        response: task.response.as_ref().map(|r| match r {
+            serde_json::Value::String(s) => s.clone(),
+            other => serde_json::to_string_pretty(other).unwrap_or_default(),
+        }),
         can_skip: Action::Skip.is_allowed_from(s.status),
         can_retry: Action::Retry.is_allowed_from(s.status),
         tabs: TABS

@@ -79,6 +79,11 @@ pub struct TaskDetailDto {
     pub entity_data: Value,
     pub last_error: Option<String>,
     pub next_attempt_at: Option<String>,
+    /// What the target answered, as the publisher's `response` expression picked it
+    /// (e.g. the id the ERP gave the product); null until an attempt kept one.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub response: Option<Value>,
 }
 
 impl From<&Task> for TaskDetailDto {
@@ -88,6 +93,7 @@ impl From<&Task> for TaskDetailDto {
             entity_data: t.entity_data.clone(),
             last_error: t.last_error.clone(),
             next_attempt_at: t.next_attempt_at.map(Timestamp::to_rfc3339),
+            response: t.response.clone(),
         }
     }
 }

@@ -10,8 +10,12 @@ use serde_json::json;
 
 const TOKEN: &str = "literal-token-8c1e";
 
+/// An API that answers every request with the id it gives the path's last segment.
 async fn api() -> String {
-    let app = axum::Router::new().fallback(|| async { "ok" });
+    let app = axum::Router::new().fallback(|uri: axum::http::Uri| async move {
+        let last = uri.path().rsplit('/').next().unwrap_or("").to_owned();
+        axum::Json(json!({"id": format!("erp-{last}"), "ok": true}))
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -47,7 +51,7 @@ subscriber = {{ type = "webhook" }}
 
 [[outgoing]]
 id = "erp"
-publisher = {{ type = "http", connection = "erp", path = "products/{{sku}}" }}
+publisher = {{ type = "http", connection = "erp", path = "products/{{sku}}", response = ".id" }}
 
 [[routes]]
 id = "shop-to-erp"
@@ -108,6 +112,38 @@ async fn a_route_shows_its_requests_in_flight_rate_limit_and_circuit_breaker() {
         html.contains("Requests at once")
             && html.contains("auto: 8 now, at most 40 (0 in flight now); rate limit 20/s"),
         "{html}"
+    );
+}
+
+#[tokio::test]
+async fn the_answer_a_target_gave_is_kept_on_the_task_and_shown_in_its_overview() {
+    let app = TestApp::with_config(&config(&api().await)).await;
+    let ids = app
+        .push_products(&[json!({"sku": "SKU-7", "name": "Mug"})])
+        .await;
+    let run = app.run_route("shop-to-erp").await;
+    assert_eq!(run["finished"], 1, "{run}");
+    let task = app.get_ok(&format!("/api/v1/tasks/{}", ids[0])).await;
+    assert_eq!(task["response"], "erp-SKU-7", "{task}");
+    let html = app
+        .http
+        .get(format!("{}/tasks/{}", app.base, ids[0]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("<dt>Response</dt>") && html.contains("erp-SKU-7"),
+        "{html}"
+    );
+    let messages = app
+        .get_ok(&format!("/api/v1/tasks/{}/messages?phase=export", ids[0]))
+        .await;
+    assert!(
+        messages.to_string().contains("response: erp-SKU-7"),
+        "{messages}"
     );
 }
 

@@ -72,6 +72,9 @@ struct TaskLine {
     entity_data: Value,
     last_error: Option<String>,
     next_attempt_at: Option<String>,
+    /// What the target answered (older files have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    response: Option<Value>,
     messages: Vec<MessageLine>,
     attempt_history: Vec<AttemptLine>,
     /// Ids of the action lines (earlier in the file) that changed the task.
@@ -176,6 +179,7 @@ async fn write_all(store: &dyn Store, out: &mut impl Write) -> Result<(u64, u64)
                 entity_data: task.entity_data.clone(),
                 last_error: task.last_error.clone(),
                 next_attempt_at: task.next_attempt_at.map(Timestamp::to_rfc3339),
+                response: task.response.clone(),
                 messages,
                 attempt_history,
                 actions: actions.iter().map(|a| a.id).collect(),
@@ -300,6 +304,7 @@ fn task_record(t: TaskLine, action_ids: &HashMap<i64, i64>, n: usize) -> Result<
                 .as_deref()
                 .map(|s| time(s, n))
                 .transpose()?,
+            response: t.response,
         },
         messages,
         attempts,

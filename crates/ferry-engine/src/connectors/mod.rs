@@ -179,8 +179,8 @@ pub trait PublisherKind: Sync {
 /// Sends one task's entity.
 #[async_trait]
 pub trait Publish: Send + Sync {
-    /// Publishes one entity of task `task`; on success answers a line for the task's log.
-    async fn publish(&self, entity: &Value, task: &TaskId) -> Result<String, Failure>;
+    /// Publishes one entity of task `task`.
+    async fn publish(&self, entity: &Value, task: &TaskId) -> Result<Delivered, Failure>;
 
     /// How many tasks of one route may be published at once (requests in flight). Tasks
     /// of the same entity are never published at once, whatever this says.
@@ -210,6 +210,25 @@ pub trait Publish: Send + Sync {
     /// publisher that limits them.
     fn delivery(&self) -> Option<DeliveryState> {
         None
+    }
+}
+
+/// What a publisher answers for an entity it delivered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivered {
+    /// A line for the task's log: what was done (`PUT https://… → 200 OK`).
+    pub note: String,
+    /// What the target answered, as the publisher's `response` expression picked it;
+    /// kept on the task.
+    pub response: Option<Value>,
+}
+
+impl Delivered {
+    pub fn noted(note: String) -> Delivered {
+        Delivered {
+            note,
+            response: None,
+        }
     }
 }
 

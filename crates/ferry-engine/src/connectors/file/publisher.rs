@@ -1,6 +1,6 @@
 //! The `file` publisher: appends one JSON line per task to a file.
 
-use crate::connectors::{BuildResult, Built, Context, Publish, PublisherKind, settings};
+use crate::connectors::{BuildResult, Built, Context, Delivered, Publish, PublisherKind, settings};
 use async_trait::async_trait;
 use ferry_core::TaskId;
 use ferry_core::config::{ConnectorSpec, leaves_folder};
@@ -61,7 +61,7 @@ struct FileSink {
 
 #[async_trait]
 impl Publish for FileSink {
-    async fn publish(&self, entity: &Value, _task: &TaskId) -> Result<String, Failure> {
+    async fn publish(&self, entity: &Value, _task: &TaskId) -> Result<Delivered, Failure> {
         let fail = |what: &str, e: std::io::Error| Failure {
             message: format!("cannot {what} {}: {e}", self.path.display()),
             http_status: None,
@@ -86,10 +86,10 @@ impl Publish for FileSink {
             *guard = None;
             return Err(fail("write to", e));
         }
-        Ok(format!(
+        Ok(Delivered::noted(format!(
             "appended {} bytes to {}",
             line.len(),
             self.path.display()
-        ))
+        )))
     }
 }

@@ -4,7 +4,7 @@ use super::HttpConnection;
 use super::{Endpoint, MAX_REDIRECTS, Target, excerpt, read_capped, redirect_target};
 use crate::connectors::settings::{self, Method, jq_opt};
 use crate::connectors::{
-    BuildResult, Built, CircuitState, Context, DeliveryState, Publish, PublisherKind,
+    BuildResult, Built, CircuitState, Context, Delivered, DeliveryState, Publish, PublisherKind,
 };
 use crate::jq::JqProgram;
 use async_trait::async_trait;
@@ -136,21 +136,29 @@ impl Sender {
         }
     }
 
-    /// What `response` picks from the answer, for the task's log.
-    fn picked(&self, text: &str) -> Option<String> {
+    /// What `response` picks from the answer (JSON when it is JSON, else its text):
+    /// one value as it is, several as an array, none as nothing; an expression that
+    /// fails keeps nothing and says why in the log line.
+    fn picked(&self, text: &str) -> Option<Result<Value, String>> {
         let p = self.response.as_ref()?;
         let answer = serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()));
-        Some(match p.run(&answer) {
-            Ok(values) => values
-                .iter()
-                .map(|v| match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
+        Some(
+            p.run(&answer)
+                .map(|mut values| match values.len() {
+                    0 => Value::Null,
+                    1 => values.remove(0),
+                    _ => Value::Array(values),
                 })
-                .collect::<Vec<_>>()
-                .join(", "),
-            Err(e) => format!("(response `{}` failed: {e})", p.code()),
-        })
+                .map_err(|e| format!("response `{}` failed: {e}", p.code())),
+        )
+    }
+}
+
+/// A value as a log line shows it: a string without its quotes.
+fn shown_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -187,7 +195,7 @@ impl Publish for Sender {
         })
     }
 
-    async fn publish(&self, entity: &Value, task: &TaskId) -> Result<String, Failure> {
+    async fn publish(&self, entity: &Value, task: &TaskId) -> Result<Delivered, Failure> {
         let first = self.endpoint.url(Some(entity)).map_err(failure)?;
         let body = self.body(entity)?;
         let method = &self.method;
@@ -233,9 +241,15 @@ impl Publish for Sender {
                 } else {
                     None
                 };
+                let done = format!("{method} {shown} → {status}");
                 return Ok(match picked {
-                    Some(p) => format!("{method} {shown} → {status}; response: {}", excerpt(&p)),
-                    None => format!("{method} {shown} → {status}"),
+                    None => Delivered::noted(done),
+                    Some(Ok(Value::Null)) => Delivered::noted(format!("{done}; response: null")),
+                    Some(Ok(value)) => Delivered {
+                        note: format!("{done}; response: {}", excerpt(&shown_value(&value))),
+                        response: Some(value),
+                    },
+                    Some(Err(why)) => Delivered::noted(format!("{done}; {why}")),
                 });
             }
             if let Some(to) = redirect_target(&response, &current) {
