@@ -2,15 +2,17 @@
 //! transformers and the publisher.
 
 use crate::Engine;
-use crate::connectors::Publish;
+use crate::connectors::{Delivered, Publish};
 use crate::transform::Transformed;
-use ferry_core::TaskId;
 use ferry_core::config::Route;
 use ferry_core::retry::{AfterFailure, Failure};
 use ferry_core::task::{Level, Message, Task, TaskSummary};
+use ferry_core::{TaskId, Timestamp};
 use ferry_store::{ClaimRequest, Completion, Outcome, StoreError};
 use futures_util::StreamExt;
+use futures_util::future::Either;
 use futures_util::stream::FuturesUnordered;
+use serde_json::Value;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,6 +66,34 @@ fn by_entity<T>(tasks: impl Iterator<Item = (TaskSummary, T)>) -> Vec<Vec<(TaskS
         }
     }
     groups
+}
+
+/// The first task of up to `size` waiting groups whose entity is not busy, in
+/// creation order, for one batch; their entities become busy. A group's later tasks
+/// keep their place.
+fn take_heads<T>(
+    waiting: &mut VecDeque<Vec<(TaskSummary, T)>>,
+    busy: &mut HashSet<String>,
+    size: usize,
+) -> Vec<(TaskSummary, T)> {
+    let mut heads = Vec::new();
+    let mut i = 0;
+    while heads.len() < size && i < waiting.len() {
+        let entity = &waiting[i][0].0.entity_identifier;
+        if busy.contains(entity) {
+            i += 1;
+            continue;
+        }
+        busy.insert(entity.clone());
+        let head = waiting[i].remove(0);
+        if waiting[i].is_empty() {
+            waiting.remove(i);
+        } else {
+            i += 1;
+        }
+        heads.push(head);
+    }
+    heads
 }
 
 /// What one route run did.
@@ -375,6 +405,9 @@ impl Engine {
         ));
         let (chain, publisher) = self.outgoing[route.outgoing.as_str()].clone();
         let in_flight = publisher.max_in_flight().max(1);
+        // A publisher that sends batches takes the first waiting task of up to that many
+        // entities in one request (never two of one entity).
+        let batch = publisher.batch_size().map(|n| n.max(1));
         let mut completions = Vec::with_capacity(FLUSH_EVERY);
         let mut last_flush = std::time::Instant::now();
         let mut unstarted = Vec::new();
@@ -383,7 +416,7 @@ impl Engine {
         // left are given back unstarted rather than published with nowhere to record.
         let mut writer_gone = false;
         // Tasks of one entity go out one after the other, in creation order; up to the
-        // publisher's requests in flight go out at once, each of another entity. Groups
+        // publisher's requests in flight go out at once, each of other entities. Groups
         // (the tasks of one entity in a chunk) wait in creation order; one whose entity
         // is in flight waits for it, the others pass it.
         let mut waiting: VecDeque<Vec<(TaskSummary, Result<Transformed, String>)>> =
@@ -394,7 +427,10 @@ impl Engine {
             let halted = self.is_stopping() || writer_gone;
             // The outgoing transformers run on a chunk at a time (one hand-off to a
             // blocking thread), enough to keep every slot busy.
-            while !halted && waiting.len() < in_flight && claimed.peek().is_some() {
+            while !halted
+                && waiting.len() < in_flight * batch.unwrap_or(1)
+                && claimed.peek().is_some()
+            {
                 let chunk: Vec<Task> = claimed.by_ref().take(FLUSH_EVERY).collect();
                 let (tasks, entities): (Vec<_>, Vec<_>) = chunk
                     .into_iter()
@@ -407,20 +443,43 @@ impl Engine {
                 let left = waiting.drain(..).flatten().map(|(t, _)| t.id);
                 unstarted.extend(left.chain(claimed.by_ref().map(|t| t.summary.id)));
             }
-            let mut i = 0;
-            while running.len() < in_flight && i < waiting.len() {
-                if busy.contains(&waiting[i][0].0.entity_identifier) {
-                    i += 1;
-                    continue;
+            match batch {
+                None => {
+                    let mut i = 0;
+                    while running.len() < in_flight && i < waiting.len() {
+                        if busy.contains(&waiting[i][0].0.entity_identifier) {
+                            i += 1;
+                            continue;
+                        }
+                        let group = waiting.remove(i).expect("an index below the length");
+                        busy.insert(group[0].0.entity_identifier.clone());
+                        running.push(Either::Left(self.process_in_order(
+                            route,
+                            publisher.as_ref(),
+                            group,
+                        )));
+                    }
                 }
-                let group = waiting.remove(i).expect("an index below the length");
-                busy.insert(group[0].0.entity_identifier.clone());
-                running.push(self.process_in_order(route, publisher.as_ref(), group));
+                Some(size) => {
+                    while running.len() < in_flight {
+                        let heads = take_heads(&mut waiting, &mut busy, size);
+                        if heads.is_empty() {
+                            break;
+                        }
+                        running.push(Either::Right(self.process_batch(
+                            route,
+                            publisher.as_ref(),
+                            heads,
+                        )));
+                    }
+                }
             }
-            let Some((entity, done)) = running.next().await else {
+            let Some((entities, done)) = running.next().await else {
                 break;
             };
-            busy.remove(&entity);
+            for entity in &entities {
+                busy.remove(entity);
+            }
             for c in done {
                 let c = match c {
                     Ok(c) => c,
@@ -465,7 +524,7 @@ impl Engine {
         route: &Route,
         publisher: &dyn Publish,
         group: Vec<(TaskSummary, Result<Transformed, String>)>,
-    ) -> (String, Vec<Result<Completion, TaskId>>) {
+    ) -> (Vec<String>, Vec<Result<Completion, TaskId>>) {
         let entity = group
             .first()
             .map(|(t, _)| t.entity_identifier.clone())
@@ -479,7 +538,7 @@ impl Engine {
             }
             out.push(Ok(self.process(route, publisher, task, transformed).await));
         }
-        (entity, out)
+        (vec![entity], out)
     }
 
     /// Extends the leases of `held` every third of a lease until aborted.
@@ -515,45 +574,96 @@ impl Engine {
         task: TaskSummary,
         transformed: Result<Transformed, String>,
     ) -> Completion {
+        let (started_at, mut log) = self.begin(route, &task);
+        let result = match prepared(transformed, &mut log, self.now()) {
+            Ok(Some(entity)) => publisher.publish(&entity, &task.id).await.map(Some),
+            Ok(None) => Ok(None),
+            Err(f) => Err(f),
+        };
+        self.end(route, task, started_at, log, result)
+    }
+
+    /// Publishes the tasks of a batch (each of another entity) in one request; those
+    /// whose transformers failed or dropped the entity are not sent.
+    async fn process_batch(
+        &self,
+        route: &Route,
+        publisher: &dyn Publish,
+        batch: Vec<(TaskSummary, Result<Transformed, String>)>,
+    ) -> (Vec<String>, Vec<Result<Completion, TaskId>>) {
+        let entities = batch
+            .iter()
+            .map(|(t, _)| t.entity_identifier.clone())
+            .collect();
+        if self.is_stopping() || !publisher.may_send() {
+            return (
+                entities,
+                batch.into_iter().map(|(t, _)| Err(t.id)).collect(),
+            );
+        }
+        let mut begun = Vec::with_capacity(batch.len());
+        for (task, transformed) in batch {
+            let (started_at, mut log) = self.begin(route, &task);
+            let ready = prepared(transformed, &mut log, self.now());
+            begun.push((task, started_at, log, ready));
+        }
+        let items: Vec<(&Value, &TaskId)> = begun
+            .iter()
+            .filter_map(|(t, _, _, ready)| match ready {
+                Ok(Some(entity)) => Some((entity, &t.id)),
+                _ => None,
+            })
+            .collect();
+        let mut answers = publisher.publish_many(&items).await.into_iter();
+        let out = begun
+            .into_iter()
+            .map(|(task, started_at, log, ready)| {
+                let result = match ready {
+                    Ok(Some(_)) => answers
+                        .next()
+                        .unwrap_or_else(|| {
+                            Err(Failure {
+                                message: "the publisher answered fewer outcomes than tasks".into(),
+                                ..Failure::default()
+                            })
+                        })
+                        .map(Some),
+                    Ok(None) => Ok(None),
+                    Err(f) => Err(f),
+                };
+                Ok(self.end(route, task, started_at, log, result))
+            })
+            .collect();
+        (entities, out)
+    }
+
+    /// The start of an attempt: when, and its first log line.
+    fn begin(&self, route: &Route, task: &TaskSummary) -> (Timestamp, Vec<Message>) {
         let started_at = self.now();
-        let attempt = task.attempts;
-        let mut log = vec![Message::new(
+        let log = vec![Message::new(
             started_at,
             Level::Info,
             format!(
-                "attempt {attempt} of {} by {}",
+                "attempt {} of {} by {}",
+                task.attempts,
                 max_label(route),
                 self.worker
             ),
         )];
-        let result = match transformed {
-            Err(message) => Err(Failure {
-                message,
-                http_status: None,
-                ..Failure::default()
-            }),
-            Ok(t) => {
-                log.extend(
-                    t.notes
-                        .into_iter()
-                        .map(|n| Message::new(self.now(), Level::Info, n)),
-                );
-                match t.outputs.len() {
-                    0 => Ok(None),
-                    1 => {
-                        let entity = t.outputs.into_iter().next().expect("one output");
-                        publisher.publish(&entity, &task.id).await.map(Some)
-                    }
-                    n => Err(Failure {
-                        message: format!(
-                            "the outgoing transformers made {n} values of one entity; a task publishes exactly one"
-                        ),
-                        http_status: None,
-                        ..Failure::default()
-                    }),
-                }
-            }
-        };
+        (started_at, log)
+    }
+
+    /// The end of an attempt: its outcome from what the publisher answered (`None`: an
+    /// outgoing transformer dropped the entity), by the route's retry policy.
+    fn end(
+        &self,
+        route: &Route,
+        task: TaskSummary,
+        started_at: Timestamp,
+        mut log: Vec<Message>,
+        result: Result<Option<Delivered>, Failure>,
+    ) -> Completion {
+        let attempt = task.attempts;
         let ended_at = self.now();
         let mut response = None;
         let outcome = match result {
@@ -611,6 +721,35 @@ impl Engine {
             messages: log,
             response,
         }
+    }
+}
+
+/// The entity to publish from what the outgoing transformers made (their notes go to
+/// `log`): `None` when they dropped it, a failure when they failed or made several.
+fn prepared(
+    transformed: Result<Transformed, String>,
+    log: &mut Vec<Message>,
+    now: Timestamp,
+) -> Result<Option<Value>, Failure> {
+    let t = transformed.map_err(|message| Failure {
+        message,
+        ..Failure::default()
+    })?;
+    log.extend(
+        t.notes
+            .into_iter()
+            .map(|n| Message::new(now, Level::Info, n)),
+    );
+    let mut outputs = t.outputs;
+    match outputs.len() {
+        0 => Ok(None),
+        1 => Ok(outputs.pop()),
+        n => Err(Failure {
+            message: format!(
+                "the outgoing transformers made {n} values of one entity; a task publishes exactly one"
+            ),
+            ..Failure::default()
+        }),
     }
 }
 

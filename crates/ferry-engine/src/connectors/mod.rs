@@ -182,6 +182,18 @@ pub trait Publish: Send + Sync {
     /// Publishes one entity of task `task`.
     async fn publish(&self, entity: &Value, task: &TaskId) -> Result<Delivered, Failure>;
 
+    /// How many tasks one request carries, for a publisher that sends batches (then
+    /// the run hands it up to that many at once, through [`Publish::publish_many`]).
+    fn batch_size(&self) -> Option<usize> {
+        None
+    }
+
+    /// Publishes the entities of several tasks, each of another entity; answers an
+    /// outcome per task, in order. By default one [`Publish::publish`] after the other.
+    async fn publish_many(&self, items: &[(&Value, &TaskId)]) -> Vec<Result<Delivered, Failure>> {
+        one_by_one(self, items).await
+    }
+
     /// How many tasks of one route may be published at once (requests in flight). Tasks
     /// of the same entity are never published at once, whatever this says.
     fn max_in_flight(&self) -> usize {
@@ -211,6 +223,18 @@ pub trait Publish: Send + Sync {
     fn delivery(&self) -> Option<DeliveryState> {
         None
     }
+}
+
+/// Publishes `items` one after the other, each through [`Publish::publish`].
+pub async fn one_by_one<P: Publish + ?Sized>(
+    publisher: &P,
+    items: &[(&Value, &TaskId)],
+) -> Vec<Result<Delivered, Failure>> {
+    let mut out = Vec::with_capacity(items.len());
+    for (entity, task) in items {
+        out.push(publisher.publish(entity, task).await);
+    }
+    out
 }
 
 /// What a publisher answers for an entity it delivered.

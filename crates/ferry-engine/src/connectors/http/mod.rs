@@ -242,6 +242,11 @@ impl Endpoint {
             .collect()
     }
 
+    /// Whether the target or a header takes `{field}` placeholders from the entity.
+    pub(crate) fn takes_placeholders(&self) -> bool {
+        self.target.contains('{') || !self.templated.is_empty()
+    }
+
     /// The connection, if the endpoint goes through one.
     pub(crate) fn connection(&self) -> Option<&HttpConnection> {
         self.connection.as_deref()

@@ -1,15 +1,17 @@
-//! The `http` publisher: one request per task, the body made from the entity.
+//! The `http` publisher: one request per task, the body made from the entity; or, with
+//! `batch`, one request per up to `size` tasks, the body made from their entities.
 
 use super::HttpConnection;
 use super::{Endpoint, MAX_REDIRECTS, Target, excerpt, read_capped, redirect_target};
 use crate::connectors::settings::{self, Method, jq_opt};
 use crate::connectors::{
     BuildResult, Built, CircuitState, Context, Delivered, DeliveryState, Publish, PublisherKind,
+    one_by_one,
 };
 use crate::jq::JqProgram;
 use async_trait::async_trait;
 use ferry_core::TaskId;
-use ferry_core::config::ConnectorSpec;
+use ferry_core::config::{ConnectorSpec, Problem};
 use ferry_core::retry::Failure;
 use reqwest::header::HeaderName;
 use serde::Deserialize;
@@ -46,6 +48,81 @@ struct Settings {
     /// (a 422 the target will give again, say).
     #[serde(default)]
     fail_on: Vec<u16>,
+    /// Up to `size` tasks in one request, for targets with a bulk endpoint.
+    #[serde(default)]
+    batch: Option<BatchSettings>,
+}
+
+/// `batch = { size = 100, body = "{products: .}", results = ".results" }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchSettings {
+    size: u32,
+    /// jq over the array of the entities giving the request body; the array when absent.
+    #[serde(default)]
+    body: Option<String>,
+    /// jq over the answer giving an array with an item per task, in the request's order.
+    #[serde(default)]
+    results: Option<String>,
+}
+
+/// Most tasks one batch request may carry.
+const MAX_BATCH: u32 = 10_000;
+
+/// A built `batch` setting.
+struct Batch {
+    size: usize,
+    body: Option<JqProgram>,
+    results: Option<JqProgram>,
+}
+
+impl Batch {
+    fn build(
+        spec: &ConnectorSpec,
+        s: BatchSettings,
+        endpoint: Option<&Endpoint>,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Batch> {
+        if !(1..=MAX_BATCH).contains(&s.size) {
+            problems.push(spec.problem(
+                "batch.size",
+                format!(
+                    "{} tasks a request is out of range; use 1 to {MAX_BATCH}",
+                    s.size
+                ),
+            ));
+        }
+        if endpoint.is_some_and(Endpoint::takes_placeholders) {
+            problems.push(spec.problem(
+                "batch",
+                "a batch request carries several entities, so its url, path and headers cannot take {field} placeholders; send to one bulk endpoint",
+            ));
+        }
+        let body = jq_opt(spec, "batch.body", s.body.as_deref(), problems);
+        let results = jq_opt(spec, "batch.results", s.results.as_deref(), problems);
+        Some(Batch {
+            size: s.size.clamp(1, MAX_BATCH) as usize,
+            body,
+            results,
+        })
+    }
+
+    /// The request body for `entities` (an array).
+    fn body(&self, entities: Value) -> Result<Value, Failure> {
+        let Some(p) = &self.body else {
+            return Ok(entities);
+        };
+        let mut out = p
+            .run(&entities)
+            .map_err(|e| failure(format!("batch.body `{}`: {e}", p.code())))?;
+        match out.len() {
+            1 => Ok(out.remove(0)),
+            n => Err(failure(format!(
+                "batch.body `{}` made {n} values of the entities; a request carries exactly one",
+                p.code()
+            ))),
+        }
+    }
 }
 
 pub(super) struct HttpPublisher;
@@ -82,6 +159,9 @@ impl PublisherKind for HttpPublisher {
                 format!("{both} is in success_on too; a status is one or the other"),
             ));
         }
+        let batch = s
+            .batch
+            .and_then(|b| Batch::build(spec, b, endpoint.as_ref(), &mut problems));
         let Some(endpoint) = endpoint.filter(|_| problems.is_empty()) else {
             return Err(problems);
         };
@@ -94,6 +174,7 @@ impl PublisherKind for HttpPublisher {
             response,
             success_on: s.success_on,
             fail_on: s.fail_on,
+            batch,
         }) as Arc<dyn Publish>))
     }
 }
@@ -110,6 +191,7 @@ struct Sender {
     response: Option<JqProgram>,
     success_on: Vec<u16>,
     fail_on: Vec<u16>,
+    batch: Option<Batch>,
 }
 
 fn failure(message: String) -> Failure {
@@ -195,9 +277,170 @@ impl Publish for Sender {
         })
     }
 
+    fn batch_size(&self) -> Option<usize> {
+        self.batch.as_ref().map(|b| b.size)
+    }
+
     async fn publish(&self, entity: &Value, task: &TaskId) -> Result<Delivered, Failure> {
-        let first = self.endpoint.url(Some(entity)).map_err(failure)?;
+        let url = self.endpoint.url(Some(entity)).map_err(failure)?;
         let body = self.body(entity)?;
+        let answer = self
+            .exchange(url, &body, Some(task.as_str()), Some(entity))
+            .await?;
+        Ok(self.delivered(answer.done, answer.text.as_deref()))
+    }
+
+    async fn publish_many(&self, items: &[(&Value, &TaskId)]) -> Vec<Result<Delivered, Failure>> {
+        let Some(batch) = &self.batch else {
+            return one_by_one(self, items).await;
+        };
+        let every = |f: Failure| items.iter().map(|_| Err(f.clone())).collect();
+        let entities = Value::Array(items.iter().map(|(e, _)| (*e).clone()).collect());
+        let body = match batch.body(entities) {
+            Ok(b) => b,
+            Err(f) => return every(f),
+        };
+        let url = match self.endpoint.url(None) {
+            Ok(u) => u,
+            Err(e) => return every(failure(e)),
+        };
+        let key = self
+            .idempotency_header
+            .as_ref()
+            .map(|_| batch_key(items.iter().map(|(_, t)| t.as_str())));
+        let answer = match self.exchange(url, &body, key.as_deref(), None).await {
+            Ok(a) => a,
+            Err(f) => return every(f),
+        };
+        let n = items.len();
+        let Some(results) = &batch.results else {
+            // The answer's outcome applies to every task of the request.
+            return items
+                .iter()
+                .map(|_| {
+                    Ok(self.delivered(
+                        format!("{} (a batch of {n})", answer.done),
+                        answer.text.as_deref(),
+                    ))
+                })
+                .collect();
+        };
+        let text = answer.text.as_deref().unwrap_or_default();
+        let listed = serde_json::from_str::<Value>(text)
+            .map_err(|e| format!("the answer is not JSON ({e})"))
+            .and_then(|a| {
+                results
+                    .run(&a)
+                    .map_err(|e| format!("results `{}` failed: {e}", results.code()))
+            })
+            .and_then(|mut v| match (v.pop(), v.is_empty()) {
+                (Some(Value::Array(items)), true) => Ok(items),
+                _ => Err(format!(
+                    "results `{}` must give one array, of an item per task in the request",
+                    results.code()
+                )),
+            });
+        let listed = match listed {
+            Ok(l) => l,
+            Err(why) => {
+                return every(failure(self.endpoint.redact(&format!(
+                    "{}, but {why}: {}",
+                    answer.done,
+                    excerpt(text)
+                ))));
+            }
+        };
+        (0..n)
+            .map(|i| match listed.get(i) {
+                None => Err(failure(format!(
+                    "{}, but its results held {} items for the {n} tasks of the request; item {} is missing",
+                    answer.done,
+                    listed.len(),
+                    i + 1
+                ))),
+                Some(item) => self.item_outcome(&answer.done, i, n, item),
+            })
+            .collect()
+    }
+}
+
+/// An answer that counted as success: what was done, for the log, and the answer's
+/// text when a `response` or `results` expression reads it.
+struct Answer {
+    done: String,
+    text: Option<String>,
+}
+
+impl Sender {
+    /// What a success answer keeps: `response` over the answer's text, if set.
+    fn delivered(&self, done: String, text: Option<&str>) -> Delivered {
+        match text.and_then(|t| self.picked(t)) {
+            None => Delivered::noted(done),
+            Some(Ok(Value::Null)) => Delivered::noted(format!("{done}; response: null")),
+            Some(Ok(value)) => Delivered {
+                note: format!("{done}; response: {}", excerpt(&shown_value(&value))),
+                response: Some(value),
+            },
+            Some(Err(why)) => Delivered::noted(format!("{done}; {why}")),
+        }
+    }
+
+    /// Item `i` of a batch answer's results: a `status` judged as an HTTP status
+    /// would be (`success_on`, `fail_on`), else an `error` that is not null or false
+    /// fails the task; `response` reads the item.
+    fn item_outcome(
+        &self,
+        done: &str,
+        i: usize,
+        n: usize,
+        item: &Value,
+    ) -> Result<Delivered, Failure> {
+        let code = item
+            .get("status")
+            .and_then(Value::as_u64)
+            .and_then(|c| u16::try_from(c).ok());
+        let error = item
+            .get("error")
+            .filter(|e| !matches!(e, Value::Null | Value::Bool(false)));
+        let ok = match code {
+            Some(c) if self.success_on.is_empty() => (200..300).contains(&c),
+            Some(c) => self.success_on.contains(&c),
+            None => error.is_none(),
+        };
+        let place = format!("item {} of {n}", i + 1);
+        if ok {
+            let mut d = self.delivered(format!("{done}; {place}"), Some(&item.to_string()));
+            if let Some(c) = code {
+                d.note.push_str(&format!(" (status {c})"));
+            }
+            return Ok(d);
+        }
+        let said = match error {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => excerpt(&item.to_string()),
+        };
+        Err(Failure {
+            message: self.endpoint.redact(&format!(
+                "{done}, but {place} failed{}: {said}",
+                code.map(|c| format!(" with status {c}"))
+                    .unwrap_or_default()
+            )),
+            http_status: code,
+            permanent: code.is_some_and(|c| self.fail_on.contains(&c)),
+            retry_after: None,
+        })
+    }
+
+    /// Sends `body` to `first` (following redirects within its origin when allowed)
+    /// and judges the answer's status; `entity` fills header placeholders.
+    async fn exchange(
+        &self,
+        first: reqwest::Url,
+        body: &Value,
+        key: Option<&str>,
+        entity: Option<&Value>,
+    ) -> Result<Answer, Failure> {
         let method = &self.method;
         let (mut current, mut redirects) = (first.clone(), 0);
         loop {
@@ -205,12 +448,14 @@ impl Publish for Sender {
             let mut req = self
                 .endpoint
                 .request(method.clone(), current.clone())
-                .json(&body);
-            if let Some(h) = &self.idempotency_header {
-                req = req.header(h, task.as_str());
+                .json(body);
+            if let (Some(h), Some(key)) = (&self.idempotency_header, key) {
+                req = req.header(h, key);
             }
-            for (name, value) in self.endpoint.headers_for(entity).map_err(failure)? {
-                req = req.header(name, value);
+            if let Some(entity) = entity {
+                for (name, value) in self.endpoint.headers_for(entity).map_err(failure)? {
+                    req = req.header(name, value);
+                }
             }
             let request = req
                 .build()
@@ -233,23 +478,20 @@ impl Publish for Sender {
                 self.success_on.contains(&code)
             };
             if success {
-                let picked = if self.response.is_some() {
-                    let text = read_capped(response, MAX_ANSWER_BYTES)
-                        .await
-                        .unwrap_or_else(|e| e);
-                    self.picked(&text)
+                let reads = self.response.is_some()
+                    || self.batch.as_ref().is_some_and(|b| b.results.is_some());
+                let text = if reads {
+                    Some(
+                        read_capped(response, MAX_ANSWER_BYTES)
+                            .await
+                            .unwrap_or_else(|e| e),
+                    )
                 } else {
                     None
                 };
-                let done = format!("{method} {shown} → {status}");
-                return Ok(match picked {
-                    None => Delivered::noted(done),
-                    Some(Ok(Value::Null)) => Delivered::noted(format!("{done}; response: null")),
-                    Some(Ok(value)) => Delivered {
-                        note: format!("{done}; response: {}", excerpt(&shown_value(&value))),
-                        response: Some(value),
-                    },
-                    Some(Err(why)) => Delivered::noted(format!("{done}; {why}")),
+                return Ok(Answer {
+                    done: format!("{method} {shown} → {status}"),
+                    text,
                 });
             }
             if let Some(to) = redirect_target(&response, &current) {
@@ -277,4 +519,15 @@ impl Publish for Sender {
             return Err(fail(excerpt(&text)));
         }
     }
+}
+
+/// The idempotency key of a batch request: the same tasks give the same key, on every
+/// attempt.
+fn batch_key<'a>(tasks: impl Iterator<Item = &'a str>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut ids: Vec<&str> = tasks.collect();
+    ids.sort_unstable();
+    let digest = Sha256::digest(ids.join("\n").as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("batch-{}-{hex}", ids.len())
 }
