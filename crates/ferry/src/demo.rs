@@ -307,7 +307,11 @@ fn sample_systems() -> Router {
                 StatusCode::TOO_MANY_REQUESTS,
                 axum::Json(json!({"error": "rate limit"})),
             ),
-            _ => (StatusCode::OK, axum::Json(json!({"stored": sku}))),
+            // The id the ERP gives the product, which the route keeps on the task.
+            _ => (
+                StatusCode::OK,
+                axum::Json(json!({"stored": sku, "id": format!("ERP-{:05}", n + 10_000)})),
+            ),
         }
     }
     Router::new()

@@ -259,6 +259,46 @@ async fn the_demo_makes_an_admin_and_an_operator_token_and_prints_them_once() {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401, "the demo is not open to anyone");
+
+    // The ERP route shows its requests in flight and rate limit, and keeps the id the
+    // ERP gave each product it took.
+    let get = |path: String| {
+        let token = token.clone();
+        async move {
+            common::client()
+                .get(path)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let route = get(format!("{base}/api/v1/routes/catalog-to-erp")).await;
+    assert_eq!(route["delivery"]["max_in_flight"], 4, "{route}");
+    assert_eq!(route["delivery"]["rate_limit"], "20/s", "{route}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let finished = loop {
+        let list = get(format!(
+            "{base}/api/v1/tasks?route=catalog-to-erp&status=finished&per_page=1"
+        ))
+        .await;
+        if let Some(id) = list["items"][0]["identifier"].as_str() {
+            break id.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no catalog-to-erp task finished in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let task = get(format!("{base}/api/v1/tasks/{finished}")).await;
+    assert!(
+        task["response"].as_str().is_some_and(|r| r.starts_with("ERP-")),
+        "{task}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }
