@@ -154,3 +154,58 @@ outgoing = "out"
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn the_idempotency_header_carries_the_task_identifier_the_same_on_every_attempt() {
+    // The first answer is a 503: the task is retried, and the key goes again.
+    let t = Target::start(|n, _| {
+        let status = if n == 0 {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        };
+        (status, "{}".into(), Duration::ZERO)
+    })
+    .await;
+    let h = Harness::new(&format!(
+        r#"
+[[entity_schemas]]
+id = "product"
+identifier_path = ["sku"]
+
+[[incoming]]
+id = "in"
+entity_schema = "product"
+subscriber = {{ type = "webhook" }}
+
+[[outgoing]]
+id = "out"
+publisher = {{ type = "http", url = "{}/p/{{sku}}", idempotency_header = "Idempotency-Key" }}
+
+[[routes]]
+id = "r"
+incoming = ["in"]
+outgoing = "out"
+retry = {{ max_attempts = 3, interval = "1m" }}
+"#,
+        t.url
+    ))
+    .await;
+    let ids = h.push("in", common::products(1)).await;
+    assert_eq!(h.engine.drain_route("r").await.unwrap().retry, 1);
+    h.clock.advance(Duration::from_secs(61));
+    assert_eq!(h.engine.drain_route("r").await.unwrap().finished, 1);
+    let keys: Vec<String> = t
+        .requests()
+        .iter()
+        .map(|r| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k == "idempotency-key")
+                .map(|(_, v)| v.clone())
+                .expect("a key on every attempt")
+        })
+        .collect();
+    assert_eq!(keys, [ids[0].to_string(), ids[0].to_string()]);
+    assert_eq!(h.task(&ids[0]).await.summary.attempts, 2);
+}

@@ -296,7 +296,9 @@ async fn the_demo_makes_an_admin_and_an_operator_token_and_prints_them_once() {
     };
     let task = get(format!("{base}/api/v1/tasks/{finished}")).await;
     assert!(
-        task["response"].as_str().is_some_and(|r| r.starts_with("ERP-")),
+        task["response"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("ERP-")),
         "{task}"
     );
     child.kill().unwrap();
