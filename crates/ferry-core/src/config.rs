@@ -198,6 +198,33 @@ pub enum TransformerKind {
     Jq { filter: String },
     /// A jq condition: false or null drops the entity.
     Filter { condition: String },
+    /// A value-mapping table: the value at `field` (a jq path) becomes the table's
+    /// value for it; one the table lacks is handled by `default`.
+    Map {
+        field: String,
+        /// The table as written, or read from `table_file` (a CSV file: a header row,
+        /// then one `from,to` row per entry), relative to the configuration's folder.
+        table: MapTable,
+        default: MapDefault,
+    },
+}
+
+/// Where a `map` transformer's table comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapTable {
+    Inline(BTreeMap<String, serde_json::Value>),
+    File(String),
+}
+
+/// What a `map` transformer does with a value its table lacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapDefault {
+    /// Leave it as it is (the default).
+    Keep,
+    /// Fail the entity, naming the value.
+    Fail,
+    /// Put this value instead.
+    Value(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -410,8 +437,21 @@ struct RawOutgoing {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 enum RawTransformer {
-    Jq { filter: String },
-    Filter { condition: String },
+    Jq {
+        filter: String,
+    },
+    Filter {
+        condition: String,
+    },
+    Map {
+        field: String,
+        #[serde(default)]
+        table: Option<BTreeMap<String, serde_json::Value>>,
+        #[serde(default)]
+        table_file: Option<String>,
+        #[serde(default)]
+        default: Option<String>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -628,6 +668,40 @@ impl Validator<'_> {
                 let kind = match t.into_inner() {
                     RawTransformer::Jq { filter } => TransformerKind::Jq { filter },
                     RawTransformer::Filter { condition } => TransformerKind::Filter { condition },
+                    RawTransformer::Map {
+                        field,
+                        table,
+                        table_file,
+                        default,
+                    } => {
+                        let table = match (table, table_file) {
+                            (Some(t), None) => MapTable::Inline(t),
+                            (None, Some(f)) => MapTable::File(f),
+                            (t, _) => {
+                                let why = if t.is_some() {
+                                    "give either table or table_file, not both"
+                                } else {
+                                    "give the values to map: table = { NL = \"Netherlands\" } or table_file = \"maps/countries.csv\""
+                                };
+                                self.problems.push(Problem {
+                                    line: at.line,
+                                    key: at.key.clone(),
+                                    message: why.to_owned(),
+                                });
+                                MapTable::Inline(BTreeMap::new())
+                            }
+                        };
+                        let default = match default.as_deref() {
+                            None | Some("keep") => MapDefault::Keep,
+                            Some("fail") => MapDefault::Fail,
+                            Some(v) => MapDefault::Value(v.to_owned()),
+                        };
+                        TransformerKind::Map {
+                            field,
+                            table,
+                            default,
+                        }
+                    }
                 };
                 Transformer { kind, at }
             })

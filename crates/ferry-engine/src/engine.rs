@@ -63,7 +63,7 @@ impl Prepared {
     pub fn new(config: Config, base_dir: &Path, file_name: &str) -> Result<Prepared, ConfigError> {
         let mut problems = Vec::new();
         let mut compile = |chain: &[ferry_core::config::Transformer]| {
-            transform::compile(chain).unwrap_or_else(|errors: Vec<(Location, String)>| {
+            transform::compile(chain, base_dir).unwrap_or_else(|errors: Vec<(Location, String)>| {
                 problems.extend(errors.into_iter().map(|(at, message)| Problem {
                     line: at.line,
                     key: at.key,

@@ -1,15 +1,164 @@
 //! Transformer chains: `jq` maps an entity (an empty output drops it), `filter` keeps it
-//! only when its condition is true.
+//! only when its condition is true, `map` replaces a value by a table's.
 
 use crate::jq::{JqProgram, truthy};
-use ferry_core::config::{Location, Transformer, TransformerKind};
+use ferry_core::config::{Location, MapDefault, MapTable, Transformer, TransformerKind};
 use serde_json::Value;
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 #[derive(Debug)]
 pub enum Step {
     Jq(JqProgram),
     Filter(JqProgram),
+    Map(ValueMap),
+}
+
+/// A compiled `map` transformer.
+#[derive(Debug)]
+pub struct ValueMap {
+    /// The field as written, for messages.
+    field: String,
+    /// `path(<field>)`: the paths the field names (several with `[]`).
+    paths: JqProgram,
+    /// By the value's text: a string as it is, anything else as JSON.
+    table: HashMap<String, Value>,
+    default: MapDefault,
+}
+
+/// The text a value is looked up by; `None` for a missing value or null.
+fn key_of(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+impl ValueMap {
+    fn compile(
+        field: &str,
+        table: &MapTable,
+        default: &MapDefault,
+        base_dir: &Path,
+    ) -> Result<ValueMap, String> {
+        let paths = JqProgram::compile(&format!("path({field})"))
+            .map_err(|e| format!("field `{field}` is not a jq path: {e}"))?;
+        let table = match table {
+            MapTable::Inline(t) => t.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            MapTable::File(file) => read_table(&base_dir.join(file), file)?,
+        };
+        Ok(ValueMap {
+            field: field.to_owned(),
+            paths,
+            table,
+            default: default.clone(),
+        })
+    }
+
+    /// Maps every value the field names in `entity`; answers how many were mapped and
+    /// how many kept.
+    fn apply(&self, entity: &mut Value) -> Result<(usize, usize), String> {
+        let paths = self.paths.run(entity)?;
+        let (mut mapped, mut kept) = (0, 0);
+        for path in paths {
+            let Value::Array(path) = path else { continue };
+            let current = get_path(entity, &path).cloned().unwrap_or(Value::Null);
+            let found = key_of(&current).and_then(|k| self.table.get(&k));
+            let new = match (found, &self.default) {
+                (Some(v), _) => v.clone(),
+                (None, MapDefault::Keep) => {
+                    kept += 1;
+                    continue;
+                }
+                (None, MapDefault::Fail) => {
+                    return Err(format!(
+                        "{} of {} is not in the table (default = \"fail\")",
+                        match &current {
+                            Value::Null => "no value".to_owned(),
+                            v => format!("the value {v}"),
+                        },
+                        self.field
+                    ));
+                }
+                (None, MapDefault::Value(v)) => Value::String(v.clone()),
+            };
+            set_path(entity, &path, new);
+            mapped += 1;
+        }
+        Ok((mapped, kept))
+    }
+}
+
+/// A `table_file`: a header row, then `from,to` rows (further columns ignored).
+fn read_table(path: &Path, shown: &str) -> Result<HashMap<String, Value>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| format!("cannot read table_file {shown}: {e}"))?;
+    let mut table = HashMap::new();
+    for (i, row) in reader.records().enumerate() {
+        let row = row.map_err(|e| format!("table_file {shown}: {e}"))?;
+        match (row.get(0), row.get(1)) {
+            (Some(from), Some(to)) => {
+                table.insert(from.to_owned(), Value::String(to.to_owned()));
+            }
+            _ => {
+                return Err(format!(
+                    "table_file {shown}, row {}: give two columns, the value and what it becomes",
+                    i + 2
+                ));
+            }
+        }
+    }
+    Ok(table)
+}
+
+fn get_path<'a>(v: &'a Value, path: &[Value]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, step| match step {
+        Value::String(k) => v.get(k.as_str()),
+        Value::Number(n) => v.get(usize::try_from(n.as_u64()?).ok()?),
+        _ => None,
+    })
+}
+
+/// Sets the value at `path`, making the last object key if it is missing.
+fn set_path(v: &mut Value, path: &[Value], new: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        *v = new;
+        return;
+    };
+    let mut at = v;
+    for step in parents {
+        let next = match step {
+            Value::String(k) => at.get_mut(k.as_str()),
+            Value::Number(n) => n
+                .as_u64()
+                .and_then(|i| usize::try_from(i).ok())
+                .and_then(|i| at.get_mut(i)),
+            _ => None,
+        };
+        match next {
+            Some(n) => at = n,
+            None => return,
+        }
+    }
+    match (last, at) {
+        (Value::String(k), Value::Object(o)) => {
+            o.insert(k.clone(), new);
+        }
+        (Value::Number(n), Value::Array(a)) => {
+            if let Some(slot) = n
+                .as_u64()
+                .and_then(|i| usize::try_from(i).ok())
+                .and_then(|i| a.get_mut(i))
+            {
+                *slot = new;
+            }
+        }
+        _ => {}
+    }
 }
 
 /// A compiled transformer and where it was configured.
@@ -24,14 +173,16 @@ impl Compiled {
         match &self.step {
             Step::Jq(p) => format!("jq `{}` ({})", p.code(), self.at.key),
             Step::Filter(p) => format!("filter `{}` ({})", p.code(), self.at.key),
+            Step::Map(m) => format!("map {} ({})", m.field, self.at.key),
         }
     }
 }
 
 pub type Chain = Arc<Vec<Compiled>>;
 
-/// Compiles a configured chain; every error carries its transformer's location.
-pub fn compile(chain: &[Transformer]) -> Result<Chain, Vec<(Location, String)>> {
+/// Compiles a configured chain (a `table_file` is read from `base_dir`); every error
+/// carries its transformer's location.
+pub fn compile(chain: &[Transformer], base_dir: &Path) -> Result<Chain, Vec<(Location, String)>> {
     let mut compiled = Vec::with_capacity(chain.len());
     let mut errors = Vec::new();
     for t in chain {
@@ -40,6 +191,11 @@ pub fn compile(chain: &[Transformer]) -> Result<Chain, Vec<(Location, String)>> 
             TransformerKind::Filter { condition } => {
                 JqProgram::compile(condition).map(Step::Filter)
             }
+            TransformerKind::Map {
+                field,
+                table,
+                default,
+            } => ValueMap::compile(field, table, default, base_dir).map(Step::Map),
         };
         match step {
             Ok(step) => compiled.push(Compiled {
@@ -70,6 +226,7 @@ pub fn apply(chain: &[Compiled], entity: Value) -> Result<Transformed, String> {
     let mut notes = Vec::new();
     for t in chain {
         let mut next = Vec::with_capacity(current.len());
+        let mut map_counts = (0, 0);
         for value in current {
             match &t.step {
                 Step::Jq(p) => {
@@ -86,9 +243,24 @@ pub fn apply(chain: &[Compiled], entity: Value) -> Result<Transformed, String> {
                         next.push(value);
                     }
                 }
+                Step::Map(m) => {
+                    let mut value = value;
+                    let (mapped, kept) = m
+                        .apply(&mut value)
+                        .map_err(|e| format!("{}: {e}", t.describe()))?;
+                    map_counts.0 += mapped;
+                    map_counts.1 += kept;
+                    next.push(value);
+                }
             }
         }
         let note = match (next.len(), &t.step) {
+            (_, Step::Map(_)) => format!(
+                "{}: {} mapped, {} not in the table and kept",
+                t.describe(),
+                map_counts.0,
+                map_counts.1
+            ),
             (0, Step::Filter(_)) => format!("{}: condition false, entity dropped", t.describe()),
             (0, Step::Jq(_)) => format!("{}: no output, entity dropped", t.describe()),
             (1, Step::Filter(_)) => format!("{}: condition true, kept", t.describe()),
@@ -131,7 +303,7 @@ mod tests {
                 },
             })
             .collect();
-        compile(&ts).unwrap()
+        compile(&ts, Path::new("")).unwrap()
     }
 
     #[test]
@@ -167,7 +339,121 @@ mod tests {
                 line: Some(7),
             },
         }];
-        let errors = compile(&ts).unwrap_err();
+        let errors = compile(&ts, Path::new("")).unwrap_err();
         assert_eq!(errors[0].0.line, Some(7));
+    }
+
+    fn map_step(field: &str, table: MapTable, default: MapDefault, dir: &Path) -> Chain {
+        let ts = vec![Transformer {
+            kind: TransformerKind::Map {
+                field: field.into(),
+                table,
+                default,
+            },
+            at: Location {
+                key: "routes[0].transformers[0]".into(),
+                line: Some(3),
+            },
+        }];
+        compile(&ts, dir).unwrap()
+    }
+
+    fn countries() -> MapTable {
+        MapTable::Inline(
+            [
+                ("NL", json!("Netherlands")),
+                ("BE", json!("Belgium")),
+                ("31", json!("NL")),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        )
+    }
+
+    #[test]
+    fn a_map_replaces_each_value_the_field_names_and_keeps_the_rest() {
+        let c = map_step(
+            ".lines[].country",
+            countries(),
+            MapDefault::Keep,
+            Path::new(""),
+        );
+        let t = apply(
+            &c,
+            json!({"sku": "A", "lines": [{"country": "NL"}, {"country": "DE"}, {"country": 31}]}),
+        )
+        .unwrap();
+        assert_eq!(
+            t.outputs,
+            [
+                json!({"sku": "A", "lines": [{"country": "Netherlands"}, {"country": "DE"}, {"country": "NL"}]})
+            ]
+        );
+        assert!(
+            t.notes[0].contains("2 mapped, 1 not in the table and kept"),
+            "{:?}",
+            t.notes
+        );
+    }
+
+    #[test]
+    fn a_map_with_default_fail_names_the_value_and_one_with_a_value_puts_it() {
+        let c = map_step(".country", countries(), MapDefault::Fail, Path::new(""));
+        let err = apply(&c, json!({"country": "FR"})).unwrap_err();
+        assert!(
+            err.contains("the value \"FR\" of .country is not in the table (default = \"fail\")"),
+            "{err}"
+        );
+        let c = map_step(
+            ".country",
+            countries(),
+            MapDefault::Value("unknown".into()),
+            Path::new(""),
+        );
+        let t = apply(&c, json!({"country": "FR"})).unwrap();
+        assert_eq!(t.outputs, [json!({"country": "unknown"})]);
+        let t = apply(&c, json!({"sku": "no country"})).unwrap();
+        assert_eq!(
+            t.outputs,
+            [json!({"sku": "no country", "country": "unknown"})]
+        );
+    }
+
+    #[test]
+    fn a_map_table_file_is_a_csv_with_a_header_row() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("maps")).unwrap();
+        std::fs::write(
+            dir.path().join("maps/countries.csv"),
+            "code,name\nNL,Netherlands\n\"CI\",\"Côte d'Ivoire\"\n",
+        )
+        .unwrap();
+        let c = map_step(
+            ".country",
+            MapTable::File("maps/countries.csv".into()),
+            MapDefault::Keep,
+            dir.path(),
+        );
+        let t = apply(&c, json!({"country": "CI"})).unwrap();
+        assert_eq!(t.outputs, [json!({"country": "Côte d'Ivoire"})]);
+        let ts = vec![Transformer {
+            kind: TransformerKind::Map {
+                field: ".country".into(),
+                table: MapTable::File("maps/missing.csv".into()),
+                default: MapDefault::Keep,
+            },
+            at: Location {
+                key: "t[0]".into(),
+                line: Some(1),
+            },
+        }];
+        let errors = compile(&ts, dir.path()).unwrap_err();
+        assert!(
+            errors[0]
+                .1
+                .contains("cannot read table_file maps/missing.csv"),
+            "{errors:?}"
+        );
     }
 }
