@@ -207,6 +207,9 @@ pub enum TransformerKind {
         table: MapTable,
         default: MapDefault,
     },
+    /// The last outgoing transformer: a task whose payload is the one its route last
+    /// published for the entity (by another task) is skipped as unchanged.
+    OnlyChanged,
 }
 
 /// Where a `map` transformer's table comes from.
@@ -452,6 +455,8 @@ enum RawTransformer {
         #[serde(default)]
         default: Option<String>,
     },
+    #[serde(rename = "only_changed")]
+    OnlyChanged {},
 }
 
 #[derive(Deserialize)]
@@ -658,6 +663,7 @@ impl Validator<'_> {
     }
 
     fn transformers(&mut self, raw: Vec<Spanned<RawTransformer>>, key: &str) -> Vec<Transformer> {
+        let last = raw.len().saturating_sub(1);
         raw.into_iter()
             .enumerate()
             .map(|(i, t)| {
@@ -701,6 +707,16 @@ impl Validator<'_> {
                             table,
                             default,
                         }
+                    }
+                    RawTransformer::OnlyChanged {} => {
+                        if !key.starts_with("outgoing") || i != last {
+                            self.problems.push(Problem {
+                                line: at.line,
+                                key: at.key.clone(),
+                                message: "only_changed compares what is about to be published with what was: make it the last of the outgoing transformers".to_owned(),
+                            });
+                        }
+                        TransformerKind::OnlyChanged
                     }
                 };
                 Transformer { kind, at }

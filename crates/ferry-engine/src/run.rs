@@ -8,12 +8,12 @@ use ferry_core::config::Route;
 use ferry_core::retry::{AfterFailure, Failure};
 use ferry_core::task::{Level, Message, Task, TaskSummary};
 use ferry_core::{TaskId, Timestamp};
-use ferry_store::{ClaimRequest, Completion, Outcome, StoreError};
+use ferry_store::{ClaimRequest, Completion, Outcome, PublishedDigest, StoreError};
 use futures_util::StreamExt;
 use futures_util::future::Either;
 use futures_util::stream::FuturesUnordered;
 use serde_json::Value;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -408,6 +408,9 @@ impl Engine {
         // A publisher that sends batches takes the first waiting task of up to that many
         // entities in one request (never two of one entity).
         let batch = publisher.batch_size().map(|n| n.max(1));
+        // With only_changed: what the route last published per entity, from the store
+        // for each chunk and from this run as it goes.
+        let last = crate::transform::only_changed(&chain).then(LastSent::default);
         let mut completions = Vec::with_capacity(FLUSH_EVERY);
         let mut last_flush = std::time::Instant::now();
         let mut unstarted = Vec::new();
@@ -437,6 +440,9 @@ impl Engine {
                     .map(|t| (t.summary, t.entity_data))
                     .unzip();
                 let transformed = self.transform_all(&chain, entities).await;
+                if let Some(last) = &last {
+                    last.load(&*self.store, route_id, &tasks).await;
+                }
                 waiting.extend(by_entity(tasks.into_iter().zip(transformed)));
             }
             if halted {
@@ -457,6 +463,7 @@ impl Engine {
                             route,
                             publisher.as_ref(),
                             group,
+                            last.as_ref(),
                         )));
                     }
                 }
@@ -470,6 +477,7 @@ impl Engine {
                             route,
                             publisher.as_ref(),
                             heads,
+                            last.as_ref(),
                         )));
                     }
                 }
@@ -524,6 +532,7 @@ impl Engine {
         route: &Route,
         publisher: &dyn Publish,
         group: Vec<(TaskSummary, Result<Transformed, String>)>,
+        last: Option<&LastSent>,
     ) -> (Vec<String>, Vec<Result<Completion, TaskId>>) {
         let entity = group
             .first()
@@ -536,7 +545,9 @@ impl Engine {
                 out.push(Err(task.id));
                 continue;
             }
-            out.push(Ok(self.process(route, publisher, task, transformed).await));
+            out.push(Ok(self
+                .process(route, publisher, task, transformed, last)
+                .await));
         }
         (vec![entity], out)
     }
@@ -573,23 +584,42 @@ impl Engine {
         publisher: &dyn Publish,
         task: TaskSummary,
         transformed: Result<Transformed, String>,
+        last: Option<&LastSent>,
     ) -> Completion {
         let (started_at, mut log) = self.begin(route, &task);
+        let mut digest = None;
         let result = match prepared(transformed, &mut log, self.now()) {
-            Ok(Some(entity)) => publisher.publish(&entity, &task.id).await.map(Some),
-            Ok(None) => Ok(None),
+            Ok(Some(entity)) => {
+                let d = last.map(|_| LastSent::digest(&entity));
+                match last
+                    .zip(d.as_deref())
+                    .and_then(|(l, d)| l.unchanged(&task, d))
+                {
+                    Some(since) => Ok(Sent::Unchanged(since)),
+                    None => {
+                        digest = d;
+                        publisher
+                            .publish(&entity, &task.id)
+                            .await
+                            .map(Sent::Delivered)
+                    }
+                }
+            }
+            Ok(None) => Ok(Sent::Dropped),
             Err(f) => Err(f),
         };
-        self.end(route, task, started_at, log, result)
+        self.end(route, task, started_at, log, result, digest, last)
     }
 
     /// Publishes the tasks of a batch (each of another entity) in one request; those
-    /// whose transformers failed or dropped the entity are not sent.
+    /// whose transformers failed or dropped the entity, or whose payload is unchanged
+    /// (`only_changed`), are not sent.
     async fn process_batch(
         &self,
         route: &Route,
         publisher: &dyn Publish,
         batch: Vec<(TaskSummary, Result<Transformed, String>)>,
+        last: Option<&LastSent>,
     ) -> (Vec<String>, Vec<Result<Completion, TaskId>>) {
         let entities = batch
             .iter()
@@ -604,22 +634,30 @@ impl Engine {
         let mut begun = Vec::with_capacity(batch.len());
         for (task, transformed) in batch {
             let (started_at, mut log) = self.begin(route, &task);
-            let ready = prepared(transformed, &mut log, self.now());
-            begun.push((task, started_at, log, ready));
+            let mut ready = prepared(transformed, &mut log, self.now()).map(|e| e.map(Ready::Send));
+            let mut digest = None;
+            if let (Some(l), Ok(Some(Ready::Send(entity)))) = (last, &ready) {
+                let d = LastSent::digest(entity);
+                match l.unchanged(&task, &d) {
+                    Some(since) => ready = Ok(Some(Ready::Unchanged(since))),
+                    None => digest = Some(d),
+                }
+            }
+            begun.push((task, started_at, log, ready, digest));
         }
         let items: Vec<(&Value, &TaskId)> = begun
             .iter()
-            .filter_map(|(t, _, _, ready)| match ready {
-                Ok(Some(entity)) => Some((entity, &t.id)),
+            .filter_map(|(t, _, _, ready, _)| match ready {
+                Ok(Some(Ready::Send(entity))) => Some((entity, &t.id)),
                 _ => None,
             })
             .collect();
         let mut answers = publisher.publish_many(&items).await.into_iter();
         let out = begun
             .into_iter()
-            .map(|(task, started_at, log, ready)| {
+            .map(|(task, started_at, log, ready, digest)| {
                 let result = match ready {
-                    Ok(Some(_)) => answers
+                    Ok(Some(Ready::Send(_))) => answers
                         .next()
                         .unwrap_or_else(|| {
                             Err(Failure {
@@ -627,11 +665,12 @@ impl Engine {
                                 ..Failure::default()
                             })
                         })
-                        .map(Some),
-                    Ok(None) => Ok(None),
+                        .map(Sent::Delivered),
+                    Ok(Some(Ready::Unchanged(since))) => Ok(Sent::Unchanged(since)),
+                    Ok(None) => Ok(Sent::Dropped),
                     Err(f) => Err(f),
                 };
-                Ok(self.end(route, task, started_at, log, result))
+                Ok(self.end(route, task, started_at, log, result, digest, last))
             })
             .collect();
         (entities, out)
@@ -653,34 +692,51 @@ impl Engine {
         (started_at, log)
     }
 
-    /// The end of an attempt: its outcome from what the publisher answered (`None`: an
-    /// outgoing transformer dropped the entity), by the route's retry policy.
+    /// The end of an attempt: its outcome from what the publisher answered, by the
+    /// route's retry policy. A delivered payload's `digest` (with only_changed) becomes
+    /// the route's last for the entity.
+    #[allow(clippy::too_many_arguments)]
     fn end(
         &self,
         route: &Route,
         task: TaskSummary,
         started_at: Timestamp,
         mut log: Vec<Message>,
-        result: Result<Option<Delivered>, Failure>,
+        result: Result<Sent, Failure>,
+        digest: Option<String>,
+        last: Option<&LastSent>,
     ) -> Completion {
         let attempt = task.attempts;
         let ended_at = self.now();
         let mut response = None;
+        let mut published = None;
         let outcome = match result {
-            Ok(Some(delivered)) => {
+            Ok(Sent::Delivered(delivered)) => {
                 log.push(Message::new(
                     ended_at,
                     Level::Info,
                     format!("published: {}", delivered.note),
                 ));
                 response = delivered.response;
+                if let (Some(l), Some(d)) = (last, digest) {
+                    l.sent(&task, &d);
+                    published = Some(d);
+                }
                 Outcome::Finished
             }
-            Ok(None) => {
+            Ok(Sent::Dropped) => {
                 log.push(Message::new(
                     ended_at,
                     Level::Info,
                     "skipped: an outgoing transformer dropped the entity",
+                ));
+                Outcome::Skipped
+            }
+            Ok(Sent::Unchanged(since)) => {
+                log.push(Message::new(
+                    ended_at,
+                    Level::Info,
+                    format!("skipped: unchanged since task {since}"),
                 ));
                 Outcome::Skipped
             }
@@ -720,7 +776,91 @@ impl Engine {
             outcome,
             messages: log,
             response,
+            published,
         }
+    }
+}
+
+/// What became of a task's payload, short of a failure.
+enum Sent {
+    Delivered(Delivered),
+    /// An outgoing transformer dropped the entity.
+    Dropped,
+    /// The payload is the one this task last published (only_changed).
+    Unchanged(TaskId),
+}
+
+/// A task of a batch, ready to go or not to be sent.
+enum Ready {
+    Send(Value),
+    Unchanged(TaskId),
+}
+
+/// What a route last published per entity, for `only_changed`: the store's, loaded for
+/// each chunk of claimed tasks, and this run's, as its tasks finish.
+#[derive(Default)]
+struct LastSent(Mutex<HashMap<String, PublishedDigest>>);
+
+impl LastSent {
+    /// The digest of a payload as it would be sent.
+    fn digest(payload: &Value) -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(payload.to_string().as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, PublishedDigest>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds what the store has for the entities of `tasks` that this run has not
+    /// published yet. A store that cannot answer leaves them unknown: they are sent.
+    async fn load(&self, store: &dyn ferry_store::Store, route: &str, tasks: &[TaskSummary]) {
+        let entities: Vec<String> = {
+            let known = self.map();
+            let mut e: Vec<String> = tasks
+                .iter()
+                .filter(|t| !known.contains_key(&t.entity_identifier))
+                .map(|t| t.entity_identifier.clone())
+                .collect();
+            e.sort_unstable();
+            e.dedup();
+            e
+        };
+        if entities.is_empty() {
+            return;
+        }
+        match store.published_digests(route, &entities).await {
+            Ok(found) => {
+                let mut known = self.map();
+                for (entity, d) in found {
+                    known.entry(entity).or_insert(d);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(route, error = %e, "only_changed: could not read what was published; these tasks are sent");
+            }
+        }
+    }
+
+    /// The task that last published this payload for the entity, when it was another
+    /// task (a task retried by hand is sent again).
+    fn unchanged(&self, task: &TaskSummary, digest: &str) -> Option<TaskId> {
+        let known = self.map();
+        let last = known.get(&task.entity_identifier)?;
+        (last.digest == digest && last.task != task.id).then(|| last.task.clone())
+    }
+
+    fn sent(&self, task: &TaskSummary, digest: &str) {
+        self.map().insert(
+            task.entity_identifier.clone(),
+            PublishedDigest {
+                digest: digest.to_owned(),
+                task: task.id.clone(),
+            },
+        );
     }
 }
 

@@ -13,6 +13,8 @@ pub enum Step {
     Jq(JqProgram),
     Filter(JqProgram),
     Map(ValueMap),
+    /// Compared when published (see `run`): passes the entity on as it is.
+    OnlyChanged,
 }
 
 /// A compiled `map` transformer.
@@ -174,11 +176,20 @@ impl Compiled {
             Step::Jq(p) => format!("jq `{}` ({})", p.code(), self.at.key),
             Step::Filter(p) => format!("filter `{}` ({})", p.code(), self.at.key),
             Step::Map(m) => format!("map {} ({})", m.field, self.at.key),
+            Step::OnlyChanged => format!("only_changed ({})", self.at.key),
         }
     }
 }
 
 pub type Chain = Arc<Vec<Compiled>>;
+
+/// Whether the chain ends with `only_changed`: its payload is compared with what the
+/// route last published for the entity.
+pub fn only_changed(chain: &[Compiled]) -> bool {
+    chain
+        .last()
+        .is_some_and(|t| matches!(t.step, Step::OnlyChanged))
+}
 
 /// Compiles a configured chain (a `table_file` is read from `base_dir`); every error
 /// carries its transformer's location.
@@ -196,6 +207,7 @@ pub fn compile(chain: &[Transformer], base_dir: &Path) -> Result<Chain, Vec<(Loc
                 table,
                 default,
             } => ValueMap::compile(field, table, default, base_dir).map(Step::Map),
+            TransformerKind::OnlyChanged => Ok(Step::OnlyChanged),
         };
         match step {
             Ok(step) => compiled.push(Compiled {
@@ -252,7 +264,13 @@ pub fn apply(chain: &[Compiled], entity: Value) -> Result<Transformed, String> {
                     map_counts.1 += kept;
                     next.push(value);
                 }
+                Step::OnlyChanged => next.push(value),
             }
+        }
+        if matches!(t.step, Step::OnlyChanged) {
+            // Its outcome is the publishing's to say.
+            current = next;
+            continue;
         }
         let note = match (next.len(), &t.step) {
             (_, Step::Map(_)) => format!(

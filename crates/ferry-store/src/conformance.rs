@@ -46,6 +46,7 @@ macro_rules! conformance_suite {
             a_claimed_task_is_not_claimed_again,
             completions_record_outcome_attempt_and_export_messages,
             a_response_is_kept_on_the_task_until_a_later_attempt_gives_another,
+            a_route_keeps_the_digest_its_last_finished_task_published_per_entity,
             a_late_completion_of_a_recovered_task_is_ignored,
             expired_leases_return_tasks_to_new_with_a_message,
             messages_of_an_unknown_task_are_none,
@@ -145,6 +146,7 @@ fn completion(task: &Task, outcome: Outcome, now_ms: i64) -> Completion {
         outcome,
         messages: vec![Message::new(at(now_ms), Level::Info, "published")],
         response: None,
+        published: None,
     }
 }
 
@@ -832,6 +834,59 @@ pub async fn a_response_is_kept_on_the_task_until_a_later_attempt_gives_another(
     assert_eq!(second.response, Some(serde_json::json!(42)));
     let claimed_again = claim_all(store, "r", 3_000).await;
     assert!(claimed_again.is_empty());
+}
+
+pub async fn a_route_keeps_the_digest_its_last_finished_task_published_per_entity(
+    store: &dyn Store,
+) {
+    let tasks = vec![
+        new_task("r", "product", "e", 0),
+        new_task("r", "product", "e", 1),
+        new_task("r", "product", "f", 2),
+        new_task("other", "product", "e", 3),
+    ];
+    store.insert_tasks(&tasks).await.unwrap();
+    let mut claimed = claim_all(store, "r", 10).await;
+    claimed.extend(claim_all(store, "other", 10).await);
+    assert_eq!(claimed.len(), 4);
+    let by_id = |id: &TaskId| claimed.iter().find(|t| &t.summary.id == id).unwrap();
+    let with = |t: &Task, outcome: Outcome, digest: &str| {
+        let mut c = completion(t, outcome, 20);
+        c.published = Some(digest.to_owned());
+        c
+    };
+    // Both tasks of entity e in one call: the later one's digest is kept.
+    let completions = vec![
+        with(by_id(&tasks[0].id), Outcome::Finished, "d1"),
+        with(by_id(&tasks[1].id), Outcome::Finished, "d2"),
+        with(
+            by_id(&tasks[2].id),
+            Outcome::Retry {
+                at: at(1_000),
+                error: "busy".into(),
+            },
+            "d3",
+        ),
+        with(by_id(&tasks[3].id), Outcome::Finished, "d4"),
+    ];
+    assert_eq!(store.complete("w1", &completions).await.unwrap(), 4);
+    let entities = vec!["e".to_owned(), "f".to_owned(), "g".to_owned()];
+    let kept = store.published_digests("r", &entities).await.unwrap();
+    assert_eq!(
+        kept.len(),
+        1,
+        "f was not finished, g never published: {kept:?}"
+    );
+    assert_eq!(
+        kept["e"],
+        PublishedDigest {
+            digest: "d2".into(),
+            task: tasks[1].id.clone()
+        }
+    );
+    let other = store.published_digests("other", &entities).await.unwrap();
+    assert_eq!(other["e"].digest, "d4", "per route");
+    assert!(store.published_digests("r", &[]).await.unwrap().is_empty());
 }
 
 pub async fn a_late_completion_of_a_recovered_task_is_ignored(store: &dyn Store) {

@@ -16,7 +16,7 @@ use sea_query::{Expr, ExprTrait, LockBehavior, LockType, Order, PostgresQueryBui
 use sea_query_sqlx::SqlxBinder;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -70,6 +70,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         15,
         include_str!("../migrations/postgres/0015_task_response.sql"),
+    ),
+    (
+        16,
+        include_str!("../migrations/postgres/0016_published_digests.sql"),
     ),
 ];
 
@@ -880,8 +884,8 @@ impl Store for PgStore {
             "WITH c AS (
                  SELECT *, 'processing'::text AS held, $8::text AS owner
                  FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[],
-                             $6::bigint[], $7::bigint[], $11::text[])
-                     WITH ORDINALITY AS c (id, status, ended_at, last_error, next_attempt_at, attempt, started_at, response, ord)),
+                             $6::bigint[], $7::bigint[], $11::text[], $12::text[])
+                     WITH ORDINALITY AS c (id, status, ended_at, last_error, next_attempt_at, attempt, started_at, response, published, ord)),
              upd AS (
                  UPDATE tasks t SET status = c.status, updated_at = c.ended_at,
                         last_error = c.last_error, next_attempt_at = c.next_attempt_at,
@@ -889,7 +893,17 @@ impl Store for PgStore {
                         lease_owner = NULL, lease_until = NULL
                  FROM c
                  WHERE t.id = c.id AND t.status = c.held AND t.lease_owner = c.owner
-                 RETURNING t.id),
+                 RETURNING t.id, t.route, t.entity_identifier),
+             digests AS (
+                 -- An entity's last finished completion of the call (by its order) wins.
+                 INSERT INTO published_digests (route, entity_identifier, digest, task_id)
+                 SELECT DISTINCT ON (upd.route, upd.entity_identifier)
+                        upd.route, upd.entity_identifier, c.published, c.id
+                 FROM c JOIN upd ON upd.id = c.id
+                 WHERE c.published IS NOT NULL AND c.status = 'finished'
+                 ORDER BY upd.route, upd.entity_identifier, c.ord DESC
+                 ON CONFLICT (route, entity_identifier)
+                 DO UPDATE SET digest = EXCLUDED.digest, task_id = EXCLUDED.task_id),
              attempts AS (
                  INSERT INTO task_attempts (task_id, attempt, started_at, ended_at, outcome, error)
                  SELECT c.id, c.attempt, c.started_at, c.ended_at, c.status, c.last_error
@@ -947,6 +961,12 @@ impl Store for PgStore {
             completions
                 .iter()
                 .map(|c| c.response.as_ref().map(serde_json::Value::to_string))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            completions
+                .iter()
+                .map(|c| c.published.as_deref())
                 .collect::<Vec<_>>(),
         )
         .fetch_all(&self.pool)
@@ -1047,6 +1067,28 @@ impl Store for PgStore {
             value,
             updated_at: Timestamp::from_millis(at),
         }))
+    }
+
+    async fn published_digests(
+        &self,
+        route: &str,
+        entities: &[String],
+    ) -> Result<HashMap<String, PublishedDigest>, StoreError> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT entity_identifier, digest, task_id FROM published_digests
+             WHERE route = $1 AND entity_identifier = ANY($2)",
+        )
+        .bind(route)
+        .bind(entities)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(entity, digest, task)| {
+                let task = TaskId::from_stored(task);
+                (entity, PublishedDigest { digest, task })
+            })
+            .collect())
     }
 
     async fn since_marks(&self) -> Result<BTreeMap<String, SinceMark>, StoreError> {

@@ -18,7 +18,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -77,6 +77,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         15,
         include_str!("../migrations/sqlite/0015_task_response.sql"),
+    ),
+    (
+        16,
+        include_str!("../migrations/sqlite/0016_published_digests.sql"),
     ),
 ];
 
@@ -912,9 +916,9 @@ impl Store for SqliteStore {
                         response = COALESCE(c.response, tasks.response),
                         lease_owner = NULL, lease_until = NULL
                  FROM c WHERE tasks.id = c.id AND tasks.status = 'processing' AND tasks.lease_owner = ?
-                 RETURNING tasks.id, tasks.route, tasks.status"
+                 RETURNING tasks.id, tasks.route, tasks.status, tasks.entity_identifier"
             );
-            let mut q = sqlx::query_as::<_, (String, String, String)>(AssertSqlSafe(sql));
+            let mut q = sqlx::query_as::<_, (String, String, String, String)>(AssertSqlSafe(sql));
             for c in chunk {
                 let next_attempt = match &c.outcome {
                     Outcome::Retry { at, .. } => Some(at.millis()),
@@ -928,13 +932,28 @@ impl Store for SqliteStore {
                     .bind(next_attempt)
                     .bind(c.response.as_ref().map(serde_json::Value::to_string));
             }
-            let mut updated = HashSet::new();
-            for (id, route, status) in q.bind(worker).fetch_all(&mut *tx).await? {
+            let mut updated = HashMap::new();
+            for (id, route, status, entity) in q.bind(worker).fetch_all(&mut *tx).await? {
                 counts.moved(&route, Status::Processing, rows::status(&status)?, 1);
-                updated.insert(id);
+                updated.insert(id, (route, entity));
             }
             for c in chunk {
-                if updated.contains(c.id.as_str()) {
+                if let Some((route, entity)) = updated.get(c.id.as_str()) {
+                    if let (Outcome::Finished, Some(digest)) = (&c.outcome, &c.published) {
+                        // In completion order: an entity's later task comes last.
+                        sqlx::query(
+                            "INSERT INTO published_digests (route, entity_identifier, digest, task_id)
+                             VALUES (?, ?, ?, ?)
+                             ON CONFLICT (route, entity_identifier)
+                             DO UPDATE SET digest = excluded.digest, task_id = excluded.task_id",
+                        )
+                        .bind(route)
+                        .bind(entity)
+                        .bind(digest)
+                        .bind(c.id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     recorded.push(c);
                 } else {
                     tracing::warn!(task = %c.id, worker, "completion ignored: the worker no longer holds the task");
@@ -1087,6 +1106,30 @@ impl Store for SqliteStore {
             value,
             updated_at: Timestamp::from_millis(at),
         }))
+    }
+
+    async fn published_digests(
+        &self,
+        route: &str,
+        entities: &[String],
+    ) -> Result<HashMap<String, PublishedDigest>, StoreError> {
+        let mut out = HashMap::new();
+        for chunk in entities.chunks(CHUNK) {
+            let list = serde_json::to_string(chunk).unwrap_or_default();
+            let rows: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT entity_identifier, digest, task_id FROM published_digests
+                 WHERE route = ? AND entity_identifier IN (SELECT value FROM json_each(?))",
+            )
+            .bind(route)
+            .bind(list)
+            .fetch_all(&self.reader)
+            .await?;
+            for (entity, digest, task) in rows {
+                let task = TaskId::from_stored(task);
+                out.insert(entity, PublishedDigest { digest, task });
+            }
+        }
+        Ok(out)
     }
 
     async fn since_marks(&self) -> Result<BTreeMap<String, SinceMark>, StoreError> {

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use ferry_core::task::{Message, NewTask, Phase, Task, TaskSummary};
 use ferry_core::{Action, NotEligible, Status, TaskFilter, TaskId, TaskQuery, Timestamp};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -254,6 +254,16 @@ pub struct Completion {
     /// What the publisher's `response` expression picked from the answer; kept on
     /// the task (a `None` leaves the one an earlier attempt kept).
     pub response: Option<serde_json::Value>,
+    /// With `only_changed`: the digest of the payload a finished task published, kept
+    /// as its route's last for its entity.
+    pub published: Option<String>,
+}
+
+/// What a route last published for an entity (`only_changed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedDigest {
+    pub digest: String,
+    pub task: TaskId,
 }
 
 /// A past processing attempt.
@@ -493,6 +503,14 @@ pub trait Store:
     /// dropped, and a schedule whose expression changed takes the new next run time;
     /// an unchanged schedule keeps its stored next run time.
     async fn sync_schedules(&self, schedules: &[ScheduleEntry]) -> Result<(), StoreError>;
+
+    /// What `route` last published for each of `entities` that it published before
+    /// (`only_changed`), by entity identifier.
+    async fn published_digests(
+        &self,
+        route: &str,
+        entities: &[String],
+    ) -> Result<HashMap<String, PublishedDigest>, StoreError>;
 
     /// The `since` mark of an incoming configuration, if one is stored.
     async fn since_mark(&self, incoming: &str) -> Result<Option<SinceMark>, StoreError>;

@@ -2458,6 +2458,7 @@ fn completion(task: &ferry_core::Task, roll: u64, now: Timestamp) -> Option<Comp
             Message::new(ended_at, level, text),
         ],
         response: None,
+        published: None,
     })
 }
 
