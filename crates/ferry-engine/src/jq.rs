@@ -78,6 +78,9 @@ impl JqProgram {
                     .into_iter()
                     .flat_map(|(_, es)| es)
                     .map(|(name, undefined)| {
+                        if matches!(name, "env" | "ENV" | "$ENV") {
+                            return "`env` and `$ENV` are refused by design: a transformer must not read the process environment, where ferry's secrets are; put the value in the configuration".to_owned();
+                        }
                         let kind = format!("{undefined:?}");
                         match kind
                             .strip_prefix("Filter(")
@@ -192,9 +195,10 @@ mod tests {
 
     #[test]
     fn the_environment_is_out_of_reach() {
-        let err = JqProgram::compile("env.HOME").unwrap_err();
-        assert!(err.contains("env"), "{err}");
-        assert!(JqProgram::compile("$ENV.HOME").is_err());
+        for code in ["env.HOME", "$ENV.HOME"] {
+            let err = JqProgram::compile(code).unwrap_err();
+            assert!(err.contains("refused by design"), "{code}: {err}");
+        }
     }
 
     #[test]
