@@ -1,7 +1,6 @@
 //! Entity identifiers (PRODUCT.md, "Entity identifier").
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 /// Longest compact JSON used verbatim as an identifier when a schema has no path.
 pub const MAX_VERBATIM_JSON: usize = 64;
@@ -31,9 +30,10 @@ pub fn entity_identifier(data: &Value, path: &[String]) -> Result<String, Identi
         if compact.chars().count() <= MAX_VERBATIM_JSON {
             return Ok(compact);
         }
-        let digest = Sha256::digest(compact.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        return Ok(format!("sha256:{hex}"));
+        return Ok(format!(
+            "sha256:{}",
+            crate::digest::sha256_hex(compact.as_bytes())
+        ));
     }
     let mut parts = Vec::with_capacity(path.len());
     for field in path {

@@ -11,6 +11,7 @@ pub mod action;
 pub mod base64;
 pub mod bulk;
 pub mod config;
+pub mod digest;
 pub mod duration;
 pub mod entity;
 pub mod filter;

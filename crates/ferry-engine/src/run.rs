@@ -586,29 +586,17 @@ impl Engine {
         transformed: Result<Transformed, String>,
         last: Option<&LastSent>,
     ) -> Completion {
-        let (started_at, mut log) = self.begin(route, &task);
-        let mut digest = None;
-        let result = match prepared(transformed, &mut log, self.now()) {
-            Ok(Some(entity)) => {
-                let d = last.map(|_| LastSent::digest(&entity));
-                match last
-                    .zip(d.as_deref())
-                    .and_then(|(l, d)| l.unchanged(&task, d))
-                {
-                    Some(since) => Ok(Sent::Unchanged(since)),
-                    None => {
-                        digest = d;
-                        publisher
-                            .publish(&entity, &task.id)
-                            .await
-                            .map(Sent::Delivered)
-                    }
-                }
-            }
-            Ok(None) => Ok(Sent::Dropped),
+        let mut begun = self.begin(route, &task);
+        let (ready, digest) = ready(&task, transformed, &mut begun.log, self.now(), last);
+        let result = match ready {
+            Ok(Ready::Send(entity)) => publisher
+                .publish(&entity, &task.id)
+                .await
+                .map(Sent::Delivered),
+            Ok(Ready::Done(sent)) => Ok(sent),
             Err(f) => Err(f),
         };
-        self.end(route, task, started_at, log, result, digest, last)
+        self.end(route, task, begun, result, digest, last)
     }
 
     /// Publishes the tasks of a batch (each of another entity) in one request; those
@@ -633,31 +621,23 @@ impl Engine {
         }
         let mut begun = Vec::with_capacity(batch.len());
         for (task, transformed) in batch {
-            let (started_at, mut log) = self.begin(route, &task);
-            let mut ready = prepared(transformed, &mut log, self.now()).map(|e| e.map(Ready::Send));
-            let mut digest = None;
-            if let (Some(l), Ok(Some(Ready::Send(entity)))) = (last, &ready) {
-                let d = LastSent::digest(entity);
-                match l.unchanged(&task, &d) {
-                    Some(since) => ready = Ok(Some(Ready::Unchanged(since))),
-                    None => digest = Some(d),
-                }
-            }
-            begun.push((task, started_at, log, ready, digest));
+            let mut attempt = self.begin(route, &task);
+            let (ready, digest) = ready(&task, transformed, &mut attempt.log, self.now(), last);
+            begun.push((task, attempt, ready, digest));
         }
         let items: Vec<(&Value, &TaskId)> = begun
             .iter()
-            .filter_map(|(t, _, _, ready, _)| match ready {
-                Ok(Some(Ready::Send(entity))) => Some((entity, &t.id)),
+            .filter_map(|(t, _, ready, _)| match ready {
+                Ok(Ready::Send(entity)) => Some((entity, &t.id)),
                 _ => None,
             })
             .collect();
         let mut answers = publisher.publish_many(&items).await.into_iter();
         let out = begun
             .into_iter()
-            .map(|(task, started_at, log, ready, digest)| {
+            .map(|(task, attempt, ready, digest)| {
                 let result = match ready {
-                    Ok(Some(Ready::Send(_))) => answers
+                    Ok(Ready::Send(_)) => answers
                         .next()
                         .unwrap_or_else(|| {
                             Err(Failure {
@@ -666,18 +646,17 @@ impl Engine {
                             })
                         })
                         .map(Sent::Delivered),
-                    Ok(Some(Ready::Unchanged(since))) => Ok(Sent::Unchanged(since)),
-                    Ok(None) => Ok(Sent::Dropped),
+                    Ok(Ready::Done(sent)) => Ok(sent),
                     Err(f) => Err(f),
                 };
-                Ok(self.end(route, task, started_at, log, result, digest, last))
+                Ok(self.end(route, task, attempt, result, digest, last))
             })
             .collect();
         (entities, out)
     }
 
     /// The start of an attempt: when, and its first log line.
-    fn begin(&self, route: &Route, task: &TaskSummary) -> (Timestamp, Vec<Message>) {
+    fn begin(&self, route: &Route, task: &TaskSummary) -> Begun {
         let started_at = self.now();
         let log = vec![Message::new(
             started_at,
@@ -689,23 +668,25 @@ impl Engine {
                 self.worker
             ),
         )];
-        (started_at, log)
+        Begun { started_at, log }
     }
 
     /// The end of an attempt: its outcome from what the publisher answered, by the
     /// route's retry policy. A delivered payload's `digest` (with only_changed) becomes
     /// the route's last for the entity.
-    #[allow(clippy::too_many_arguments)]
     fn end(
         &self,
         route: &Route,
         task: TaskSummary,
-        started_at: Timestamp,
-        mut log: Vec<Message>,
+        begun: Begun,
         result: Result<Sent, Failure>,
         digest: Option<String>,
         last: Option<&LastSent>,
     ) -> Completion {
+        let Begun {
+            started_at,
+            mut log,
+        } = begun;
         let attempt = task.attempts;
         let ended_at = self.now();
         let mut response = None;
@@ -781,19 +762,50 @@ impl Engine {
     }
 }
 
+/// An attempt begun: when, and its log so far.
+struct Begun {
+    started_at: Timestamp,
+    log: Vec<Message>,
+}
+
 /// What became of a task's payload, short of a failure.
 enum Sent {
     Delivered(Delivered),
     /// An outgoing transformer dropped the entity.
     Dropped,
-    /// The payload is the one this task last published (only_changed).
+    /// The payload is the one this other task published last (only_changed).
     Unchanged(TaskId),
 }
 
-/// A task of a batch, ready to go or not to be sent.
+/// A task's payload, to send or settled without sending.
 enum Ready {
     Send(Value),
-    Unchanged(TaskId),
+    Done(Sent),
+}
+
+/// The payload of `task` from what the outgoing transformers made, unless they dropped
+/// it or (with only_changed) it was published already; with only_changed, the digest
+/// of a payload to send.
+fn ready(
+    task: &TaskSummary,
+    transformed: Result<Transformed, String>,
+    log: &mut Vec<Message>,
+    now: Timestamp,
+    last: Option<&LastSent>,
+) -> (Result<Ready, Failure>, Option<String>) {
+    let entity = match prepared(transformed, log, now) {
+        Ok(Some(entity)) => entity,
+        Ok(None) => return (Ok(Ready::Done(Sent::Dropped)), None),
+        Err(f) => return (Err(f), None),
+    };
+    let Some(last) = last else {
+        return (Ok(Ready::Send(entity)), None);
+    };
+    let digest = LastSent::digest(&entity);
+    match last.unchanged(task, &digest) {
+        Some(since) => (Ok(Ready::Done(Sent::Unchanged(since))), None),
+        None => (Ok(Ready::Send(entity)), Some(digest)),
+    }
 }
 
 /// What a route last published per entity, for `only_changed`: the store's, loaded for
@@ -804,11 +816,7 @@ struct LastSent(Mutex<HashMap<String, PublishedDigest>>);
 impl LastSent {
     /// The digest of a payload as it would be sent.
     fn digest(payload: &Value) -> String {
-        use sha2::{Digest, Sha256};
-        Sha256::digest(payload.to_string().as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        ferry_core::digest::sha256_hex(payload.to_string().as_bytes())
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, PublishedDigest>> {

@@ -8,19 +8,13 @@ use common::{Harness, Target};
 use ferry_core::Status;
 use std::time::Duration;
 
-#[tokio::test]
-async fn success_on_and_fail_on_decide_before_the_retry_policy() {
-    let t = Target::start(|_, r| {
-        let status = match r.path.as_str() {
-            "/p/P-1" => StatusCode::NOT_FOUND,
-            "/p/P-2" => StatusCode::UNPROCESSABLE_ENTITY,
-            "/p/P-3" => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::OK,
-        };
-        (status, "{}".into(), Duration::ZERO)
-    })
-    .await;
-    let h = Harness::new(&format!(
+/// Three attempts a minute apart, as a route's `retry` line.
+const RETRY: &str = r#"retry = { max_attempts = 3, interval = "1m" }"#;
+
+/// The webhook `in` to the http `publisher` (its inline table) on route `r`, with
+/// `route_extra` lines on the route.
+fn route_to(publisher: &str, route_extra: &str) -> String {
+    format!(
         r#"
 [[entity_schemas]]
 id = "product"
@@ -33,15 +27,32 @@ subscriber = {{ type = "webhook" }}
 
 [[outgoing]]
 id = "out"
-publisher = {{ type = "http", method = "DELETE", url = "{}/p/{{sku}}", success_on = [200, 204, 404], fail_on = [422] }}
+publisher = {publisher}
 
 [[routes]]
 id = "r"
 incoming = ["in"]
 outgoing = "out"
-retry = {{ max_attempts = 3, interval = "1m" }}
-"#,
-        t.url
+{route_extra}
+"#
+    )
+}
+
+#[tokio::test]
+async fn success_on_and_fail_on_decide_before_the_retry_policy() {
+    let t = Target::start(|_, r| {
+        let status = match r.path.as_str() {
+            "/p/P-1" => StatusCode::NOT_FOUND,
+            "/p/P-2" => StatusCode::UNPROCESSABLE_ENTITY,
+            "/p/P-3" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::OK,
+        };
+        (status, "{}".into(), Duration::ZERO)
+    })
+    .await;
+    let h = Harness::new(&route_to(
+        &format!(r#"{{ type = "http", method = "DELETE", url = "{}/p/{{sku}}", success_on = [200, 204, 404], fail_on = [422] }}"#, t.url),
+        RETRY,
     ))
     .await;
     let ids = h.push("in", common::products(4)).await;
@@ -104,27 +115,9 @@ outgoing = "out"
 #[tokio::test]
 async fn header_values_take_placeholders_from_the_entity() {
     let t = Target::start(|_, _| (StatusCode::OK, "{}".into(), Duration::ZERO)).await;
-    let h = Harness::new(&format!(
-        r#"
-[[entity_schemas]]
-id = "product"
-identifier_path = ["sku"]
-
-[[incoming]]
-id = "in"
-entity_schema = "product"
-subscriber = {{ type = "webhook" }}
-
-[[outgoing]]
-id = "out"
-publisher = {{ type = "http", url = "{}/p", headers = {{ x-sku = "sku {{sku}} at {{price}}", x-fixed = "f" }} }}
-
-[[routes]]
-id = "r"
-incoming = ["in"]
-outgoing = "out"
-"#,
-        t.url
+    let h = Harness::new(&route_to(
+        &format!(r#"{{ type = "http", url = "{}/p", headers = {{ x-sku = "sku {{sku}} at {{price}}", x-fixed = "f" }} }}"#, t.url),
+        "",
     ))
     .await;
     let ids = h
@@ -167,28 +160,12 @@ async fn the_idempotency_header_carries_the_task_identifier_the_same_on_every_at
         (status, "{}".into(), Duration::ZERO)
     })
     .await;
-    let h = Harness::new(&format!(
-        r#"
-[[entity_schemas]]
-id = "product"
-identifier_path = ["sku"]
-
-[[incoming]]
-id = "in"
-entity_schema = "product"
-subscriber = {{ type = "webhook" }}
-
-[[outgoing]]
-id = "out"
-publisher = {{ type = "http", url = "{}/p/{{sku}}", idempotency_header = "Idempotency-Key" }}
-
-[[routes]]
-id = "r"
-incoming = ["in"]
-outgoing = "out"
-retry = {{ max_attempts = 3, interval = "1m" }}
-"#,
-        t.url
+    let h = Harness::new(&route_to(
+        &format!(
+            r#"{{ type = "http", url = "{}/p/{{sku}}", idempotency_header = "Idempotency-Key" }}"#,
+            t.url
+        ),
+        RETRY,
     ))
     .await;
     let ids = h.push("in", common::products(1)).await;

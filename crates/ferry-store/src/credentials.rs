@@ -5,7 +5,7 @@
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use sha2::{Digest, Sha256};
+use ferry_core::digest::{hex, sha256_hex};
 
 /// Prefix of API tokens, so a leaked one is recognisable (secret scanners, logs).
 pub const TOKEN_PREFIX: &str = "ferry_";
@@ -48,11 +48,7 @@ pub fn new_token() -> String {
 
 /// The stored form of a token or session id.
 pub fn digest(secret: &str) -> String {
-    hex(&Sha256::digest(secret.as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    sha256_hex(secret.as_bytes())
 }
 
 /// Equality that takes as long whatever the inputs share.

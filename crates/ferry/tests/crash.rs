@@ -11,6 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn config(target: &str) -> String {
+    config_with(target, "", 100)
+}
+
+/// A realtime route from the `shop` webhook to `target`, with `publisher_extra`
+/// settings on its publisher and runs of `batch_size` tasks.
+fn config_with(target: &str, publisher_extra: &str, batch_size: u32) -> String {
     format!(
         r#"
 [workers]
@@ -29,14 +35,14 @@ subscriber = {{ type = "webhook" }}
 
 [[outgoing]]
 id = "erp"
-publisher = {{ type = "http", method = "PUT", url = "{target}/products/{{sku}}" }}
+publisher = {{ type = "http", method = "PUT", url = "{target}/products/{{sku}}"{publisher_extra} }}
 
 [[routes]]
 id = "live"
 incoming = ["shop"]
 outgoing = "erp"
 realtime = true
-batch_size = 100
+batch_size = {batch_size}
 "#
     )
 }
@@ -171,34 +177,7 @@ async fn arrivals_target(delay: Duration) -> (String, Arc<Arrivals>) {
 }
 
 fn in_flight_config(target: &str) -> String {
-    format!(
-        r#"
-[workers]
-lease = "2s"
-poll_interval = "100ms"
-concurrency = 1
-
-[[entity_schemas]]
-id = "product"
-identifier_path = ["sku"]
-
-[[incoming]]
-id = "shop"
-entity_schema = "product"
-subscriber = {{ type = "webhook" }}
-
-[[outgoing]]
-id = "erp"
-publisher = {{ type = "http", method = "PUT", url = "{target}/products/{{sku}}", max_in_flight = {IN_FLIGHT} }}
-
-[[routes]]
-id = "live"
-incoming = ["shop"]
-outgoing = "erp"
-realtime = true
-batch_size = 1000
-"#
-    )
+    config_with(target, &format!(", max_in_flight = {IN_FLIGHT}"), 1000)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,18 +109,9 @@ impl Batch {
 
     /// The request body for `entities` (an array).
     fn body(&self, entities: Value) -> Result<Value, Failure> {
-        let Some(p) = &self.body else {
-            return Ok(entities);
-        };
-        let mut out = p
-            .run(&entities)
-            .map_err(|e| failure(format!("batch.body `{}`: {e}", p.code())))?;
-        match out.len() {
-            1 => Ok(out.remove(0)),
-            n => Err(failure(format!(
-                "batch.body `{}` made {n} values of the entities; a request carries exactly one",
-                p.code()
-            ))),
+        match &self.body {
+            Some(p) => one_body(p, &entities, "batch.body", "the entities"),
+            None => Ok(entities),
         }
     }
 }
@@ -194,6 +185,20 @@ struct Sender {
     batch: Option<Batch>,
 }
 
+/// The one request body the `key` expression `p` makes of `input` (`of` names it).
+fn one_body(p: &JqProgram, input: &Value, key: &str, of: &str) -> Result<Value, Failure> {
+    let mut out = p
+        .run(input)
+        .map_err(|e| failure(format!("{key} `{}`: {e}", p.code())))?;
+    match out.len() {
+        1 => Ok(out.remove(0)),
+        n => Err(failure(format!(
+            "{key} `{}` made {n} values of {of}; a request carries exactly one",
+            p.code()
+        ))),
+    }
+}
+
 fn failure(message: String) -> Failure {
     Failure {
         message,
@@ -203,18 +208,19 @@ fn failure(message: String) -> Failure {
 
 impl Sender {
     fn body(&self, entity: &Value) -> Result<Value, Failure> {
-        let Some(p) = &self.body else {
-            return Ok(entity.clone());
-        };
-        let mut out = p
-            .run(entity)
-            .map_err(|e| failure(format!("body `{}`: {e}", p.code())))?;
-        match out.len() {
-            1 => Ok(out.remove(0)),
-            n => Err(failure(format!(
-                "body `{}` made {n} values of the entity; a request carries exactly one",
-                p.code()
-            ))),
+        match &self.body {
+            Some(p) => one_body(p, entity, "body", "the entity"),
+            None => Ok(entity.clone()),
+        }
+    }
+
+    /// Whether an HTTP status (of the answer, or of an item of a batch's results)
+    /// counts as success: in `success_on`, or any 2xx without it.
+    fn succeeded(&self, code: u16) -> bool {
+        if self.success_on.is_empty() {
+            (200..300).contains(&code)
+        } else {
+            self.success_on.contains(&code)
         }
     }
 
@@ -403,8 +409,7 @@ impl Sender {
             .get("error")
             .filter(|e| !matches!(e, Value::Null | Value::Bool(false)));
         let ok = match code {
-            Some(c) if self.success_on.is_empty() => (200..300).contains(&c),
-            Some(c) => self.success_on.contains(&c),
+            Some(c) => self.succeeded(c),
             None => error.is_none(),
         };
         let place = format!("item {} of {n}", i + 1);
@@ -472,12 +477,7 @@ impl Sender {
                 permanent: self.fail_on.contains(&code),
                 retry_after,
             };
-            let success = if self.success_on.is_empty() {
-                status.is_success()
-            } else {
-                self.success_on.contains(&code)
-            };
-            if success {
+            if self.succeeded(code) {
                 let reads = self.response.is_some()
                     || self.batch.as_ref().is_some_and(|b| b.results.is_some());
                 let text = if reads {
@@ -524,10 +524,9 @@ impl Sender {
 /// The idempotency key of a batch request: the same tasks give the same key, on every
 /// attempt.
 fn batch_key<'a>(tasks: impl Iterator<Item = &'a str>) -> String {
-    use sha2::{Digest, Sha256};
     let mut ids: Vec<&str> = tasks.collect();
     ids.sort_unstable();
-    let digest = Sha256::digest(ids.join("\n").as_bytes());
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("batch-{}-{hex}", ids.len())
+    let digest = ferry_core::digest::sha256_hex(ids.join("\n").as_bytes());
+    // The first 16 bytes are enough to tell batches apart.
+    format!("batch-{}-{}", ids.len(), &digest[..32])
 }
