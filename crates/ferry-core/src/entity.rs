@@ -20,13 +20,14 @@ pub enum IdentifierError {
     Nul { field: String },
 }
 
-/// The values at `path` joined with `-`; without a path, the compact JSON of the data
-/// when it is at most 64 characters, else `sha256:` and the hex digest of that JSON.
+/// The values at `path` joined with `-`; without a path, the canonical JSON of the data
+/// (compact, keys sorted) when it is at most 64 characters, else `sha256:` and the hex
+/// digest of that JSON.
 ///
 /// A path element may name a nested field with dots (`"store.id"`).
 pub fn entity_identifier(data: &Value, path: &[String]) -> Result<String, IdentifierError> {
     if path.is_empty() {
-        let compact = data.to_string();
+        let compact = crate::digest::canonical_json(data);
         if compact.chars().count() <= MAX_VERBATIM_JSON {
             return Ok(compact);
         }

@@ -30,15 +30,23 @@ impl JqProgram {
     pub fn compile(code: &str) -> Result<JqProgram, String> {
         let defs = jaq_core::defs()
             .chain(jaq_std::defs())
-            .chain(jaq_json::defs());
+            .chain(jaq_json::defs())
+            .chain(ferry_defs());
         // No `env`: a transformer must not read the process environment (secrets).
         let funs = jaq_core::funs()
             .chain(jaq_std::funs().filter(|f| f.0 != "env"))
             .chain(jaq_json::funs());
         let loader = Loader::new(defs);
         let arena = Arena::default();
+        let located = with_locations(code);
         let modules = loader
-            .load(&arena, File { code, path: () })
+            .load(
+                &arena,
+                File {
+                    code: located.as_str(),
+                    path: (),
+                },
+            )
             .map_err(|errs| {
                 let parts: Vec<String> = errs
                     .into_iter()
@@ -130,6 +138,52 @@ impl JqProgram {
     }
 }
 
+/// Replaces each `$__loc__` in code (not in string literals, but in their `\\(…)`
+/// interpolations) by jq's value for it, `{"file":"<top-level>","line":N}`: jaq has none.
+fn with_locations(code: &str) -> String {
+    const LOC: &str = "$__loc__";
+    if !code.contains(LOC) {
+        return code.to_owned();
+    }
+    // What encloses the current character: a string, or code in parentheses opened by
+    // an interpolation (counting the parentheses opened inside it).
+    enum In {
+        Str,
+        Interpolation(usize),
+    }
+    let (mut out, mut line, mut stack, mut escaped) = (String::new(), 1, Vec::new(), false);
+    let mut rest = code;
+    while let Some(c) = rest.chars().next() {
+        let in_string = matches!(stack.last(), Some(In::Str));
+        if !in_string && rest.starts_with(LOC) {
+            out.push_str(&format!(r#"{{"file":"<top-level>","line":{line}}}"#));
+            rest = &rest[LOC.len()..];
+            continue;
+        }
+        match (stack.last_mut(), c) {
+            (_, '\n') => line += 1,
+            (Some(In::Str), '"') if !escaped => drop(stack.pop()),
+            (Some(In::Str), '(') if escaped => stack.push(In::Interpolation(0)),
+            (Some(In::Interpolation(0)), ')') => drop(stack.pop()),
+            (Some(In::Interpolation(depth)), ')') => *depth -= 1,
+            (Some(In::Interpolation(depth)), '(') => *depth += 1,
+            (_, '"') if !in_string => stack.push(In::Str),
+            _ => (),
+        }
+        escaped = in_string && c == '\\' && !escaped;
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// ferry's own definitions (`jq_defs.jq`): jq 1.7's, where jaq's differ.
+fn ferry_defs() -> impl Iterator<Item = jaq_core::load::parse::Def<&'static str>> {
+    jaq_core::load::parse(include_str!("jq_defs.jq"), |p| p.defs())
+        .expect("jq_defs.jq parses")
+        .into_iter()
+}
+
 fn snippet(s: &str) -> String {
     let s: String = s.chars().take(20).collect();
     if s.is_empty() {
@@ -191,6 +245,102 @@ mod tests {
         assert!(p.run(&json!({"price": "abc"})).is_err());
         let p = JqProgram::compile("error(\"custom\")").unwrap();
         assert!(p.run(&json!({})).unwrap_err().contains("custom"));
+    }
+
+    fn text(code: &str, input: &str) -> Vec<String> {
+        let input: Value = serde_json::from_str(input).unwrap();
+        let out = JqProgram::compile(code).unwrap().run(&input).unwrap();
+        out.iter()
+            .map(|v| serde_json::to_string(v).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn keys_keep_the_order_they_came_in_as_in_jq() {
+        let product = r#"{"sku":"A","name":"x","brand":"y"}"#;
+        assert_eq!(text(".", product), [product]);
+        assert_eq!(
+            text("keys_unsorted", product),
+            [r#"["sku","name","brand"]"#]
+        );
+        assert_eq!(text("keys", product), [r#"["brand","name","sku"]"#]);
+        assert_eq!(
+            text("del(.sku) | tojson", product),
+            [r#""{\"name\":\"x\",\"brand\":\"y\"}""#]
+        );
+        assert_eq!(text("{b: 1, a: 2}", "null"), [r#"{"b":1,"a":2}"#]);
+    }
+
+    #[test]
+    fn numbers_print_as_jq_prints_them() {
+        assert_eq!(
+            text(
+                "(3.5 * 10 | tostring), \"\\(.price * 10)\"",
+                r#"{"price":1.5}"#
+            ),
+            [r#""35""#, r#""15""#]
+        );
+        assert_eq!(
+            text("0.00001 + 0, 1e17 + 0, 1e16 * 1.5, 0.1 + 0.2", "null"),
+            ["1e-05", "1e+17", "15000000000000000", "0.30000000000000004"]
+        );
+        // As written until touched; integers beyond 2^53 become doubles, as in jq.
+        assert_eq!(
+            text(".a, .a + 0, .b", r#"{"a":100000000000000000001,"b":12.50}"#),
+            ["100000000000000000001", "1e+20", "12.50"]
+        );
+        assert!(
+            JqProgram::compile("1 / 0")
+                .unwrap()
+                .run(&Value::Null)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn regular_expressions_know_unicode() {
+        assert_eq!(
+            text(
+                r#"test("^\\w+$"), test("CAFÉ"; "i"), [scan("[[:upper:]]")]"#,
+                r#""Café""#
+            ),
+            ["true", "true", r#"["C"]"#]
+        );
+        assert_eq!(
+            text(r#"[match("(a)?b").captures[0].string]"#, r#""b""#),
+            ["[null]"]
+        );
+    }
+
+    #[test]
+    fn jq_builtins_that_jaq_lacks_are_there() {
+        assert_eq!(
+            text("@csv, @tsv", r#"["a,\"b", 1.5, null, true]"#),
+            [r#""\"a,\"\"b\",1.5,,true""#, r#""a,\"b\t1.5\t\ttrue""#]
+        );
+        assert_eq!(
+            text(
+                "INDEX(.sku) | keys_unsorted",
+                r#"[{"sku":"b"},{"sku":"a"}]"#
+            ),
+            [r#"["b","a"]"#]
+        );
+        assert_eq!(text(".x | IN(1, 2)", r#"{"x":2}"#), ["true"]);
+        assert_eq!(
+            text(
+                "[tostream] | fromstream(.[])",
+                r#"{"b":[1,{"c":2}],"a":null}"#
+            ),
+            [r#"{"b":[1,{"c":2}],"a":null}"#]
+        );
+        assert_eq!(
+            text("$__loc__, \"\\($__loc__.line)\"", "null"),
+            [r#"{"file":"<top-level>","line":1}"#, r#""1""#]
+        );
+        assert_eq!(
+            text(".a.b = 1 | .c[2] = true", "null"),
+            [r#"{"a":{"b":1},"c":[null,null,true]}"#]
+        );
     }
 
     #[test]

@@ -814,9 +814,10 @@ fn ready(
 struct LastSent(Mutex<HashMap<String, PublishedDigest>>);
 
 impl LastSent {
-    /// The digest of a payload as it would be sent.
+    /// The digest of a payload's value (its canonical JSON: a payload whose keys only
+    /// moved is unchanged).
     fn digest(payload: &Value) -> String {
-        ferry_core::digest::sha256_hex(payload.to_string().as_bytes())
+        ferry_core::digest::sha256_hex(ferry_core::digest::canonical_json(payload).as_bytes())
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, PublishedDigest>> {

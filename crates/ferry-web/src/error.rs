@@ -18,7 +18,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    pub details: Option<Value>,
+    /// Boxed: a `Value` (an insertion-ordered map) would make every `Result<_, ApiError>`
+    /// large.
+    pub details: Option<Box<Value>>,
     /// Seconds to send as `Retry-After` (a busy store: 503).
     pub retry_after: Option<u32>,
 }
@@ -63,7 +65,7 @@ impl ApiError {
     }
 
     pub fn with_details(mut self, details: Value) -> ApiError {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -99,7 +101,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code.to_owned(),
                 message: self.message,
-                details: self.details,
+                details: self.details.map(|d| *d),
             },
         };
         let mut response = (self.status, Json(body)).into_response();

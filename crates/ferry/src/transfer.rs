@@ -39,7 +39,7 @@ pub struct ImportArgs {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 enum Line {
-    Action(ActionLine),
+    Action(Box<ActionLine>),
     Task(Box<TaskLine>),
 }
 
@@ -127,7 +127,7 @@ async fn write_all(store: &dyn Store, out: &mut impl Write) -> Result<(u64, u64)
             let actions = store.task_actions(&id).await?;
             for a in &actions {
                 if written_actions.insert(a.id) {
-                    let line = Line::Action(ActionLine {
+                    let line = Line::Action(Box::new(ActionLine {
                         id: a.id,
                         at: a.at.to_rfc3339(),
                         actor: a.actor.clone(),
@@ -139,7 +139,7 @@ async fn write_all(store: &dyn Store, out: &mut impl Write) -> Result<(u64, u64)
                         changed: a.outcome.changed,
                         ineligible: a.outcome.ineligible,
                         not_found: a.outcome.not_found,
-                    });
+                    }));
                     writeln!(out, "{}", serde_json::to_string(&line)?)?;
                 }
             }
