@@ -107,7 +107,7 @@ impl Prepared {
                 for (id, sub) in built.subscriptions {
                     match sub {
                         Subscription::Pushed(w) => {
-                            webhooks.insert(id, w);
+                            webhooks.insert(id, *w);
                         }
                         Subscription::Pulled(f) => {
                             sources.insert(id, f);

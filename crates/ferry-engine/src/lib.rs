@@ -6,6 +6,7 @@
 mod bulk;
 pub mod connectors;
 mod engine;
+pub mod formats;
 mod ingest;
 pub mod jq;
 mod run;

@@ -339,9 +339,11 @@ async fn an_adaptive_level_grows_while_answers_stay_fast_and_backs_off_on_429() 
     let refused = *refused.lock().unwrap();
     assert_eq!(summary.finished + summary.retry, 1_500, "{summary:?}");
     assert!(refused > 0, "the level grew past what the target serves");
-    // Each step past 12 meets a 429 and cuts the level to 90 %, so a few in a hundred.
+    // Each step past 12 meets a 429 and cuts the level to 90 %, so a few in a hundred
+    // (seen: 5–25 %; 26 % once with the whole suite loading both cores). A level that
+    // did not back off would keep 52 of its 64 requests refused: over 80 %.
     assert!(
-        refused < 300,
+        refused < 600,
         "and backed off: {refused} of 1,500 requests refused"
     );
     let level = h.engine.delivery("out").unwrap().level;

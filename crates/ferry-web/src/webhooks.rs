@@ -11,6 +11,8 @@ use axum::{Extension, Json, Router};
 use ferry_core::Permission;
 use ferry_core::entity::kind_of;
 use ferry_engine::IngestError;
+use ferry_engine::connectors::webhook;
+use ferry_engine::formats::{self, Format};
 use ferry_store::credentials::constant_time_eq;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -149,6 +151,17 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+fn too_many(count: usize, most: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_many_entities",
+        format!(
+            "the delivery holds {count} entities and this server takes at most {most} per request \
+             (server.max_entities_per_request); send them in several requests, or raise the limit in the configuration"
+        ),
+    )
+}
+
 fn is_ndjson(content_type: Option<&str>) -> bool {
     content_type.is_some_and(|c| {
         let c = c.to_ascii_lowercase();
@@ -162,6 +175,18 @@ fn is_ndjson(content_type: Option<&str>) -> bool {
 /// lines; JSON: the items of a top-level array, else 1). A malformed body counts as
 /// what could be read; [`entities`] then says what is wrong with it.
 pub fn count_entities(content_type: Option<&str>, bytes: &[u8]) -> usize {
+    match content_type.and_then(Format::from_content_type) {
+        // CSV: its non-blank lines (an upper bound); XML is counted once read.
+        Some(Format::Csv) => {
+            return bytes
+                .split(|b| *b == b'\n')
+                .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+                .count()
+                .saturating_sub(1);
+        }
+        Some(Format::Xml) => return 0,
+        _ => (),
+    }
     if is_ndjson(content_type) {
         return bytes
             .split(|b| *b == b'\n')
@@ -171,8 +196,45 @@ pub fn count_entities(content_type: Option<&str>, bytes: &[u8]) -> usize {
     serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(bytes).map_or(1, |items| items.len())
 }
 
-/// Reads one object, an array of objects, or NDJSON into entities.
-pub fn entities(content_type: Option<&str>, bytes: &[u8]) -> Result<Vec<Value>, ApiError> {
+/// Reads one object, an array of objects, NDJSON, CSV (`text/csv`) or XML
+/// (`application/xml`, `text/xml`) into entities, with the webhook's settings for the
+/// last two.
+pub fn entities(
+    content_type: Option<&str>,
+    bytes: &[u8],
+    settings: &webhook::Settings,
+) -> Result<Vec<Value>, ApiError> {
+    if let Some(format @ (Format::Csv | Format::Xml)) =
+        content_type.and_then(Format::from_content_type)
+    {
+        let (name, code) = match format {
+            Format::Csv => ("CSV", "invalid_csv"),
+            _ => ("XML", "invalid_xml"),
+        };
+        let encoding = match content_type.and_then(formats::charset) {
+            Some(Ok(e)) => Some(e),
+            Some(Err(message)) => return Err(ApiError::bad_request("invalid_body", message)),
+            None => None,
+        };
+        let out = formats::document_entities(
+            format,
+            bytes,
+            encoding,
+            &settings.csv,
+            &settings.xml,
+            settings.items_program.as_deref(),
+        )
+        .map_err(|e| {
+            ApiError::bad_request(code, format!("the {name} body: {e}; nothing was created"))
+        })?;
+        if out.is_empty() {
+            return Err(ApiError::bad_request(
+                "empty_body",
+                format!("the {name} body has no entities"),
+            ));
+        }
+        return Ok(out);
+    }
     let ndjson = is_ndjson(content_type);
     let not_object = |where_: String, v: &Value| {
         ApiError::bad_request(
@@ -236,7 +298,7 @@ pub fn entities(content_type: Option<&str>, bytes: &[u8]) -> Result<Vec<Value>, 
 /// Push entities into a webhook incoming configuration.
 #[utoipa::path(post, path = "/api/v1/webhooks/{incoming_id}", tag = "webhooks",
     params(("incoming_id" = String, Path, description = "incoming configuration id")),
-    request_body(content = Object, description = "one JSON object, an array of objects, or NDJSON (Content-Type: application/x-ndjson)"),
+    request_body(content = Object, description = "one JSON object, an array of objects, NDJSON (Content-Type: application/x-ndjson), CSV (text/csv) or XML (application/xml, text/xml)"),
     responses((status = 201, body = WebhookResult), (status = 400, body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody),
@@ -301,18 +363,17 @@ pub async fn receive(
     let most = state.config().server.max_entities_per_request;
     let count = count_entities(content_type, &bytes);
     if count > most {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_entities",
-            format!(
-                "the delivery holds {} entities and this server takes at most {most} per request \
-                 (server.max_entities_per_request); send them in several requests, or raise the limit in the configuration",
-                count
-            ),
-        ));
+        return Err(too_many(count, most));
     }
-    let entities = entities(content_type, &bytes)?;
+    let settings = state
+        .engine
+        .webhook(&incoming_id)
+        .expect("checked above: a webhook");
+    let entities = entities(content_type, &bytes, settings)?;
     drop(bytes);
+    if entities.len() > most {
+        return Err(too_many(entities.len(), most));
+    }
     let result = state
         .engine
         .ingest(&incoming_id, entities, &format!("webhook {incoming_id}"))

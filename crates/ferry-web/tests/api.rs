@@ -87,6 +87,75 @@ async fn webhooks_take_an_array_or_ndjson_and_filtered_entities_make_no_task() {
 }
 
 #[tokio::test]
+async fn webhooks_take_xml_and_csv_and_a_broken_document_creates_nothing() {
+    let app = TestApp::start().await;
+    let xml = r#"<?xml version="1.0"?>
+<products><product><sku>X-1</sku><price>5</price></product><product><sku>X-2</sku><price>6</price></product></products>"#;
+    let r = app
+        .post_raw("/api/v1/webhooks/shop", "application/xml", xml)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["created"], 8, "2 entities on 4 routes: {body}");
+    let task = app
+        .get_ok("/api/v1/tasks?entity_identifier=X-2&entity_identifier_match=equals&per_page=1")
+        .await;
+    let id = task["items"][0]["identifier"].as_str().unwrap();
+    let task = app.get_ok(&format!("/api/v1/tasks/{id}")).await;
+    assert_eq!(task["entity_data"], json!({"sku": "X-2", "price": 6}));
+
+    // Windows-1252 by its charset; a semicolon is just text with the default comma.
+    let csv: &[u8] = b"sku,name,price\nC-1,Caf\xe9 \x80,7\n";
+    let r = app
+        .post_raw(
+            "/api/v1/webhooks/shop",
+            "text/csv; charset=windows-1252",
+            csv,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let task = app
+        .get_ok("/api/v1/tasks?entity_identifier=C-1&entity_identifier_match=equals&per_page=1")
+        .await;
+    let id = task["items"][0]["identifier"].as_str().unwrap();
+    let task = app.get_ok(&format!("/api/v1/tasks/{id}")).await;
+    assert_eq!(task["entity_data"]["name"], "Café €");
+
+    let before = app.get_ok("/api/v1/tasks?per_page=1").await["total"].clone();
+    let r = app
+        .post_raw(
+            "/api/v1/webhooks/shop",
+            "text/xml",
+            "<products>\n<product><sku>Y</sku></product>\n<product><sku>Z</sku>\n</products>",
+        )
+        .await;
+    assert_error(
+        r,
+        StatusCode::BAD_REQUEST,
+        "invalid_xml",
+        "line 4, column 1",
+    )
+    .await;
+    let r = app
+        .post_raw("/api/v1/webhooks/shop", "text/csv", "sku,price\nY,1\nZ\n")
+        .await;
+    assert_error(r, StatusCode::BAD_REQUEST, "invalid_csv", "line 3").await;
+    let r = app
+        .post_raw(
+            "/api/v1/webhooks/shop",
+            "text/csv; charset=ebcdic",
+            "sku\nY\n",
+        )
+        .await;
+    assert_error(r, StatusCode::BAD_REQUEST, "invalid_body", "ebcdic").await;
+    assert_eq!(
+        app.get_ok("/api/v1/tasks?per_page=1").await["total"],
+        before,
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
 async fn without_an_identifier_path_the_identifier_is_the_compact_json() {
     let app = TestApp::start().await;
     let body = app

@@ -156,7 +156,7 @@ pub trait SubscriberKind: Sync {
 /// What a subscriber is once built.
 pub enum Subscription {
     /// Entities are pushed to ferry (the web crate receives them).
-    Pushed(webhook::Settings),
+    Pushed(Box<webhook::Settings>),
     /// ferry fetches them itself, on a schedule or when asked.
     Pulled(Arc<dyn Fetch>),
 }

@@ -351,7 +351,16 @@ pub fn redirect_target(response: &reqwest::Response, url: &reqwest::Url) -> Opti
 
 /// An answer's body as text, refused past `max` bytes (an outside system could send
 /// gigabytes); the error says how much was allowed.
-pub async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<String, String> {
+pub async fn read_capped(response: reqwest::Response, max: usize) -> Result<String, String> {
+    let body = read_capped_bytes(response, max).await?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// As [`read_capped`], the bytes as they came.
+pub async fn read_capped_bytes(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
@@ -363,7 +372,7 @@ pub async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(String::from_utf8_lossy(&body).into_owned())
+    Ok(body)
 }
 
 /// The causes under reqwest's own summary (which repeats the URL), joined, with what a

@@ -8,6 +8,7 @@ use crate::connectors::{
     BuildResult, Built, CircuitState, Context, Delivered, DeliveryState, Publish, PublisherKind,
     one_by_one,
 };
+use crate::formats::{self, Format, XmlSettings};
 use crate::jq::JqProgram;
 use async_trait::async_trait;
 use ferry_core::TaskId;
@@ -51,6 +52,17 @@ struct Settings {
     /// Up to `size` tasks in one request, for targets with a bulk endpoint.
     #[serde(default)]
     batch: Option<BatchSettings>,
+    /// How the body is sent: `json` (the default) or `xml` (the body's JSON as XML, as
+    /// ferry reads XML; `Content-Type: application/xml`).
+    #[serde(default = "json")]
+    format: Format,
+    /// `root`: the element around a body that is not an object of one key.
+    #[serde(default)]
+    xml: XmlSettings,
+}
+
+fn json() -> Format {
+    Format::Json
 }
 
 /// `batch = { size = 100, body = "{products: .}", results = ".results" }`.
@@ -150,6 +162,12 @@ impl PublisherKind for HttpPublisher {
                 format!("{both} is in success_on too; a status is one or the other"),
             ));
         }
+        if !matches!(s.format, Format::Json | Format::Xml) {
+            problems.push(spec.problem(
+                "format",
+                "an http publisher sends \"json\" or \"xml\"; for CSV or NDJSON use a file publisher",
+            ));
+        }
         let batch = s
             .batch
             .and_then(|b| Batch::build(spec, b, endpoint.as_ref(), &mut problems));
@@ -166,6 +184,7 @@ impl PublisherKind for HttpPublisher {
             success_on: s.success_on,
             fail_on: s.fail_on,
             batch,
+            xml: (s.format == Format::Xml).then_some(s.xml),
         }) as Arc<dyn Publish>))
     }
 }
@@ -183,6 +202,8 @@ struct Sender {
     success_on: Vec<u16>,
     fail_on: Vec<u16>,
     batch: Option<Batch>,
+    /// Set when the body is sent as XML.
+    xml: Option<XmlSettings>,
 }
 
 /// The one request body the `key` expression `p` makes of `input` (`of` names it).
@@ -447,13 +468,24 @@ impl Sender {
         entity: Option<&Value>,
     ) -> Result<Answer, Failure> {
         let method = &self.method;
+        let xml = match &self.xml {
+            Some(s) => Some(formats::write_xml_document(body, s).map_err(|e| Failure {
+                message: format!("the body cannot be sent as XML: {e}"),
+                permanent: true,
+                ..Failure::default()
+            })?),
+            None => None,
+        };
         let (mut current, mut redirects) = (first.clone(), 0);
         loop {
             let shown = self.endpoint.redact(current.as_str());
-            let mut req = self
-                .endpoint
-                .request(method.clone(), current.clone())
-                .json(body);
+            let req = self.endpoint.request(method.clone(), current.clone());
+            let mut req = match &xml {
+                Some(text) => req
+                    .header(reqwest::header::CONTENT_TYPE, "application/xml")
+                    .body(text.clone()),
+                None => req.json(body),
+            };
             if let (Some(h), Some(key)) = (&self.idempotency_header, key) {
                 req = req.header(h, key);
             }

@@ -2,11 +2,14 @@
 //! pages as the API pages (`next`, `page`, `offset`, `cursor`, `link_header`); with
 //! `since`, each run asks only for what changed since the last successful one.
 
-use super::{Endpoint, MAX_REDIRECTS, Target, excerpt, origin_of, read_capped, redirect_target};
+use super::{
+    Endpoint, MAX_REDIRECTS, Target, excerpt, origin_of, read_capped_bytes, redirect_target,
+};
 use crate::connectors::settings::{self, jq_opt};
 use crate::connectors::{
     BuildResult, Built, Context, Fetch, Fetched, SubscriberKind, Subscription,
 };
+use crate::formats::{self, CsvSettings, Format, XmlSettings};
 use crate::jq::JqProgram;
 use async_trait::async_trait;
 use ferry_core::config::ConnectorSpec;
@@ -39,6 +42,17 @@ struct Settings {
     /// only).
     #[serde(default)]
     follow_other_origins: bool,
+    /// What the pages are: `json` (the default), `xml` or `csv`.
+    #[serde(default = "json")]
+    format: Format,
+    #[serde(default)]
+    csv: CsvSettings,
+    #[serde(default)]
+    xml: XmlSettings,
+}
+
+fn json() -> Format {
+    Format::Json
 }
 
 fn default_max_pages() -> u32 {
@@ -190,12 +204,18 @@ impl SubscriberKind for HttpSubscriber {
         if s.max_pages == 0 {
             problems.push(spec.problem("max_pages", "must be at least 1"));
         }
+        for (key, message) in s.csv.problems() {
+            problems.push(spec.problem(&format!("csv.{key}"), message));
+        }
         let Some(endpoint) = endpoint.filter(|_| problems.is_empty()) else {
             return Err(problems);
         };
         Ok(Built::new(Subscription::Pulled(Arc::new(Pages {
             endpoint,
             items,
+            format: s.format,
+            csv: s.csv,
+            xml: s.xml,
             paging,
             since,
             max_pages: s.max_pages,
@@ -207,6 +227,9 @@ impl SubscriberKind for HttpSubscriber {
 struct Pages {
     endpoint: Endpoint,
     items: Option<JqProgram>,
+    format: Format,
+    csv: CsvSettings,
+    xml: XmlSettings,
     paging: Paging,
     /// The query parameter, the jq of each item's value, the first run's mark.
     since: Option<(String, JqProgram, Option<String>)>,
@@ -320,6 +343,13 @@ impl Fetch for Pages {
                     Err(e) => {
                         out.errors
                             .push(format!("{origin}: items `{}`: {e}", p.code()));
+                        return out;
+                    }
+                },
+                None if self.format == Format::Xml => match formats::xml_entities(body.clone()) {
+                    Ok(items) => items,
+                    Err(e) => {
+                        out.errors.push(format!("{origin}: {e}"));
                         return out;
                     }
                 },
@@ -498,16 +528,39 @@ impl Pages {
             .filter_map(|v| v.to_str().ok())
             .collect::<Vec<_>>()
             .join(", ");
-        let text = read_capped(response, MAX_PAGE_BYTES)
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = read_capped_bytes(response, MAX_PAGE_BYTES)
             .await
             .map_err(|e| format!("GET {shown}: {e}"))?;
         if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes);
             return Err(self
                 .endpoint
                 .redact(&format!("GET {shown} → {status}: {}", excerpt(&text))));
         }
-        let body = serde_json::from_str(&text)
-            .map_err(|e| format!("GET {shown}: the answer is not JSON: {e}"))?;
+        let charset = match content_type.as_deref().and_then(formats::charset) {
+            Some(Ok(e)) => Some(e),
+            Some(Err(e)) => return Err(format!("GET {shown}: {e}")),
+            None => None,
+        };
+        let body = match self.format {
+            Format::Xml => formats::read_xml(&bytes, charset, &self.xml)
+                .map_err(|e| format!("GET {shown}: the XML answer: {e}"))?,
+            Format::Csv => {
+                let text = charset
+                    .unwrap_or(self.csv.encoding)
+                    .decode(&bytes)
+                    .and_then(|text| formats::read_csv(&text, &self.csv))
+                    .map_err(|e| format!("GET {shown}: the CSV answer: {e}"))?;
+                Value::Array(text.into_iter().map(|(row, _)| row).collect())
+            }
+            Format::Json | Format::Ndjson => serde_json::from_str(&String::from_utf8_lossy(&bytes))
+                .map_err(|e| format!("GET {shown}: the answer is not JSON: {e}"))?,
+        };
         Ok((body, (!link.is_empty()).then_some(link)))
     }
 }
