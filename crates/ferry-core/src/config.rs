@@ -183,6 +183,34 @@ impl Default for RetentionConfig {
 pub struct EntitySchema {
     pub id: ConfigId,
     pub identifier_path: Vec<String>,
+    /// A JSON Schema (draft 2020-12) file, relative to the configuration, that the
+    /// schema's entities must match, on the sides `validate` names.
+    pub json_schema: Option<String>,
+    pub validate: Validate,
+}
+
+/// Where an entity schema's JSON Schema is applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Validate {
+    /// The entity as it becomes a task (after the incoming and route transformers): one
+    /// that does not match is refused (422 on a webhook).
+    #[default]
+    Incoming,
+    /// The payload as it would be sent (after the outgoing transformers): one that does
+    /// not match fails its task.
+    Outgoing,
+    Both,
+}
+
+impl Validate {
+    pub fn incoming(self) -> bool {
+        matches!(self, Validate::Incoming | Validate::Both)
+    }
+
+    pub fn outgoing(self) -> bool {
+        matches!(self, Validate::Outgoing | Validate::Both)
+    }
 }
 
 /// Where a piece of configuration was written, for error messages.
@@ -416,6 +444,10 @@ struct RawSchema {
     id: Spanned<String>,
     #[serde(default)]
     identifier_path: Vec<String>,
+    #[serde(default)]
+    json_schema: Option<String>,
+    #[serde(default)]
+    validate: Option<Validate>,
 }
 
 #[derive(Deserialize)]
@@ -759,10 +791,20 @@ impl Validator<'_> {
             .iter()
             .enumerate()
             .map(|(i, s)| {
+                let start = s.span().start;
                 let s = s.get_ref();
+                if s.validate.is_some() && s.json_schema.is_none() {
+                    self.problem(
+                        Some(start),
+                        format!("entity_schemas[{i}].validate"),
+                        "validate says where a JSON Schema applies; give it with json_schema = \"schemas/product.json\"",
+                    );
+                }
                 EntitySchema {
                     id: self.id(&s.id, &format!("entity_schemas[{i}].id")),
                     identifier_path: s.identifier_path.clone(),
+                    json_schema: s.json_schema.clone(),
+                    validate: s.validate.unwrap_or_default(),
                 }
             })
             .collect();

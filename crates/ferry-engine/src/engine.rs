@@ -2,6 +2,7 @@
 //! [`crate::runtime`] drives these steps in the background; tests call them directly.
 
 use crate::connectors::{self, Connect, Fetch, Publish, Subscription, webhook};
+use crate::schema::SchemaCheck;
 use crate::transform::{self, Chain, Transformed};
 use ferry_core::Timestamp;
 use ferry_core::config::{Config, ConfigError, Location, Problem, WorkersConfig};
@@ -30,6 +31,8 @@ pub struct Engine {
     pub(crate) sources: HashMap<String, Arc<dyn Fetch>>,
     pub(crate) webhooks: HashMap<String, webhook::Settings>,
     pub(crate) connections: HashMap<String, Arc<dyn Connect>>,
+    /// Entity schemas' JSON Schemas, by entity schema id.
+    pub(crate) schemas: HashMap<String, Arc<SchemaCheck>>,
     /// One run at a time per route and per incoming configuration in this process.
     pub(crate) route_locks: HashMap<String, Arc<Mutex<()>>>,
     pub(crate) incoming_locks: HashMap<String, Arc<Mutex<()>>>,
@@ -52,6 +55,7 @@ pub struct Prepared {
     sources: HashMap<String, Arc<dyn Fetch>>,
     webhooks: HashMap<String, webhook::Settings>,
     connections: HashMap<String, Arc<dyn Connect>>,
+    schemas: HashMap<String, Arc<SchemaCheck>>,
     /// The configuration's warnings and the connectors'.
     warnings: Vec<Problem>,
 }
@@ -117,6 +121,20 @@ impl Prepared {
             }
         }
         problems.extend(connector_problems);
+        let mut schemas = HashMap::new();
+        for (i, schema) in config.entity_schemas.iter().enumerate() {
+            match SchemaCheck::load(schema, base_dir) {
+                Some(Ok(check)) => {
+                    schemas.insert(schema.id.to_string(), Arc::new(check));
+                }
+                Some(Err(message)) => problems.push(Problem {
+                    line: None,
+                    key: format!("entity_schemas[{i}].json_schema"),
+                    message,
+                }),
+                None => (),
+            }
+        }
         if !problems.is_empty() {
             return Err(ConfigError {
                 file: file_name.to_owned(),
@@ -131,6 +149,7 @@ impl Prepared {
             sources,
             webhooks,
             connections,
+            schemas,
             warnings,
         })
     }
@@ -184,6 +203,7 @@ impl Prepared {
             sources: self.sources,
             webhooks: self.webhooks,
             connections: self.connections,
+            schemas: self.schemas,
             route_locks: locks(route_ids),
             incoming_locks: locks(incoming_ids),
             wake,

@@ -3,6 +3,7 @@
 use crate::Engine;
 use crate::connectors::Sourced;
 use crate::connectors::file::move_aside;
+use crate::schema::Violation;
 use ferry_core::config::Route;
 use ferry_core::entity::entity_identifier;
 use ferry_core::task::{Level, Message, NewTask};
@@ -28,6 +29,8 @@ pub struct Rejected {
     pub origin: Option<String>,
     pub route: Option<String>,
     pub message: String,
+    /// Where the entity does not match its schema's JSON Schema, when that is why.
+    pub violations: Vec<Violation>,
 }
 
 impl std::fmt::Display for Rejected {
@@ -122,6 +125,12 @@ impl Engine {
             .config
             .entity_schema(incoming.entity_schema.as_str())
             .expect("validated: the schema exists");
+        let json_schema = self
+            .schemas
+            .get(schema.id.as_str())
+            .filter(|s| s.validate.incoming())
+            .cloned();
+        let json_schema = json_schema.as_deref();
         let routes: Vec<&Route> = self.config.routes_using(incoming_id).collect();
         let in_chain = self.incoming[incoming_id].clone();
         let now = self.now();
@@ -158,23 +167,26 @@ impl Engine {
             .zip(origins)
             .enumerate()
         {
-            let mut reject = |route: Option<&Route>, message: String| {
-                result.rejected.push(Rejected {
-                    index,
-                    origin: (mode == Mode::Lenient).then(|| origin.clone()),
-                    route: route.map(|r| r.id.to_string()),
-                    message,
-                })
-            };
+            let mut reject =
+                |route: Option<&Route>, message: String, violations: Vec<Violation>| {
+                    result.rejected.push(Rejected {
+                        index,
+                        origin: (mode == Mode::Lenient).then(|| origin.clone()),
+                        route: route.map(|r| r.id.to_string()),
+                        message,
+                        violations,
+                    })
+                };
             let received = Message::new(
                 now,
                 Level::Info,
                 format!("received from {origin} (entity {} of {total})", index + 1),
             );
+
             let after_incoming = match after_incoming {
                 Ok(t) => t,
                 Err(message) => {
-                    reject(None, message);
+                    reject(None, message, Vec::new());
                     continue;
                 }
             };
@@ -188,13 +200,14 @@ impl Engine {
                     let after_route = match route_results.next() {
                         Some(Ok(t)) => t,
                         Some(Err(message)) => {
-                            reject(Some(route), message);
+                            reject(Some(route), message, Vec::new());
                             continue;
                         }
                         None => {
                             reject(
                                 Some(route),
                                 "the route's transformers gave no result".into(),
+                                Vec::new(),
                             );
                             continue;
                         }
@@ -211,13 +224,26 @@ impl Engine {
                                     "the transformed entity is not a JSON object: {}",
                                     short(&data)
                                 ),
+                                Vec::new(),
                             );
                             continue;
+                        }
+                        if let Some(check) = json_schema {
+                            let violations = check.violations(&data);
+                            if !violations.is_empty() {
+                                let message = format!("the entity {}", check.describe(&violations));
+                                reject(Some(route), message, violations);
+                                continue;
+                            }
                         }
                         let identifier = match entity_identifier(&data, &schema.identifier_path) {
                             Ok(id) => id,
                             Err(e) => {
-                                reject(Some(route), format!("entity schema '{}': {e}", schema.id));
+                                reject(
+                                    Some(route),
+                                    format!("entity schema '{}': {e}", schema.id),
+                                    Vec::new(),
+                                );
                                 continue;
                             }
                         };

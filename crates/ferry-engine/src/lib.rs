@@ -12,6 +12,7 @@ pub mod jq;
 mod run;
 pub mod runtime;
 mod schedule;
+pub mod schema;
 pub mod transform;
 
 pub use bulk::ResumeError;

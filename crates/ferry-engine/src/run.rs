@@ -3,6 +3,7 @@
 
 use crate::Engine;
 use crate::connectors::{Delivered, Publish};
+use crate::schema::SchemaCheck;
 use crate::transform::Transformed;
 use ferry_core::config::Route;
 use ferry_core::retry::{AfterFailure, Failure};
@@ -218,6 +219,15 @@ pub enum RunError {
 }
 
 impl Engine {
+    /// The JSON Schema a task's payload must match before it is sent, when its entity
+    /// schema has one for the outgoing side.
+    fn outgoing_schema(&self, task: &TaskSummary) -> Option<&SchemaCheck> {
+        self.schemas
+            .get(&task.entity_schema)
+            .map(|s| s.as_ref())
+            .filter(|s| s.validate.outgoing())
+    }
+
     fn route_or_err(&self, route_id: &str) -> Result<&Route, RunError> {
         self.config
             .route(route_id)
@@ -587,7 +597,8 @@ impl Engine {
         last: Option<&LastSent>,
     ) -> Completion {
         let mut begun = self.begin(route, &task);
-        let (ready, digest) = ready(&task, transformed, &mut begun.log, self.now(), last);
+        let schema = self.outgoing_schema(&task);
+        let (ready, digest) = ready(&task, transformed, &mut begun.log, self.now(), last, schema);
         let result = match ready {
             Ok(Ready::Send(entity)) => publisher
                 .publish(&entity, &task.id)
@@ -622,7 +633,15 @@ impl Engine {
         let mut begun = Vec::with_capacity(batch.len());
         for (task, transformed) in batch {
             let mut attempt = self.begin(route, &task);
-            let (ready, digest) = ready(&task, transformed, &mut attempt.log, self.now(), last);
+            let schema = self.outgoing_schema(&task);
+            let (ready, digest) = ready(
+                &task,
+                transformed,
+                &mut attempt.log,
+                self.now(),
+                last,
+                schema,
+            );
             begun.push((task, attempt, ready, digest));
         }
         let items: Vec<(&Value, &TaskId)> = begun
@@ -792,12 +811,25 @@ fn ready(
     log: &mut Vec<Message>,
     now: Timestamp,
     last: Option<&LastSent>,
+    schema: Option<&SchemaCheck>,
 ) -> (Result<Ready, Failure>, Option<String>) {
     let entity = match prepared(transformed, log, now) {
         Ok(Some(entity)) => entity,
         Ok(None) => return (Ok(Ready::Done(Sent::Dropped)), None),
         Err(f) => return (Err(f), None),
     };
+    if let Some(schema) = schema {
+        let violations = schema.violations(&entity);
+        if !violations.is_empty() {
+            // The same payload would fail the same way on every attempt.
+            let failure = Failure {
+                message: format!("the payload {}", schema.describe(&violations)),
+                permanent: true,
+                ..Failure::default()
+            };
+            return (Err(failure), None);
+        }
+    }
     let Some(last) = last else {
         return (Ok(Ready::Send(entity)), None);
     };

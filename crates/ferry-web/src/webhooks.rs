@@ -386,7 +386,13 @@ pub async fn receive(
                 let details: Vec<Value> = rejected
                     .iter()
                     .take(100)
-                    .map(|r| serde_json::json!({ "index": r.index, "route": r.route, "message": r.message }))
+                    .map(|r| {
+                        let mut item = serde_json::json!({ "index": r.index, "route": r.route, "message": r.message });
+                        if !r.violations.is_empty() {
+                            item["violations"] = serde_json::json!(r.violations);
+                        }
+                        item
+                    })
                     .collect();
                 let first = &rejected[0];
                 ApiError::new(

@@ -156,6 +156,71 @@ async fn webhooks_take_xml_and_csv_and_a_broken_document_creates_nothing() {
 }
 
 #[tokio::test]
+async fn a_webhook_entity_against_its_json_schema_is_refused_with_422_listing_each_path() {
+    let schemas = tempfile::tempdir().unwrap();
+    let file = schemas.path().join("product.json");
+    std::fs::write(
+        &file,
+        r#"{"type": "object", "required": ["sku"], "properties": {"price": {"type": "number"}}}"#,
+    )
+    .unwrap();
+    let config = format!(
+        r#"
+[[entity_schemas]]
+id = "product"
+identifier_path = ["sku"]
+json_schema = "{}"
+
+[[incoming]]
+id = "shop"
+entity_schema = "product"
+subscriber = {{ type = "webhook" }}
+
+[[outgoing]]
+id = "archive"
+publisher = {{ type = "file", path = "out.ndjson" }}
+
+[[routes]]
+id = "archive"
+incoming = ["shop"]
+outgoing = "archive"
+"#,
+        file.display()
+    );
+    let app = TestApp::with_config(&config).await;
+    let r = app
+        .post(
+            "/api/v1/webhooks/shop",
+            &json!([{"sku": "A", "price": 1}, {"price": "cheap"}]),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "entities_rejected", "{body}");
+    let rejected = &body["error"]["details"]["rejected"][0];
+    assert_eq!(rejected["index"], 1, "{body}");
+    let paths: Vec<&str> = rejected["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["", "/price"], "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"cheap\" is not of type \"number\""),
+        "{body}"
+    );
+    assert_eq!(
+        app.get_ok("/api/v1/tasks").await["total"],
+        0,
+        "nothing created"
+    );
+}
+
+#[tokio::test]
 async fn without_an_identifier_path_the_identifier_is_the_compact_json() {
     let app = TestApp::start().await;
     let body = app

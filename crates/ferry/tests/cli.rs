@@ -298,6 +298,32 @@ disabled"#,
         "{err}"
     );
 
+    // A JSON Schema that is not one is found by check, with the key and what is wrong.
+    std::fs::write(
+        dir.path().join("product.schema.json"),
+        r#"{"type": "thing"}"#,
+    )
+    .unwrap();
+    let path = write(
+        dir.path(),
+        &CONFIG.replacen(
+            "[[entity_schemas]]",
+            "[[entity_schemas]]\njson_schema = \"product.schema.json\"",
+            1,
+        ),
+    );
+    let err = failing(
+        Command::new(FERRY)
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("entity_schemas[0].json_schema: product.schema.json is not a valid JSON Schema (draft 2020-12): at /type"),
+        "{err}"
+    );
+
     let out = Command::new(FERRY)
         .args(["serve", "--config", "/nonexistent/ferry.toml"])
         .output()
