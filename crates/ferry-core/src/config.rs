@@ -220,7 +220,7 @@ pub struct Location {
     pub line: Option<usize>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum TransformerKind {
     /// A jq filter over the entity: an error fails, an empty output drops.
     Jq { filter: String },
@@ -238,6 +238,11 @@ pub enum TransformerKind {
     /// The last outgoing transformer: a task whose payload is the one its route last
     /// published for the entity (by another task) is skipped as unchanged.
     OnlyChanged,
+    /// Enriches the entity with another system's answer: an http request (through a
+    /// connection or to a URL, `{field}` placeholders filled from the entity) whose
+    /// answer is merged at a jq path. Its settings (kind `http`, secrets expanded, key
+    /// the transformer's) are read by the engine.
+    Lookup(ConnectorSpec),
 }
 
 /// Where a `map` transformer's table comes from.
@@ -258,7 +263,7 @@ pub enum MapDefault {
     Value(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Transformer {
     pub kind: TransformerKind,
     pub at: Location,
@@ -489,6 +494,9 @@ enum RawTransformer {
     },
     #[serde(rename = "only_changed")]
     OnlyChanged {},
+    /// Its settings are the engine's to read (an http request and what to do with the
+    /// answer), as a connector's are.
+    Lookup(toml::Table),
 }
 
 #[derive(Deserialize)]
@@ -703,7 +711,13 @@ impl Validator<'_> {
                     key: format!("{key}[{i}]"),
                     line: Some(line_of(self.text, t.span().start)),
                 };
+                let span = t.span();
                 let kind = match t.into_inner() {
+                    RawTransformer::Lookup(mut table) => {
+                        table.insert("type".into(), toml::Value::String("http".into()));
+                        let spec = self.connector(Spanned::new(span, table), at.key.clone());
+                        TransformerKind::Lookup(spec)
+                    }
                     RawTransformer::Jq { filter } => TransformerKind::Jq { filter },
                     RawTransformer::Filter { condition } => TransformerKind::Filter { condition },
                     RawTransformer::Map {

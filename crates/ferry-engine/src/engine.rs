@@ -66,8 +66,43 @@ impl Prepared {
     /// file, line and key.
     pub fn new(config: Config, base_dir: &Path, file_name: &str) -> Result<Prepared, ConfigError> {
         let mut problems = Vec::new();
+        // Outside systems are not trusted to behave: bounded connect time (each request
+        // also has its configured timeout, and answers are read capped), and no redirect
+        // followed by the client, which would carry the configured headers (API keys) to
+        // wherever it points: publishers and subscribers handle a 3xx themselves.
+        let client = connectors::tls::client_builder()
+            .build()
+            .unwrap_or_default();
+        let mut warnings = config.warnings().to_vec();
+        let (mut publishers, mut sources, mut webhooks) =
+            (HashMap::new(), HashMap::new(), HashMap::new());
+        let (mut connections, mut lookups) = (HashMap::new(), HashMap::new());
+        let mut connector_problems = Vec::new();
+        match connectors::build(&config, base_dir, &client) {
+            Err(p) => connector_problems = p,
+            Ok(built) => {
+                warnings.extend(built.warnings);
+                connections = built.connections;
+                lookups = built.lookups;
+                publishers = built.publishers;
+                for (id, sub) in built.subscriptions {
+                    match sub {
+                        Subscription::Pushed(w) => {
+                            webhooks.insert(id, *w);
+                        }
+                        Subscription::Pulled(f) => {
+                            sources.insert(id, f);
+                        }
+                    }
+                }
+            }
+        }
+        let inputs = transform::Inputs {
+            base_dir,
+            lookups: &lookups,
+        };
         let mut compile = |chain: &[ferry_core::config::Transformer]| {
-            transform::compile(chain, base_dir).unwrap_or_else(|errors: Vec<(Location, String)>| {
+            transform::compile(chain, &inputs).unwrap_or_else(|errors: Vec<(Location, String)>| {
                 problems.extend(errors.into_iter().map(|(at, message)| Problem {
                     line: at.line,
                     key: at.key,
@@ -86,38 +121,10 @@ impl Prepared {
             .iter()
             .map(|r| (r.id.to_string(), compile(&r.transformers)))
             .collect();
-        // Outside systems are not trusted to behave: bounded connect time (each request
-        // also has its configured timeout, and answers are read capped), and no redirect
-        // followed by the client, which would carry the configured headers (API keys) to
-        // wherever it points: publishers and subscribers handle a 3xx themselves.
-        let client = connectors::tls::client_builder()
-            .build()
-            .unwrap_or_default();
-        let mut warnings = config.warnings().to_vec();
-        let (mut outgoing, mut sources, mut webhooks) =
-            (HashMap::new(), HashMap::new(), HashMap::new());
-        let mut connections = HashMap::new();
-        let mut connector_problems = Vec::new();
-        match connectors::build(&config, base_dir, &client) {
-            Err(p) => connector_problems = p,
-            Ok(built) => {
-                warnings.extend(built.warnings);
-                connections = built.connections;
-                for o in &config.outgoing {
-                    if let Some(p) = built.publishers.get(o.id.as_str()) {
-                        outgoing.insert(o.id.to_string(), (compile(&o.transformers), p.clone()));
-                    }
-                }
-                for (id, sub) in built.subscriptions {
-                    match sub {
-                        Subscription::Pushed(w) => {
-                            webhooks.insert(id, *w);
-                        }
-                        Subscription::Pulled(f) => {
-                            sources.insert(id, f);
-                        }
-                    }
-                }
+        let mut outgoing = HashMap::new();
+        for o in &config.outgoing {
+            if let Some(p) = publishers.get(o.id.as_str()) {
+                outgoing.insert(o.id.to_string(), (compile(&o.transformers), p.clone()));
             }
         }
         problems.extend(connector_problems);

@@ -1,5 +1,6 @@
 //! Transformer chains: `jq` maps an entity (an empty output drops it), `filter` keeps it
-//! only when its condition is true, `map` replaces a value by a table's.
+//! only when its condition is true, `map` replaces a value by a table's, `lookup` merges
+//! another system's answer into it.
 
 use crate::jq::{JqProgram, truthy};
 use ferry_core::config::{Location, MapDefault, MapTable, Transformer, TransformerKind};
@@ -15,6 +16,26 @@ pub enum Step {
     Map(ValueMap),
     /// Compared when published (see `run`): passes the entity on as it is.
     OnlyChanged,
+    Lookup(Arc<dyn Lookup>),
+}
+
+impl std::fmt::Debug for dyn Lookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lookup")
+    }
+}
+
+/// A `lookup` transformer's request (built with the connectors): called on a blocking
+/// thread of the runtime, it may wait for the answer.
+pub trait Lookup: Send + Sync {
+    fn enrich(&self, entity: Value) -> Result<Enriched, String>;
+}
+
+/// What a lookup did with an entity, and a line for its log.
+pub enum Enriched {
+    Merged { entity: Value, note: String },
+    Kept { entity: Value, note: String },
+    Skipped { note: String },
 }
 
 /// A compiled `map` transformer.
@@ -126,7 +147,7 @@ fn get_path<'a>(v: &'a Value, path: &[Value]) -> Option<&'a Value> {
 }
 
 /// Sets the value at `path`, making the last object key if it is missing.
-fn set_path(v: &mut Value, path: &[Value], new: Value) {
+pub(crate) fn set_path(v: &mut Value, path: &[Value], new: Value) {
     let Some((last, parents)) = path.split_last() else {
         *v = new;
         return;
@@ -177,6 +198,7 @@ impl Compiled {
             Step::Filter(p) => format!("filter `{}` ({})", p.code(), self.at.key),
             Step::Map(m) => format!("map {} ({})", m.field, self.at.key),
             Step::OnlyChanged => format!("only_changed ({})", self.at.key),
+            Step::Lookup(_) => format!("lookup ({})", self.at.key),
         }
     }
 }
@@ -191,9 +213,19 @@ pub fn only_changed(chain: &[Compiled]) -> bool {
         .is_some_and(|t| matches!(t.step, Step::OnlyChanged))
 }
 
-/// Compiles a configured chain (a `table_file` is read from `base_dir`); every error
-/// carries its transformer's location.
-pub fn compile(chain: &[Transformer], base_dir: &Path) -> Result<Chain, Vec<(Location, String)>> {
+/// What a chain needs beside its configuration: the folder a `table_file` is read
+/// from, and the `lookup` requests the connectors built (by transformer key).
+pub struct Inputs<'a> {
+    pub base_dir: &'a Path,
+    pub lookups: &'a HashMap<String, Arc<dyn Lookup>>,
+}
+
+/// Compiles a configured chain; every error carries its transformer's location.
+pub fn compile(
+    chain: &[Transformer],
+    inputs: &Inputs<'_>,
+) -> Result<Chain, Vec<(Location, String)>> {
+    let base_dir = inputs.base_dir;
     let mut compiled = Vec::with_capacity(chain.len());
     let mut errors = Vec::new();
     for t in chain {
@@ -208,6 +240,11 @@ pub fn compile(chain: &[Transformer], base_dir: &Path) -> Result<Chain, Vec<(Loc
                 default,
             } => ValueMap::compile(field, table, default, base_dir).map(Step::Map),
             TransformerKind::OnlyChanged => Ok(Step::OnlyChanged),
+            TransformerKind::Lookup(spec) => match inputs.lookups.get(&spec.key) {
+                Some(l) => Ok(Step::Lookup(l.clone())),
+                // Its settings' problems are reported by the connectors.
+                None => continue,
+            },
         };
         match step {
             Ok(step) => compiled.push(Compiled {
@@ -239,6 +276,7 @@ pub fn apply(chain: &[Compiled], entity: Value) -> Result<Transformed, String> {
     for t in chain {
         let mut next = Vec::with_capacity(current.len());
         let mut map_counts = (0, 0);
+        let mut lookup_notes = Vec::new();
         for value in current {
             match &t.step {
                 Step::Jq(p) => {
@@ -265,6 +303,16 @@ pub fn apply(chain: &[Compiled], entity: Value) -> Result<Transformed, String> {
                     next.push(value);
                 }
                 Step::OnlyChanged => next.push(value),
+                Step::Lookup(l) => match l
+                    .enrich(value)
+                    .map_err(|e| format!("{}: {e}", t.describe()))?
+                {
+                    Enriched::Merged { entity, note } | Enriched::Kept { entity, note } => {
+                        lookup_notes.push(note);
+                        next.push(entity);
+                    }
+                    Enriched::Skipped { note } => lookup_notes.push(note),
+                },
             }
         }
         if matches!(t.step, Step::OnlyChanged) {
@@ -273,6 +321,7 @@ pub fn apply(chain: &[Compiled], entity: Value) -> Result<Transformed, String> {
             continue;
         }
         let note = match (next.len(), &t.step) {
+            (_, Step::Lookup(_)) => format!("{}: {}", t.describe(), lookup_notes.join("; ")),
             (_, Step::Map(_)) => format!(
                 "{}: {} mapped, {} not in the table and kept",
                 t.describe(),
@@ -302,6 +351,15 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn no_lookups(base_dir: &Path) -> Inputs<'_> {
+        static NONE: std::sync::LazyLock<HashMap<String, Arc<dyn Lookup>>> =
+            std::sync::LazyLock::new(HashMap::new);
+        Inputs {
+            base_dir,
+            lookups: &NONE,
+        }
+    }
+
     fn chain(specs: &[(&str, &str)]) -> Chain {
         let ts: Vec<Transformer> = specs
             .iter()
@@ -321,7 +379,7 @@ mod tests {
                 },
             })
             .collect();
-        compile(&ts, Path::new("")).unwrap()
+        compile(&ts, &no_lookups(Path::new(""))).unwrap()
     }
 
     #[test]
@@ -357,7 +415,7 @@ mod tests {
                 line: Some(7),
             },
         }];
-        let errors = compile(&ts, Path::new("")).unwrap_err();
+        let errors = compile(&ts, &no_lookups(Path::new(""))).unwrap_err();
         assert_eq!(errors[0].0.line, Some(7));
     }
 
@@ -373,7 +431,7 @@ mod tests {
                 line: Some(3),
             },
         }];
-        compile(&ts, dir).unwrap()
+        compile(&ts, &no_lookups(dir)).unwrap()
     }
 
     fn countries() -> MapTable {
@@ -466,7 +524,7 @@ mod tests {
                 line: Some(1),
             },
         }];
-        let errors = compile(&ts, dir.path()).unwrap_err();
+        let errors = compile(&ts, &no_lookups(dir.path())).unwrap_err();
         assert!(
             errors[0]
                 .1

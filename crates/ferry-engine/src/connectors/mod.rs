@@ -320,6 +320,8 @@ pub struct Connectors {
     pub connections: HashMap<String, Arc<dyn Connect>>,
     pub subscriptions: HashMap<String, Subscription>,
     pub publishers: HashMap<String, Arc<dyn Publish>>,
+    /// The `lookup` transformers' requests, by their transformer's key.
+    pub lookups: HashMap<String, Arc<dyn crate::transform::Lookup>>,
     pub warnings: Vec<Problem>,
 }
 
@@ -397,6 +399,24 @@ pub fn build(
             });
         take(built, &mut warnings);
     }
+    // The `lookup` transformers' requests, by their transformer's key.
+    let mut lookups = HashMap::new();
+    let chains = config
+        .incoming
+        .iter()
+        .map(|i| &i.transformers)
+        .chain(config.routes.iter().map(|r| &r.transformers))
+        .chain(config.outgoing.iter().map(|o| &o.transformers));
+    for t in chains.flatten() {
+        if let ferry_core::config::TransformerKind::Lookup(spec) = &t.kind {
+            match http::lookup::build(spec, &ctx) {
+                Ok(l) => {
+                    lookups.insert(spec.key.clone(), l);
+                }
+                Err(p) => problems.extend(p),
+            }
+        }
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -404,6 +424,7 @@ pub fn build(
         connections,
         subscriptions,
         publishers,
+        lookups,
         warnings,
     })
 }

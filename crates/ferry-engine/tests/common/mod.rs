@@ -248,9 +248,17 @@ impl Harness {
     }
 
     pub async fn export_log(&self, id: &ferry_core::TaskId) -> Vec<String> {
+        self.log(id, ferry_core::Phase::Export).await
+    }
+
+    pub async fn import_log(&self, id: &ferry_core::TaskId) -> Vec<String> {
+        self.log(id, ferry_core::Phase::Import).await
+    }
+
+    async fn log(&self, id: &ferry_core::TaskId, phase: ferry_core::Phase) -> Vec<String> {
         self.engine
             .store()
-            .messages(id, ferry_core::Phase::Export)
+            .messages(id, phase)
             .await
             .unwrap()
             .unwrap()

@@ -2,6 +2,7 @@
 //! publishers that send each task.
 
 mod connection;
+pub(crate) mod lookup;
 mod publisher;
 mod subscriber;
 
