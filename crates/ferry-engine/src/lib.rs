@@ -14,6 +14,8 @@ pub mod runtime;
 mod schedule;
 pub mod schema;
 pub mod transform;
+mod trial;
+pub use trial::*;
 
 pub use bulk::ResumeError;
 pub use engine::*;

@@ -274,67 +274,8 @@ pub fn apply(chain: &[Compiled], entity: Value) -> Result<Transformed, String> {
     let mut current = vec![entity];
     let mut notes = Vec::new();
     for t in chain {
-        let mut next = Vec::with_capacity(current.len());
-        let mut map_counts = (0, 0);
-        let mut lookup_notes = Vec::new();
-        for value in current {
-            match &t.step {
-                Step::Jq(p) => {
-                    let out = p
-                        .run(&value)
-                        .map_err(|e| format!("{}: {e}", t.describe()))?;
-                    next.extend(out);
-                }
-                Step::Filter(p) => {
-                    let out = p
-                        .run(&value)
-                        .map_err(|e| format!("{}: {e}", t.describe()))?;
-                    if out.first().is_some_and(truthy) {
-                        next.push(value);
-                    }
-                }
-                Step::Map(m) => {
-                    let mut value = value;
-                    let (mapped, kept) = m
-                        .apply(&mut value)
-                        .map_err(|e| format!("{}: {e}", t.describe()))?;
-                    map_counts.0 += mapped;
-                    map_counts.1 += kept;
-                    next.push(value);
-                }
-                Step::OnlyChanged => next.push(value),
-                Step::Lookup(l) => match l
-                    .enrich(value)
-                    .map_err(|e| format!("{}: {e}", t.describe()))?
-                {
-                    Enriched::Merged { entity, note } | Enriched::Kept { entity, note } => {
-                        lookup_notes.push(note);
-                        next.push(entity);
-                    }
-                    Enriched::Skipped { note } => lookup_notes.push(note),
-                },
-            }
-        }
-        if matches!(t.step, Step::OnlyChanged) {
-            // Its outcome is the publishing's to say.
-            current = next;
-            continue;
-        }
-        let note = match (next.len(), &t.step) {
-            (_, Step::Lookup(_)) => format!("{}: {}", t.describe(), lookup_notes.join("; ")),
-            (_, Step::Map(_)) => format!(
-                "{}: {} mapped, {} not in the table and kept",
-                t.describe(),
-                map_counts.0,
-                map_counts.1
-            ),
-            (0, Step::Filter(_)) => format!("{}: condition false, entity dropped", t.describe()),
-            (0, Step::Jq(_)) => format!("{}: no output, entity dropped", t.describe()),
-            (1, Step::Filter(_)) => format!("{}: condition true, kept", t.describe()),
-            (1, Step::Jq(_)) => format!("{}: applied", t.describe()),
-            (n, _) => format!("{}: {n} outputs", t.describe()),
-        };
-        notes.push(note);
+        let (next, note) = step(t, current)?;
+        notes.extend(note);
         current = next;
         if current.is_empty() {
             break;
@@ -344,6 +285,108 @@ pub fn apply(chain: &[Compiled], entity: Value) -> Result<Transformed, String> {
         outputs: current,
         notes,
     })
+}
+
+/// One step of a chain as `ferry try` shows it: which transformer, and what it made
+/// (its outputs and its log line) or the error that stopped the chain.
+#[derive(Debug)]
+pub struct Traced {
+    pub transformer: String,
+    pub result: Result<(Vec<Value>, Option<String>), String>,
+}
+
+/// Runs `chain` on `entity` as [`apply`] does, keeping every step's outputs; stops at
+/// an error or when nothing is left.
+pub fn trace(chain: &[Compiled], entity: Value) -> (Vec<Traced>, Result<Vec<Value>, String>) {
+    let mut current = vec![entity];
+    let mut steps = Vec::new();
+    for t in chain {
+        match step(t, current) {
+            Ok((next, note)) => {
+                current = next.clone();
+                steps.push(Traced {
+                    transformer: t.describe(),
+                    result: Ok((next, note)),
+                });
+            }
+            Err(e) => {
+                steps.push(Traced {
+                    transformer: t.describe(),
+                    result: Err(e.clone()),
+                });
+                return (steps, Err(e));
+            }
+        }
+        if current.is_empty() {
+            break;
+        }
+    }
+    (steps, Ok(current))
+}
+
+/// One transformer over every value the one before made: what it made, and its line
+/// for the log.
+fn step(t: &Compiled, current: Vec<Value>) -> Result<(Vec<Value>, Option<String>), String> {
+    let mut next = Vec::with_capacity(current.len());
+    let mut map_counts = (0, 0);
+    let mut lookup_notes = Vec::new();
+    for value in current {
+        match &t.step {
+            Step::Jq(p) => {
+                let out = p
+                    .run(&value)
+                    .map_err(|e| format!("{}: {e}", t.describe()))?;
+                next.extend(out);
+            }
+            Step::Filter(p) => {
+                let out = p
+                    .run(&value)
+                    .map_err(|e| format!("{}: {e}", t.describe()))?;
+                if out.first().is_some_and(truthy) {
+                    next.push(value);
+                }
+            }
+            Step::Map(m) => {
+                let mut value = value;
+                let (mapped, kept) = m
+                    .apply(&mut value)
+                    .map_err(|e| format!("{}: {e}", t.describe()))?;
+                map_counts.0 += mapped;
+                map_counts.1 += kept;
+                next.push(value);
+            }
+            Step::OnlyChanged => next.push(value),
+            Step::Lookup(l) => match l
+                .enrich(value)
+                .map_err(|e| format!("{}: {e}", t.describe()))?
+            {
+                Enriched::Merged { entity, note } | Enriched::Kept { entity, note } => {
+                    lookup_notes.push(note);
+                    next.push(entity);
+                }
+                Enriched::Skipped { note } => lookup_notes.push(note),
+            },
+        }
+    }
+    if matches!(t.step, Step::OnlyChanged) {
+        // Its outcome is the publishing's to say.
+        return Ok((next, None));
+    }
+    let note = match (next.len(), &t.step) {
+        (_, Step::Lookup(_)) => format!("{}: {}", t.describe(), lookup_notes.join("; ")),
+        (_, Step::Map(_)) => format!(
+            "{}: {} mapped, {} not in the table and kept",
+            t.describe(),
+            map_counts.0,
+            map_counts.1
+        ),
+        (0, Step::Filter(_)) => format!("{}: condition false, entity dropped", t.describe()),
+        (0, Step::Jq(_)) => format!("{}: no output, entity dropped", t.describe()),
+        (1, Step::Filter(_)) => format!("{}: condition true, kept", t.describe()),
+        (1, Step::Jq(_)) => format!("{}: applied", t.describe()),
+        (n, _) => format!("{}: {n} outputs", t.describe()),
+    };
+    Ok((next, Some(note)))
 }
 
 #[cfg(test)]

@@ -367,6 +367,65 @@ function runButtons() {
   }
 }
 
+// ----- Routes page: try a route (nothing is stored or sent)
+function el(tag, className, text) {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function tryStep(list, step) {
+  const li = el("li", step.error ? "try-step error" : "try-step");
+  li.append(el("span", "try-side", step.side), " ", el("span", "try-what", step.error ? `${step.transformer}: ${step.error}` : (step.note || step.transformer)));
+  for (const out of step.outputs) li.append(el("pre", "mono", JSON.stringify(out, null, 2)));
+  list.append(li);
+}
+
+function tryReport(out, r) {
+  out.replaceChildren();
+  const steps = el("ol", "try-steps");
+  for (const s of r.steps) tryStep(steps, s);
+  out.append(steps);
+  if (r.outcome) out.append(el("p", "try-outcome", r.outcome));
+  r.tasks.forEach((t, i) => {
+    const box = el("section", "try-task");
+    box.append(el("h3", null, `Task ${i + 1} of ${r.tasks.length}: entity identifier ${t.entity_identifier || "(none)"}`));
+    const more = el("ol", "try-steps");
+    for (const s of t.steps) tryStep(more, s);
+    box.append(more, el("p", "try-outcome", t.outcome));
+    if (t.request) {
+      const lines = [`${t.request.method} ${t.request.target}`, ...t.request.headers.map((h) => `${h.name}: ${h.value}`), "", t.request.body];
+      box.append(el("pre", "mono try-request", lines.join("\n")));
+    }
+    out.append(box);
+  });
+}
+
+function tryPanels() {
+  for (const panel of $$("details.try")) {
+    const button = panel.querySelector(".try-run");
+    const out = panel.querySelector(".try-result");
+    button.addEventListener("click", async () => {
+      let entity;
+      try {
+        entity = JSON.parse(panel.querySelector(".try-entity").value);
+      } catch (e) {
+        out.textContent = `The entity is not JSON: ${e.message}`;
+        return;
+      }
+      busy(button, true);
+      try {
+        tryReport(out, await api("POST", panel.dataset.url, { entity }));
+      } catch (e) {
+        out.textContent = `The try failed: ${e.message}`;
+      } finally {
+        busy(button, false);
+      }
+    });
+  }
+}
+
 // ----- Routes page: test a connection
 function connectionTests() {
   for (const button of $$("button.test-connection")) {
@@ -424,6 +483,7 @@ document.addEventListener("DOMContentLoaded", () => {
   selection();
   runningJobs();
   runButtons();
+  tryPanels();
   copyButtons();
   menus();
 });

@@ -32,6 +32,7 @@ use utoipa::OpenApi;
         crate::routes::list,
         crate::routes::one,
         crate::routes::run,
+        crate::routes::try_route,
         crate::routes::run_incoming,
         crate::routes::reset_since,
         crate::routes::retention,

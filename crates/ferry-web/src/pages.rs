@@ -635,6 +635,43 @@ struct RouteView {
     circuit: Option<String>,
     /// Requests in flight and the limits on them, in words.
     delivery: Option<String>,
+    /// What the Try panel's editor starts with: an entity with the schema's identifier
+    /// fields.
+    try_sample: String,
+}
+
+/// A sample entity for route `route`'s Try panel: its entity schema's identifier
+/// fields (nested ones as objects) with sample values.
+fn try_sample(config: &ferry_core::config::Config, route: &ferry_core::config::Route) -> String {
+    let path = route
+        .incoming
+        .first()
+        .and_then(|i| config.incoming(i.as_str()))
+        .and_then(|i| config.entity_schema(i.entity_schema.as_str()))
+        .map(|s| s.identifier_path.clone())
+        .unwrap_or_default();
+    fn put(at: &mut serde_json::Map<String, serde_json::Value>, keys: &[&str], value: String) {
+        match keys {
+            [] => {}
+            [last] => {
+                at.insert((*last).to_owned(), value.into());
+            }
+            [first, rest @ ..] => {
+                let inner = at
+                    .entry((*first).to_owned())
+                    .or_insert_with(|| serde_json::Value::Object(Default::default()));
+                if let Some(inner) = inner.as_object_mut() {
+                    put(inner, rest, value);
+                }
+            }
+        }
+    }
+    let mut sample = serde_json::Map::new();
+    for (n, field) in path.iter().enumerate() {
+        let keys: Vec<&str> = field.split('.').collect();
+        put(&mut sample, &keys, format!("SAMPLE-{}", n + 1));
+    }
+    serde_json::to_string_pretty(&serde_json::Value::Object(sample)).unwrap_or_default()
 }
 
 /// Where an incremental subscriber got to, as the Routes page shows it.
@@ -784,6 +821,7 @@ async fn routes_page(
                     .collect::<Vec<_>>()
                     .join(", "),
                 incoming_runnable: runnable.join(","),
+                try_sample: try_sample(state.config(), route),
                 outgoing: state
                     .config()
                     .outgoing(route.outgoing.as_str())

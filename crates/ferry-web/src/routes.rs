@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ferry_core::config::Route;
 use ferry_core::retry::Backoff;
-use ferry_engine::{IncomingRunError, RunError};
+use ferry_engine::{IncomingRunError, RunError, TryError, TryInput};
 use ferry_store::{SinceMark, StatusCounts};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -22,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/routes", get(list))
         .route("/api/v1/routes/{id}", get(one))
         .route("/api/v1/routes/{id}/run", post(run))
+        .route("/api/v1/routes/{id}/try", post(try_route))
         .route("/api/v1/incoming/{id}/run", post(run_incoming))
         .route("/api/v1/retention", get(retention))
 }
@@ -296,6 +297,94 @@ pub async fn run(
         retry: s.retry,
         disabled: s.disabled,
     }))
+}
+
+/// What to try a route with: an `entity` (through `incoming`, default the route's first
+/// incoming configuration), or a stored `task`'s entity.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct TryRequest {
+    #[schema(value_type = Option<Object>)]
+    pub entity: Option<serde_json::Value>,
+    pub incoming: Option<String>,
+    pub task: Option<String>,
+}
+
+/// Each step's outputs, the entity identifier and what the publisher would send
+/// (`tasks[].request`: method, target, headers with secrets as `***`, body).
+#[derive(Serialize, ToSchema, Debug)]
+pub struct TryResult {
+    pub route: String,
+    pub incoming: Option<String>,
+    #[schema(value_type = Vec<Object>)]
+    pub steps: serde_json::Value,
+    #[schema(value_type = Vec<Object>)]
+    pub tasks: serde_json::Value,
+    pub outcome: Option<String>,
+}
+
+/// Run the route's transformers on an entity and show what its publisher would send;
+/// nothing is stored or sent (a `lookup` transformer does ask its system).
+#[utoipa::path(post, path = "/api/v1/routes/{id}/try", tag = "routes",
+    params(("id" = String, Path, description = "route id")),
+    request_body = TryRequest,
+    responses((status = 200, body = TryResult), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn try_route(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<Json<TryResult>> {
+    let request: TryRequest = crate::body::json(&crate::body::bytes(body)?)?;
+    let report = try_report(&state, &id, request).await?;
+    Ok(Json(TryResult {
+        route: report.route,
+        incoming: report.incoming,
+        steps: serde_json::to_value(&report.steps).unwrap_or_default(),
+        tasks: serde_json::to_value(&report.tasks).unwrap_or_default(),
+        outcome: report.outcome,
+    }))
+}
+
+/// Tries route `id` with `request` (the API's and the Routes page's Try panel's).
+pub async fn try_report(
+    state: &AppState,
+    id: &str,
+    request: TryRequest,
+) -> ApiResult<ferry_engine::TryReport> {
+    let input = match (request.entity, request.task) {
+        (Some(entity), None) => TryInput::Entity {
+            entity,
+            incoming: request.incoming,
+        },
+        (None, Some(task)) => {
+            let task = ferry_core::TaskId::parse(&task).map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_task",
+                    format!("'{task}' is not a task identifier: {e}"),
+                )
+            })?;
+            TryInput::Task(task)
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_try",
+                "give either entity (a JSON object) or task (a task identifier)",
+            ));
+        }
+    };
+    state
+        .engine
+        .try_route(id, input)
+        .await
+        .map_err(|e| match e {
+            TryError::UnknownRoute(_) => unknown_route(id, state),
+            TryError::UnknownTask(t) => {
+                ApiError::not_found("task_not_found", format!("no task {t}"))
+            }
+            TryError::Bad(m) => ApiError::bad_request("invalid_try", m),
+            TryError::Store(e) => e.into(),
+        })
 }
 
 #[derive(Serialize, Deserialize, ToSchema, Debug)]

@@ -221,6 +221,146 @@ outgoing = "archive"
 }
 
 #[tokio::test]
+async fn trying_a_route_shows_each_step_and_the_request_with_secrets_masked_and_stores_nothing() {
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("key"), "k-live-123456").unwrap();
+    let config = format!(
+        r#"
+[[entity_schemas]]
+id = "product"
+identifier_path = ["sku"]
+
+[[incoming]]
+id = "shop"
+entity_schema = "product"
+subscriber = {{ type = "webhook" }}
+transformers = [{{ type = "jq", filter = ".price |= tonumber" }}]
+
+[[outgoing]]
+id = "erp"
+transformers = [{{ type = "jq", filter = "{{sku, price}}" }}]
+publisher = {{ type = "http", method = "PUT", url = "http://127.0.0.1:9/products/{{sku}}", headers = {{ "x-api-key" = "${{file:{}}}" }}, idempotency_header = "Idempotency-Key" }}
+
+[[routes]]
+id = "shop-to-erp"
+incoming = ["shop"]
+outgoing = "erp"
+transformers = [{{ type = "filter", condition = ".price > 0" }}]
+"#,
+        secrets.path().join("key").display()
+    );
+    let app = TestApp::with_config(&config).await;
+    let r = app
+        .post_ok(
+            "/api/v1/routes/shop-to-erp/try",
+            &json!({"entity": {"sku": "A-1", "price": "12.50", "extra": true}}),
+        )
+        .await;
+    let text = r.to_string();
+    assert!(
+        !text.contains("k-live-123456"),
+        "the secret is masked: {text}"
+    );
+    assert_eq!(r["incoming"], "shop");
+    assert_eq!(r["steps"][0]["side"], "incoming");
+    assert_eq!(
+        r["steps"][0]["outputs"][0]["price"].to_string(),
+        "12.50",
+        "as written"
+    );
+    assert_eq!(r["steps"][1]["side"], "route");
+    let task = &r["tasks"][0];
+    assert_eq!(task["entity_identifier"], "A-1");
+    assert_eq!(
+        task["steps"][0]["outputs"][0].to_string(),
+        r#"{"sku":"A-1","price":12.50}"#
+    );
+    assert_eq!(task["outcome"], "would be sent");
+    assert_eq!(task["request"]["method"], "PUT");
+    assert_eq!(task["request"]["target"], "http://127.0.0.1:9/products/A-1");
+    let headers = task["request"]["headers"].as_array().unwrap();
+    assert!(
+        headers
+            .iter()
+            .any(|h| h["name"] == "x-api-key" && h["value"] == "***"),
+        "{headers:?}"
+    );
+    assert!(
+        headers.iter().any(|h| h["name"] == "idempotency-key"),
+        "{headers:?}"
+    );
+    assert!(
+        task["request"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("\"price\": 12.50")
+    );
+
+    // A filtered entity: no task, and the reason.
+    let r = app
+        .post_ok(
+            "/api/v1/routes/shop-to-erp/try",
+            &json!({"entity": {"sku": "B", "price": "0"}}),
+        )
+        .await;
+    assert!(r["tasks"].as_array().unwrap().is_empty());
+    assert!(r["outcome"].as_str().unwrap().contains("dropped"), "{r}");
+
+    // A stored task's entity goes through the outgoing side only.
+    let created = app
+        .post_ok(
+            "/api/v1/webhooks/shop",
+            &json!({"sku": "C-3", "price": "3"}),
+        )
+        .await;
+    let id = created["tasks"][0].as_str().unwrap();
+    let r = app
+        .post_ok("/api/v1/routes/shop-to-erp/try", &json!({"task": id}))
+        .await;
+    assert!(r["steps"].as_array().unwrap().is_empty());
+    assert_eq!(
+        r["tasks"][0]["request"]["target"],
+        "http://127.0.0.1:9/products/C-3"
+    );
+    assert_eq!(
+        app.get_ok("/api/v1/tasks").await["total"],
+        1,
+        "only the webhook's task"
+    );
+
+    for (body, status, code) in [
+        (json!({}), StatusCode::BAD_REQUEST, "invalid_try"),
+        (
+            json!({"entity": [1]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_try",
+        ),
+        (
+            json!({"entity": {}, "incoming": "nope"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_try",
+        ),
+        (
+            json!({"task": "nope"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_task",
+        ),
+        (
+            json!({"task": "01M8ZNA4J47W4V2T2KGKKMS4SR"}),
+            StatusCode::NOT_FOUND,
+            "task_not_found",
+        ),
+    ] {
+        let r = app.post("/api/v1/routes/shop-to-erp/try", &body).await;
+        assert_error(r, status, code, "").await;
+    }
+    let r = app
+        .post("/api/v1/routes/nope/try", &json!({"entity": {}}))
+        .await;
+    assert_error(r, StatusCode::NOT_FOUND, "route_not_found", "shop-to-erp").await;
+}
+
+#[tokio::test]
 async fn without_an_identifier_path_the_identifier_is_the_compact_json() {
     let app = TestApp::start().await;
     let body = app

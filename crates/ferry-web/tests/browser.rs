@@ -697,3 +697,64 @@ async fn the_routes_page_shows_counts_and_runs_a_route() {
     assert!(text(c, "#route-archive").await.contains("finished 4"));
     b.client.clone().close().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_try_panel_shows_each_step_and_what_would_be_sent() {
+    let Some(b) = browser().await else { return };
+    let app = TestApp::start().await;
+    let c = &b.client;
+    sign_in(c, &app, "olga", Role::Operator).await;
+    c.goto(&app.url("/routes")).await.unwrap();
+    let strict = css(c, "#route-strict").await;
+    strict
+        .find(Locator::Css("details.try summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let editor = strict
+        .find(Locator::Css("textarea.try-entity"))
+        .await
+        .unwrap();
+    assert!(
+        editor
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+            .contains("\"sku\""),
+        "the editor starts with the identifier field"
+    );
+    editor.clear().await.unwrap();
+    editor
+        .send_keys(r#"{"sku": "TRY-1", "name": "Kayak", "price": "99.90"}"#)
+        .await
+        .unwrap();
+    strict
+        .find(Locator::Css("button.try-run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let shown = text_until(c, "#route-strict .try-result", |t| {
+        t.contains("would be sent")
+    })
+    .await;
+    assert!(shown.contains(".price |= tonumber"), "{shown}");
+    assert!(shown.contains("condition true, kept"), "{shown}");
+    assert!(shown.contains("entity identifier TRY-1"), "{shown}");
+    assert!(shown.contains("POST http://127.0.0.1:9/TRY-1"), "{shown}");
+    assert!(shown.contains("\"price\": 99.90"), "{shown}");
+    c.execute(
+        "document.querySelector('#route-strict .try-task').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    screenshot(c, "routes-try").await;
+    // Nothing was stored.
+    assert_eq!(app.get_ok("/api/v1/tasks").await["total"], 0);
+    b.client.clone().close().await.unwrap();
+}

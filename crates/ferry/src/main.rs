@@ -15,6 +15,7 @@ mod serve;
 mod table;
 mod tasks_cmd;
 mod transfer;
+mod try_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -61,6 +62,9 @@ enum Command {
     Tokens(access_cmd::Tokens),
     /// Measure ingest, processing, queries, bulk actions and memory at scale.
     Bench(bench::Args),
+    /// Run a route's transformers on a sample entity and show what would be sent
+    /// (nothing is stored or sent).
+    Try(try_cmd::Args),
 }
 
 fn main() -> ExitCode {
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
             Command::Users(cmd) => access_cmd::users(cmd).await,
             Command::Tokens(cmd) => access_cmd::tokens(cmd).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Try(args) => try_cmd::run(args).await,
         }
     });
     // Do not wait for a transformer that ran past its time limit and still spins.

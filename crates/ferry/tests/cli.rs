@@ -352,3 +352,92 @@ fn environment_variables_override_the_file() {
     let err = failing(out);
     assert!(err.contains("mysql://nowhere"), "{err}");
 }
+
+#[test]
+fn ferry_try_prints_each_step_and_the_request_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+[storage]
+url = "sqlite://ferry.db"
+
+[[connections]]
+id = "erp"
+type = "http"
+base_url = "https://erp.example/api/"
+auth = { type = "bearer", token = "${env:ERP_TOKEN}" }
+
+[[entity_schemas]]
+id = "product"
+identifier_path = ["sku"]
+
+[[incoming]]
+id = "shop"
+entity_schema = "product"
+subscriber = { type = "webhook" }
+transformers = [{ type = "jq", filter = ".price |= tonumber" }]
+
+[[outgoing]]
+id = "erp"
+transformers = [{ type = "jq", filter = "{sku, price}" }]
+publisher = { type = "http", connection = "erp", method = "PUT", path = "/products/{sku}" }
+
+[[routes]]
+id = "shop-to-erp"
+incoming = ["shop"]
+outgoing = "erp"
+"#;
+    std::fs::write(dir.path().join("ferry.toml"), config).unwrap();
+    std::fs::write(
+        dir.path().join("sample.json"),
+        r#"{"sku": "A-1", "price": "12.50", "x": 1}"#,
+    )
+    .unwrap();
+    let out = ok(Command::new(FERRY)
+        .current_dir(dir.path())
+        .args([
+            "try",
+            "--config",
+            "ferry.toml",
+            "--route",
+            "shop-to-erp",
+            "--entity",
+            "sample.json",
+        ])
+        .env("ERP_TOKEN", "tok-very-secret")
+        .output()
+        .unwrap());
+    assert!(
+        out.contains("1. incoming: jq `.price |= tonumber` (incoming[0].transformers[0]): applied"),
+        "{out}"
+    );
+    assert!(out.contains("task 1 of 1: entity identifier A-1"), "{out}");
+    assert!(
+        out.contains("PUT https://erp.example/api/products/A-1"),
+        "{out}"
+    );
+    assert!(out.contains("authorization: ***"), "{out}");
+    assert!(out.contains("\"price\": 12.50"), "{out}");
+    assert!(!out.contains("tok-very-secret"), "{out}");
+    assert!(
+        !dir.path().join("ferry.db").exists(),
+        "nothing stored, no store opened"
+    );
+
+    let err = failing(
+        Command::new(FERRY)
+            .current_dir(dir.path())
+            .args([
+                "try",
+                "--config",
+                "ferry.toml",
+                "--route",
+                "nope",
+                "--entity",
+                "sample.json",
+            ])
+            .env("ERP_TOKEN", "t")
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("no route is called 'nope'"), "{err}");
+}

@@ -176,11 +176,34 @@ pub trait PublisherKind: Sync {
     fn build(&self, spec: &ConnectorSpec, ctx: &Context<'_>) -> BuildResult<Arc<dyn Publish>>;
 }
 
+/// What a publisher would send: an HTTP request, or what a file would get.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Preview {
+    /// `PUT`, `POST`…, or `append` for a file.
+    pub method: String,
+    /// The URL, or the file's path.
+    pub target: String,
+    /// Headers as they would go (credentials and secrets as `***`).
+    pub headers: Vec<PreviewHeader>,
+    /// The body, or the text added to the file.
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PreviewHeader {
+    pub name: String,
+    pub value: String,
+}
+
 /// Sends one task's entity.
 #[async_trait]
 pub trait Publish: Send + Sync {
     /// Publishes one entity of task `task`.
     async fn publish(&self, entity: &Value, task: &TaskId) -> Result<Delivered, Failure>;
+
+    /// What [`Publish::publish`] would send for `entity`, without sending it (`ferry
+    /// try`): the request or write, secrets masked.
+    fn preview(&self, entity: &Value, task: &TaskId) -> Result<Preview, String>;
 
     /// How many tasks one request carries, for a publisher that sends batches (then
     /// the run hands it up to that many at once, through [`Publish::publish_many`]).

@@ -3,7 +3,9 @@
 //! row first) or an element of one XML document (`xml`). The file is a whole document
 //! after every task.
 
-use crate::connectors::{BuildResult, Built, Context, Delivered, Publish, PublisherKind, settings};
+use crate::connectors::{
+    BuildResult, Built, Context, Delivered, Preview, Publish, PublisherKind, settings,
+};
 use crate::formats::{self, CsvSettings, Format, XmlSettings};
 use async_trait::async_trait;
 use ferry_core::TaskId;
@@ -183,6 +185,26 @@ fn add_framed(file: &mut std::fs::File, item: &str, f: &Framing) -> std::io::Res
 
 #[async_trait]
 impl Publish for FileSink {
+    fn preview(&self, entity: &Value, _task: &TaskId) -> Result<Preview, String> {
+        let (item, framing) = self.item(entity)?;
+        let body = match framing {
+            Some(f) => format!("{}{item}{}", f.start, f.tail),
+            None if self.format == Format::Csv && self.csv.header => {
+                let columns = self.csv.columns.as_deref().unwrap_or_default();
+                let header =
+                    formats::write_csv_header(columns, &self.csv).map_err(|e| e.to_string())?;
+                format!("{header}{item}")
+            }
+            None => item,
+        };
+        Ok(Preview {
+            method: "append".into(),
+            target: self.path.display().to_string(),
+            headers: Vec::new(),
+            body,
+        })
+    }
+
     async fn publish(&self, entity: &Value, _task: &TaskId) -> Result<Delivered, Failure> {
         let fail = |what: &str, e: std::io::Error| Failure {
             message: format!("cannot {what} {}: {e}", self.path.display()),

@@ -663,6 +663,32 @@ impl HttpConnection {
         self.execute(again).await
     }
 
+    /// The headers and credentials [`HttpConnection::send`] adds, as `ferry try` shows
+    /// them: values through [`HttpConnection::redact`], credentials as `***`.
+    pub fn preview_headers(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                let value = String::from_utf8_lossy(v.as_bytes());
+                (n.to_string(), self.redact(&value))
+            })
+            .collect();
+        match &self.auth {
+            None => {}
+            Some(Auth::Header(_)) => out.push(("authorization".into(), "***".into())),
+            Some(Auth::ApiKeyHeader(n, _)) => out.push((n.to_string(), "***".into())),
+            Some(Auth::ApiKeyQuery(name, _)) => {
+                out.push((format!("(query parameter {name})"), "***".into()));
+            }
+            Some(Auth::OAuth2(_)) => out.push((
+                "authorization".into(),
+                "Bearer *** (an OAuth2 token, fetched when sent)".into(),
+            )),
+        }
+        out
+    }
+
     fn sign(&self, request: &mut reqwest::Request) {
         match &self.auth {
             None | Some(Auth::OAuth2(_)) => {}

@@ -243,6 +243,31 @@ impl Endpoint {
             .collect()
     }
 
+    /// Every header a request for `entity` would carry beside the request's own: the
+    /// endpoint's (filled from the entity) and the connection's, secrets as `***`.
+    pub(crate) fn preview_headers(&self, entity: &Value) -> Result<Vec<(String, String)>, String> {
+        let mut out: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    self.redact(&String::from_utf8_lossy(v.as_bytes())),
+                )
+            })
+            .collect();
+        for (n, v) in self.headers_for(entity)? {
+            out.push((
+                n.to_string(),
+                self.redact(&String::from_utf8_lossy(v.as_bytes())),
+            ));
+        }
+        if let Some(c) = &self.connection {
+            out.extend(c.preview_headers());
+        }
+        Ok(out)
+    }
+
     /// Whether the target or a header takes `{field}` placeholders from the entity.
     pub(crate) fn takes_placeholders(&self) -> bool {
         self.target.contains('{') || !self.templated.is_empty()

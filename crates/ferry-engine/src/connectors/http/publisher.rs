@@ -5,8 +5,8 @@ use super::HttpConnection;
 use super::{Endpoint, MAX_REDIRECTS, Target, excerpt, read_capped, redirect_target};
 use crate::connectors::settings::{self, Method, jq_opt};
 use crate::connectors::{
-    BuildResult, Built, CircuitState, Context, Delivered, DeliveryState, Publish, PublisherKind,
-    one_by_one,
+    BuildResult, Built, CircuitState, Context, Delivered, DeliveryState, Preview, PreviewHeader,
+    Publish, PublisherKind, one_by_one,
 };
 use crate::formats::{self, Format, XmlSettings};
 use crate::jq::JqProgram;
@@ -273,6 +273,41 @@ fn shown_value(v: &Value) -> String {
 
 #[async_trait]
 impl Publish for Sender {
+    fn preview(&self, entity: &Value, task: &TaskId) -> Result<Preview, String> {
+        let url = self.endpoint.url(Some(entity))?;
+        let body = match &self.batch {
+            // A batch of one: the request a batch would make.
+            Some(b) => b.body(Value::Array(vec![entity.clone()])),
+            None => self.body(entity),
+        }
+        .map_err(|f| f.message)?;
+        let (content_type, text) = match &self.xml {
+            Some(s) => (
+                "application/xml",
+                formats::write_xml_document(&body, s)
+                    .map_err(|e| format!("the body cannot be sent as XML: {e}"))?,
+            ),
+            None => (
+                "application/json",
+                serde_json::to_string_pretty(&body).map_err(|e| e.to_string())?,
+            ),
+        };
+        let mut headers = vec![("content-type".to_owned(), content_type.to_owned())];
+        if let Some(h) = &self.idempotency_header {
+            headers.push((h.to_string(), task.to_string()));
+        }
+        headers.extend(self.endpoint.preview_headers(entity)?);
+        Ok(Preview {
+            method: self.method.to_string(),
+            target: self.endpoint.redact(url.as_str()),
+            headers: headers
+                .into_iter()
+                .map(|(name, value)| PreviewHeader { name, value })
+                .collect(),
+            body: self.endpoint.redact(&text),
+        })
+    }
+
     fn max_in_flight(&self) -> usize {
         self.endpoint.max_in_flight()
     }
