@@ -108,7 +108,26 @@ fn traced(
     (steps, Ok(out))
 }
 
+/// Most would-be tasks a try goes on with (a jq step may split an entity into many).
+const MAX_TASKS_SHOWN: usize = 100;
+
 impl Engine {
+    /// Runs `f` (transformers) on a blocking thread within the transformer time limit
+    /// (`workers.transform_timeout`); a run past it is an error.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, TryError> {
+        let limit = self.config.workers.transform_timeout;
+        match tokio::time::timeout(limit, tokio::task::spawn_blocking(f)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(TryError::Bad(format!("the transformers stopped: {e}"))),
+            Err(_) => Err(TryError::Bad(format!(
+                "the transformers passed the time limit of {limit:?} (workers.transform_timeout)"
+            ))),
+        }
+    }
+
     /// Tries `route` with `input`; see the module's description.
     pub async fn try_route(&self, route: &str, input: TryInput) -> Result<TryReport, TryError> {
         let r = self
@@ -167,26 +186,26 @@ impl Engine {
                     .incoming(&incoming)
                     .map(|i| i.entity_schema.to_string())
                     .unwrap_or_default();
-                let (steps, entities, outcome) = tokio::task::spawn_blocking(move || {
-                    let (mut steps, after) = traced("incoming", &in_chain, vec![entity]);
-                    let after = match after {
-                        Ok(v) => v,
-                        Err(e) => return (steps, Vec::new(), Some(e)),
-                    };
-                    let (more, after) = traced("route", &route_chain, after);
-                    steps.extend(more);
-                    match after {
-                        Ok(v) if v.is_empty() => (
-                            steps,
-                            v,
-                            Some("the transformers dropped the entity: no task".into()),
-                        ),
-                        Ok(v) => (steps, v, None),
-                        Err(e) => (steps, Vec::new(), Some(e)),
-                    }
-                })
-                .await
-                .map_err(|e| TryError::Bad(format!("the transformers stopped: {e}")))?;
+                let (steps, entities, outcome) = self
+                    .blocking(move || {
+                        let (mut steps, after) = traced("incoming", &in_chain, vec![entity]);
+                        let after = match after {
+                            Ok(v) => v,
+                            Err(e) => return (steps, Vec::new(), Some(e)),
+                        };
+                        let (more, after) = traced("route", &route_chain, after);
+                        steps.extend(more);
+                        match after {
+                            Ok(v) if v.is_empty() => (
+                                steps,
+                                v,
+                                Some("the transformers dropped the entity: no task".into()),
+                            ),
+                            Ok(v) => (steps, v, None),
+                            Err(e) => (steps, Vec::new(), Some(e)),
+                        }
+                    })
+                    .await?;
                 (entities, Some(incoming), steps, outcome, None, schema)
             }
         };
@@ -197,6 +216,14 @@ impl Engine {
             .unwrap_or_default();
         let check = self.schemas.get(&schema_id).cloned();
         let mut tasks = Vec::new();
+        let (mut entities, mut outcome) = (entities, outcome);
+        if entities.len() > MAX_TASKS_SHOWN {
+            outcome = Some(format!(
+                "{} entities would become tasks; the first {MAX_TASKS_SHOWN} are shown",
+                entities.len()
+            ));
+            entities.truncate(MAX_TASKS_SHOWN);
+        }
         for entity in entities {
             let id = task_id
                 .clone()
@@ -227,10 +254,9 @@ impl Engine {
                 }
             }
             let chain = out_chain.clone();
-            let (steps, payload) =
-                tokio::task::spawn_blocking(move || traced("outgoing", &chain, vec![entity]))
-                    .await
-                    .map_err(|e| TryError::Bad(format!("the transformers stopped: {e}")))?;
+            let (steps, payload) = self
+                .blocking(move || traced("outgoing", &chain, vec![entity]))
+                .await?;
             t.steps = steps;
             let payload = match payload {
                 Ok(mut p) if p.len() == 1 => p.remove(0),
