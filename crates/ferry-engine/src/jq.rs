@@ -344,6 +344,24 @@ mod tests {
     }
 
     #[test]
+    fn builtins_of_the_manual_beyond_jq_1_7_are_there_too() {
+        assert_eq!(
+            text(
+                "[leaf_paths], (65 | ascii), (1 | toarray), have_decnum",
+                r#"{"a":[1]}"#
+            ),
+            [r#"[["a",0]]"#, r#""A""#, "[1]", "true"]
+        );
+        assert_eq!(
+            text(
+                r#"(10 | dateadd("seconds"; 5)), (0 | date), ("xax" | trimstr("x")), ("  a " | trim)"#,
+                "null"
+            ),
+            ["15", r#""1970-01-01T00:00:00Z""#, r#""a""#, r#""a""#]
+        );
+    }
+
+    #[test]
     fn the_environment_is_out_of_reach() {
         for code in ["env.HOME", "$ENV.HOME"] {
             let err = JqProgram::compile(code).unwrap_err();

@@ -99,3 +99,14 @@ def todateiso8601: strftime("%Y-%m-%dT%H:%M:%SZ");
 def todate: todateiso8601;
 def fromdateiso8601: strptime("%Y-%m-%dT%H:%M:%SZ") | mktime;
 def fromdate: fromdateiso8601;
+
+# From jq's manual beyond what jq 1.7.1 itself has (jq 1.6's, jq 1.8's).
+def leaf_paths: paths(scalars);
+def ascii: [.] | implode;
+def toarray: if type == "array" then . else [.] end;
+def have_literal_numbers: true;
+def have_decnum: true;
+def dateadd(u; n): . + n;
+def datesub(u; n): . - n;
+def date: todate;
+def trimstr($x): ltrimstr($x) | rtrimstr($x);
