@@ -758,3 +758,69 @@ async fn the_try_panel_shows_each_step_and_what_would_be_sent() {
     assert_eq!(app.get_ok("/api/v1/tasks").await["total"], 0);
     b.client.clone().close().await.unwrap();
 }
+
+/// How much wider than the window the page is (0 when it fits).
+async fn overflow(c: &Client) -> i64 {
+    let v = c
+        .execute(
+            "return document.documentElement.scrollWidth - window.innerWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    v.as_i64().unwrap_or(i64::MAX)
+}
+
+#[tokio::test]
+async fn a_very_long_entity_identifier_is_cut_in_the_list_and_wrapped_on_its_page() {
+    let Some(b) = browser().await else { return };
+    let app = TestApp::start().await;
+    let long = format!("LONG-{}", "x".repeat(400));
+    let ids = app
+        .push_products(&[serde_json::json!({"sku": long, "name": "Long one", "price": "1"})])
+        .await;
+    let c = &b.client;
+    sign_in(c, &app, "olga", Role::Operator).await;
+    c.goto(&app.url("/tasks")).await.unwrap();
+    css(c, "td.cut").await;
+    // The row's last cell (Actions) is within the window, not pushed off by the value.
+    let right = c
+        .execute(
+            "return Math.ceil(document.querySelector('tbody tr td:last-child').getBoundingClientRect().right - window.innerWidth);",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_i64()
+        .unwrap_or(i64::MAX);
+    assert!(
+        right <= 0,
+        "the Actions cell is {right} px beyond the window"
+    );
+    assert!(
+        overflow(c).await <= 0,
+        "the list fits the window: {} px too wide",
+        overflow(c).await
+    );
+    let cell = css(c, "td.cut").await;
+    assert_eq!(
+        cell.attr("title").await.unwrap().as_deref(),
+        Some(long.as_str()),
+        "the whole value on hover"
+    );
+    screenshot(c, "tasks-long-identifier").await;
+    c.goto(&app.url(&format!("/tasks/{}", ids[0])))
+        .await
+        .unwrap();
+    assert!(
+        text(c, "h1").await.contains(&long),
+        "the whole value on the task's page"
+    );
+    assert!(
+        overflow(c).await <= 0,
+        "the task page fits the window: {} px too wide",
+        overflow(c).await
+    );
+    screenshot(c, "task-long-identifier").await;
+    b.client.clone().close().await.unwrap();
+}
