@@ -153,8 +153,24 @@ struct TextField {
 
 struct CountLink {
     name: &'static str,
-    count: u64,
+    /// The count with thousands separators.
+    count: String,
     href: String,
+    /// The status the list is filtered by.
+    active: bool,
+}
+
+/// `n` with thousands separators: `301,026`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
 }
 
 struct Row {
@@ -195,6 +211,12 @@ struct TasksPage {
     /// This view with every match counted.
     exact_href: String,
     counts: Vec<CountLink>,
+    /// The "All" pill: every status with the other filters (the pills' sum), and whether
+    /// no status filter is set.
+    all_count: String,
+    all_active: bool,
+    /// `total` with thousands separators.
+    total_shown: String,
     all_statuses_href: String,
     filter_json: String,
     filtered: bool,
@@ -359,10 +381,14 @@ async fn tasks_page(
             .into_iter()
             .map(|s| CountLink {
                 name: s.as_str(),
-                count: counts.get(s),
+                count: grouped(counts.get(s)),
                 href: count_href(Some(s)),
+                active: f.statuses.contains(&s),
             })
             .collect(),
+        all_count: grouped(counts.total()),
+        all_active: f.statuses.is_empty(),
+        total_shown: grouped(page.total),
         all_statuses_href: count_href(None),
         filter_json,
         filtered: *f != TaskFilter::default(),
@@ -701,7 +727,7 @@ fn ago(then: Timestamp, now: Timestamp) -> String {
 struct RoutesPage {
     nav: &'static str,
     me: Me,
-    total: u64,
+    total: String,
     totals: Vec<CountLink>,
     failed_last_hour: u64,
     failed_last_hour_href: String,
@@ -772,7 +798,8 @@ async fn routes_page(
             .into_iter()
             .map(|s| CountLink {
                 name: s.as_str(),
-                count: c.get(s),
+                count: grouped(c.get(s)),
+                active: false,
                 href: match route {
                     Some(r) => format!("/tasks?route={r}&status={}", s.as_str()),
                     None => format!("/tasks?status={}", s.as_str()),
@@ -909,7 +936,7 @@ async fn routes_page(
     let t = RoutesPage {
         nav: "routes",
         me: Me::of(&caller),
-        total: totals.total(),
+        total: grouped(totals.total()),
         totals: links(&totals, None),
         failed_last_hour: failed,
         failed_last_hour_href: failed_href(&failed_since(None)),
@@ -923,6 +950,15 @@ async fn routes_page(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_000), "1,000");
+        assert_eq!(grouped(301_026), "301,026");
+        assert_eq!(grouped(1_000_000), "1,000,000");
+    }
 
     #[test]
     fn ago_says_how_long_in_the_largest_whole_unit() {

@@ -824,3 +824,47 @@ async fn a_very_long_entity_identifier_is_cut_in_the_list_and_wrapped_on_its_pag
     screenshot(c, "task-long-identifier").await;
     b.client.clone().close().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_status_pills_count_alike_show_the_active_one_and_group_thousands() {
+    let Some(b) = browser().await else { return };
+    let app = TestApp::start().await;
+    // 250 products on 4 routes: 1,000 tasks; archive finishes its priced ones.
+    app.push_products(&TestApp::products(250, 0)).await;
+    app.run_route("archive").await;
+    let c = &b.client;
+    sign_in(c, &app, "olga", Role::Operator).await;
+    c.goto(&app.url("/tasks")).await.unwrap();
+    let counts = text(c, ".counts").await;
+    assert!(counts.contains("All 1,000"), "{counts}");
+    let active = css(c, ".counts .count.active").await.text().await.unwrap();
+    assert!(
+        active.starts_with("All"),
+        "no status filter: All is the active pill: {active}"
+    );
+
+    // Filtered by a status: All still counts every status (the pills' sum), the
+    // filtered pill is the active one, and the pager says how many the list holds.
+    c.goto(&app.url("/tasks?route=archive&status=finished"))
+        .await
+        .unwrap();
+    let counts = text(c, ".counts").await;
+    assert!(counts.contains("All 250"), "{counts}");
+    let active = css(c, ".counts .count.active").await;
+    assert_eq!(
+        active.attr("aria-current").await.unwrap().as_deref(),
+        Some("true")
+    );
+    let active = active.text().await.unwrap();
+    assert!(active.starts_with("finished"), "{active}");
+    let finished: u64 = active
+        .trim_start_matches("finished")
+        .trim()
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    let pager = text(c, ".pager").await;
+    assert!(pager.contains(&format!("{finished} tasks")), "{pager}");
+    screenshot(c, "tasks-status-pills").await;
+    b.client.clone().close().await.unwrap();
+}
