@@ -228,6 +228,10 @@ struct TasksPage {
     prev_href: Option<String>,
     next_href: Option<String>,
     last_href: Option<String>,
+    /// An empty page past the last of a list that has tasks.
+    beyond_last: bool,
+    /// The last page, to go back to from beyond it.
+    back_href: String,
     base_hint: String,
 }
 
@@ -429,6 +433,8 @@ async fn tasks_page(
         next_href: (u64::from(current) < pages && page.items.len() == query.page.per_page as usize)
             .then(|| href(current + 1)),
         last_href: (counted.exact && u64::from(current) < pages).then(|| href(last)),
+        beyond_last: page.items.is_empty() && page.total > 0 && current > 1,
+        back_href: href(last),
         base_hint: format!("http://{}", state.config().server.listen),
         error,
     };

@@ -347,7 +347,29 @@ async fn filtering_by_each_dimension_changes_the_list_and_the_address() {
     c.goto(&app.url("/tasks?status=bogus")).await.unwrap();
     let banner = css(c, ".banner.error").await.text().await.unwrap();
     assert!(banner.contains("unknown status 'bogus'"), "{banner}");
+    // It says nothing is shown, not "No tasks yet", and shows no counts it did not make.
+    let empty = text(c, ".empty").await;
+    assert!(
+        empty.contains("Nothing is shown") && !empty.contains("No tasks yet"),
+        "{empty}"
+    );
+    assert!(
+        c.find(Locator::Css(".counts")).await.is_err(),
+        "no zero counts"
+    );
     screenshot(c, "tasks-bad-url").await;
+
+    // A page past the last says so and leads back.
+    c.goto(&app.url("/tasks?route=patient&page=99"))
+        .await
+        .unwrap();
+    let empty = text(c, ".empty").await;
+    assert!(
+        empty.contains("Page 99 is past the last page of these 14 tasks"),
+        "{empty}"
+    );
+    css(c, ".empty a").await.click().await.unwrap();
+    assert_eq!(rows(c).await.len(), 14, "the last page");
     b.client.clone().close().await.unwrap();
 }
 
