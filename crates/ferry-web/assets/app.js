@@ -68,6 +68,28 @@ function presets() {
 }
 
 // ----- confirmation dialog with an optional reason; resolves to the reason or null
+// ----- Tasks page: the address holds only the filters that are set
+const filterDefaults = { sort: "created_at", order: "desc", per_page: "50" };
+
+function cleanAddress() {
+  const form = document.getElementById("filters");
+  if (!form) return;
+  form.addEventListener("submit", () => {
+    for (const field of form.elements) {
+      if (!field.name || field.disabled) continue;
+      const text = field.name.endsWith("_match") ? form.elements[field.name.slice(0, -6)] : null;
+      const unused = field.value === ""
+        || filterDefaults[field.name] === field.value
+        || (text && (text.value === "" || field.value === "contains"));
+      if (unused) field.disabled = true;
+    }
+  });
+  // Back and Forward may restore the page as it was left: every field usable again.
+  window.addEventListener("pageshow", () => {
+    for (const field of form.elements) field.disabled = false;
+  });
+}
+
 function confirmAction(title, text) {
   const dialog = $("#confirm");
   if (!dialog || typeof dialog.showModal !== "function") {
@@ -479,6 +501,7 @@ document.addEventListener("DOMContentLoaded", () => {
   connectionTests();
   localTimes();
   presets();
+  cleanAddress();
   singleActions();
   selection();
   runningJobs();

@@ -227,9 +227,10 @@ async fn filtering_by_each_dimension_changes_the_list_and_the_address() {
         .unwrap();
     apply(c).await;
     let url = c.current_url().await.unwrap();
-    assert!(
-        query_of(&url).contains(&("route".into(), "strict".into())),
-        "{url}"
+    assert_eq!(
+        query_of(&url),
+        [("route".to_owned(), "strict".to_owned())],
+        "only the filters set are in the address: {url}"
     );
     let r = rows(c).await;
     assert_eq!(r.len(), 14);

@@ -91,8 +91,12 @@ outgoing = "archive"
     );
     let html = page("/tasks?count=exact").await;
     assert!(
-        html.contains(&format!("All <strong>{TASKS}</strong>")),
-        "the exact count is missing"
+        html.contains(&format!(
+            "All <strong>{},{:03}</strong>",
+            TASKS / 1000,
+            TASKS % 1000
+        )),
+        "the exact count is missing, with its thousands separator"
     );
     assert!(!html.contains('≈') && html.contains(r#"rel="last""#));
 
